@@ -1,0 +1,46 @@
+# crowdtune: `make demo` and `make test` set everything up from nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Point the data home at the shared real datasets when they sit beside the checkout.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/README.md),)
+export CROWDTUNE_DATA ?= $(SHARED_DATA)
+endif
+# Model hubs are unreachable here; never let a library try.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes. torch goes first so that pip picks the CPU build
+# instead of pulling gigabytes of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/crowdtune demo
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: setup
+	$(BIN)/python benchmarks/bench_rounds.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) reports/demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,437 @@
+"""The ``crowdtune`` command line: parses options, calls library functions, prints results.
+
+Every command that computes numbers prints a table for people and, with ``--json``, one JSON
+object on stdout for scripts. Progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crowdtune import __version__
+
+app = typer.Typer(
+    help="crowdtune: align language models with feedback from a crowd.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+simulate_app = typer.Typer(help="Simulate Crowd-SFT rounds (the model as a point in genre space).")
+data_app = typer.Typer(help="The data home: where datasets live, and downloading them.")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print an error to stderr and exit with status 2 (bad input), before any work starts."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(k)``."""
+    if not enabled:
+        yield lambda k: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda k: progress.advance(task, k)
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(f"crowdtune {__version__}")
+        raise typer.Exit()
+
+
+# ---------------------------------------------------------------------------------------------
+# Options shared by the simulation commands; defaults are the published setting.
+DatasetOpt = typer.Option("movielens", "--dataset", help="movielens (610 real users) or synthetic.")
+UsersOpt = typer.Option(100, "--users", help="Users per run (N); one more becomes the expert.")
+GroupsOpt = typer.Option(4, "--groups", help="Groups per round (G).")
+RoundsOpt = typer.Option(100, "--rounds", help="Rounds per run (R).")
+RunsOpt = typer.Option(50, "--runs", help="Seeded runs per setting.")
+MetricOpt = typer.Option("l2", "--metric", help="l2, l1, dot (as published) or cosine.")
+SchemeOpt = typer.Option("rank", "--scheme", help="Point scheme: rank (published) or marginal.")
+DeltaOpt = typer.Option(0.1, "--delta", help="Step toward the group centroid, in (0, 1].")
+PowerOpt = typer.Option(2.0, "--weight-power", help="Centroid weights are points ** p.")
+ErrorOpt = typer.Option(0.05, "--error-prob", help="Chance the evaluator swaps the best candidate.")
+NoiseOpt = typer.Option(0.0, "--score-noise", help="SD of Gaussian noise on candidate scores.")
+FloorOpt = typer.Option(0.4, "--explore-floor", help="Epsilon-greedy's minimum exploration rate.")
+ScheduleOpt = typer.Option("linear", "--explore-schedule", help="linear, exponential or constant.")
+PoolOpt = typer.Option(
+    "random",
+    "--user-pool",
+    help="random: N+1 random MovieLens users per run; first: the first N+1 by id (published code).",
+)
+MissingOpt = typer.Option("zero", "--missing", help="Unrated genres: zero (published) or user-mean.")
+DropOpt = typer.Option([], "--drop-genre", help="Drop a genre column (repeatable), e.g. IMAX.")
+DimsOpt = typer.Option(20, "--dims", help="Dimensions of synthetic users.")
+ThresholdOpt = typer.Option(5.0, "--threshold", help="Distance counted as 'reached' (published: 5).")
+SeedOpt = typer.Option(1, "--seed", help="Seed of every run's random streams.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object to stdout.")
+OutOpt = typer.Option(None, "--out", help="Write tables, summary.json and report.html here.")
+FormatOpt = typer.Option("csv", "--table-format", help="csv or parquet.")
+ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr.")
+
+
+def build_settings(
+    *,
+    dataset: str,
+    users: int,
+    groups: int,
+    rounds: int,
+    metric: str,
+    scheme: str,
+    delta: float,
+    weight_power: float,
+    error_prob: float,
+    score_noise: float,
+    explore_floor: float,
+    explore_schedule: str,
+    user_pool: str,
+    missing: str,
+    drop_genre: list[str],
+    dims: int,
+    strategy: str = "random",
+) -> tuple[Any, Any]:
+    """Validated ``CrowdSpec`` and ``RoundConfig``, or a clean exit naming the bad option."""
+    from crowdtune.crowd.experiments import CrowdSpec
+    from crowdtune.crowd.rounds import RoundConfig
+
+    try:
+        spec = CrowdSpec(
+            dataset=dataset,
+            n_users=users,
+            user_pool=user_pool,
+            missing=missing,
+            drop_genres=tuple(drop_genre),
+            n_dims=dims,
+        )
+        config = RoundConfig(
+            n_groups=groups,
+            n_rounds=rounds,
+            strategy=strategy,
+            metric=metric,
+            scheme=scheme,
+            delta=delta,
+            weight_power=weight_power,
+            error_prob=error_prob,
+            score_noise=score_noise,
+            explore_floor=explore_floor,
+            explore_schedule=explore_schedule,
+        )
+        config.check_users(users)
+    except ValueError as exc:
+        fail(str(exc))
+    if missing not in ("zero", "user-mean"):
+        fail(f"unknown missing {missing!r}; choose one of: zero, user-mean")
+    return spec, config
+
+
+def print_summary(summary: dict[str, Any], title: str) -> None:
+    def ci(stats: dict[str, Any], digits: int = 2) -> str:
+        if stats["mean"] is None:
+            return "—"
+        if stats["ci_low"] is None:
+            return f"{stats['mean']:.{digits}f}"
+        return f"{stats['mean']:.{digits}f} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
+
+    table = Table(title=title)
+    for column in ("strategy", "runs", "start distance", "final distance", "rounds to threshold", "reached"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for name, s in summary.items():
+        reached = s["rounds_to_threshold"]["reached"]
+        table.add_row(
+            name,
+            str(s["runs"]),
+            ci(s["start_distance"]),
+            ci(s["final_distance"]),
+            ci(s["rounds_to_threshold"], 1),
+            "—" if reached is None else f"{reached:.0%}",
+        )
+    Console().print(table)
+
+
+def save_grouping(result: Any, out: Path, table_format: str, *, title: str) -> Path:
+    """Tables, ``summary.json`` and ``report.html`` of a grouping experiment under ``out``."""
+    from crowdtune.crowd.summary import distance_bands
+    from crowdtune.reports import grouping_sections, render_report
+    from crowdtune.tables import write_json, write_table
+
+    for name in ("runs", "rounds", "points"):
+        write_table(getattr(result, name), out / name, table_format)
+    summary = result.summary()
+    write_json({"settings": result.settings, "strategies": summary}, out / "summary.json")
+    sections = grouping_sections(
+        bands=distance_bands(result.rounds),
+        runs=result.runs,
+        points=result.points,
+        traces=result.traces,
+        summary={**summary, "settings": result.settings},
+        threshold=result.settings["threshold"],
+    )
+    return render_report(out / "report.html", title=title, sections=sections)
+
+
+@simulate_app.command("grouping")
+def simulate_grouping_cmd(
+    strategy: list[str] = typer.Option(
+        ["random"],
+        "--strategy",
+        help="random, epsilon-greedy or interleaved; repeat to compare several.",
+    ),
+    dataset: str = DatasetOpt,
+    users: int = UsersOpt,
+    groups: int = GroupsOpt,
+    rounds: int = RoundsOpt,
+    runs: int = RunsOpt,
+    metric: str = MetricOpt,
+    scheme: str = SchemeOpt,
+    delta: float = DeltaOpt,
+    weight_power: float = PowerOpt,
+    error_prob: float = ErrorOpt,
+    score_noise: float = NoiseOpt,
+    explore_floor: float = FloorOpt,
+    explore_schedule: str = ScheduleOpt,
+    user_pool: str = PoolOpt,
+    missing: str = MissingOpt,
+    drop_genre: list[str] = DropOpt,
+    dims: int = DimsOpt,
+    threshold: float = ThresholdOpt,
+    seed: int = SeedOpt,
+    as_json: bool = JsonOpt,
+    out: Path | None = OutOpt,
+    table_format: str = FormatOpt,
+    progress: bool = ProgressOpt,
+) -> None:
+    """Run seeded Crowd-SFT rounds for one or more grouping strategies and summarise them.
+
+    With one --strategy, --json prints {"settings", "runs", "start_distance", "final_distance",
+    "rounds_to_threshold", "improving_rounds"}, each distance as {"mean", "ci_low", "ci_high"}
+    (L2 distance to the expert, 95% CI over runs); rounds_to_threshold averages the runs that
+    reached --threshold and adds "reached", their share. With several, the per-strategy objects
+    sit under "strategies".
+    """
+    from crowdtune.crowd.experiments import simulate_grouping
+    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
+
+    spec, config = build_settings(
+        dataset=dataset, users=users, groups=groups, rounds=rounds, metric=metric, scheme=scheme,
+        delta=delta, weight_power=weight_power, error_prob=error_prob, score_noise=score_noise,
+        explore_floor=explore_floor, explore_schedule=explore_schedule, user_pool=user_pool,
+        missing=missing, drop_genre=drop_genre, dims=dims, strategy=strategy[0],
+    )  # fmt: skip
+    if runs < 1:
+        fail(f"runs must be at least 1, got {runs}")
+    if table_format not in ("csv", "parquet"):
+        fail(f"unknown table format {table_format!r}; choose one of: csv, parquet")
+    from crowdtune.crowd.grouping import STRATEGIES
+
+    for name in strategy:
+        if name not in STRATEGIES:
+            fail(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    try:
+        with progress_bar(runs * len(strategy), "simulating runs", progress) as advance:
+            result = simulate_grouping(
+                spec, config, strategies=strategy, n_runs=runs, seed=seed, threshold=threshold,
+                on_batch=advance,
+            )  # fmt: skip
+    except (DatasetMissingError, DatasetFormatError) as exc:
+        fail(str(exc))
+    summary = result.summary()
+    if out is not None:
+        report = save_grouping(result, out, table_format, title="Grouping simulation")
+        err.print(f"wrote {out}/ (report: {report})")
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        body: dict[str, Any] = {"settings": result.settings}
+        if len(strategy) == 1:
+            body.update(summary[strategy[0]])
+        else:
+            body["strategies"] = summary
+        typer.echo(json.dumps(jsonable(body)))
+    else:
+        print_summary(summary, f"{users} users, {groups} groups, {rounds} rounds, {metric}")
+
+
+@simulate_app.command("sweep")
+def simulate_sweep_cmd(
+    users: str = typer.Option("10,25,50,75,100", "--users", help="Comma-separated crowd sizes."),
+    groups: str = typer.Option("2,3,4,5", "--groups", help="Comma-separated group counts."),
+    strategies: str = typer.Option(
+        "random,epsilon-greedy,interleaved", "--strategies", help="Comma-separated strategies."
+    ),
+    metrics: str = typer.Option("l2,l1,dot", "--metrics", help="Comma-separated metrics."),
+    dataset: str = DatasetOpt,
+    rounds: int = RoundsOpt,
+    runs: int = RunsOpt,
+    scheme: str = SchemeOpt,
+    delta: float = DeltaOpt,
+    weight_power: float = PowerOpt,
+    error_prob: float = ErrorOpt,
+    score_noise: float = NoiseOpt,
+    explore_floor: float = FloorOpt,
+    explore_schedule: str = ScheduleOpt,
+    user_pool: str = PoolOpt,
+    missing: str = MissingOpt,
+    drop_genre: list[str] = DropOpt,
+    dims: int = DimsOpt,
+    threshold: float = ThresholdOpt,
+    seed: int = SeedOpt,
+    workers: int = typer.Option(2, "--workers", help="Worker processes (one per core)."),
+    as_json: bool = JsonOpt,
+    out: Path | None = OutOpt,
+    table_format: str = typer.Option("parquet", "--table-format", help="parquet or csv."),
+    progress: bool = ProgressOpt,
+) -> None:
+    """Sweep crowd size x groups x strategy x metric (default: the published grid, 9,000 runs).
+
+    --json prints {"settings", "cells": [...]}, one cell per setting with the mean start and final
+    distance, rounds to threshold and their 95% CIs.
+    """
+    from crowdtune.crowd.grouping import STRATEGIES
+    from crowdtune.crowd.metrics import METRICS
+    from crowdtune.crowd.sweep import SweepGrid, sweep
+    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
+
+    def ints(text: str, name: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            fail(f"--{name} takes comma-separated integers, got {text!r}")
+            raise
+
+    grid = SweepGrid(
+        users=ints(users, "users"),
+        groups=ints(groups, "groups"),
+        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+    )
+    for name in grid.strategies:
+        if name not in STRATEGIES:
+            fail(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    for name in grid.metrics:
+        if name not in METRICS:
+            fail(f"unknown metric {name!r}; choose one of: {', '.join(METRICS)}")
+    if not (grid.users and grid.groups and grid.strategies and grid.metrics):
+        fail("every grid axis needs at least one value")
+    spec, config = build_settings(
+        dataset=dataset, users=max(grid.users), groups=min(grid.groups), rounds=rounds,
+        metric=grid.metrics[0], scheme=scheme, delta=delta, weight_power=weight_power,
+        error_prob=error_prob, score_noise=score_noise, explore_floor=explore_floor,
+        explore_schedule=explore_schedule, user_pool=user_pool, missing=missing,
+        drop_genre=drop_genre, dims=dims,
+    )  # fmt: skip
+    if min(grid.users) < max(grid.groups):
+        fail(f"groups ({max(grid.groups)}) cannot exceed users ({min(grid.users)})")
+    if table_format not in ("csv", "parquet"):
+        fail(f"unknown table format {table_format!r}; choose one of: csv, parquet")
+    try:
+        with progress_bar(runs * len(grid.cells()), "sweeping runs", progress) as advance:
+            result = sweep(
+                spec, config, grid, n_runs=runs, seed=seed, threshold=threshold, workers=workers,
+                on_cell=advance,
+            )  # fmt: skip
+    except (DatasetMissingError, DatasetFormatError, ValueError) as exc:
+        fail(str(exc))
+    if out is not None:
+        from crowdtune.reports import render_report, sweep_sections
+        from crowdtune.tables import write_json, write_table
+
+        write_table(result.cells, out / "cells", "csv")
+        for name in ("runs", "rounds", "points"):
+            write_table(getattr(result, name), out / name, table_format)
+        write_json({"settings": result.settings, "cells": result.cells.to_dict("records")}, out / "summary.json")
+        render_report(out / "report.html", title="Grouping sweep", sections=sweep_sections(result.cells, result.settings))
+        err.print(f"wrote {out}/")
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        typer.echo(json.dumps(jsonable({"settings": result.settings, "cells": result.cells.to_dict("records")})))
+    else:
+        table = Table(title="Final L2 distance to the expert (mean [95% CI])")
+        for column in ("users", "groups", "strategy", "metric", "final distance", "reached"):
+            table.add_column(column)
+        for row in result.cells.itertuples():
+            table.add_row(
+                str(row.users), str(row.groups), row.strategy, row.metric,
+                f"{row.final_distance_mean:.2f} [{row.final_distance_ci_low:.2f}, {row.final_distance_ci_high:.2f}]",
+                f"{row.reached_threshold:.0%}",
+            )  # fmt: skip
+        Console().print(table)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("reports/demo"), "--out", help="Where the report goes."),
+    runs: int = typer.Option(500, "--runs", help="Seeded runs per strategy."),
+    seed: int = SeedOpt,
+    progress: bool = ProgressOpt,
+) -> None:
+    """The main job on the shipped defaults: compare the three grouping strategies on MovieLens
+    (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05),
+    print a summary and write an HTML report to OUT/index.html."""
+    from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
+    from crowdtune.crowd.grouping import STRATEGIES
+    from crowdtune.crowd.rounds import RoundConfig
+    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
+
+    try:
+        with progress_bar(runs * len(STRATEGIES), "grouping strategies", progress) as advance:
+            result = simulate_grouping(
+                CrowdSpec(), RoundConfig(), strategies=STRATEGIES, n_runs=runs, seed=seed,
+                on_batch=advance,
+            )  # fmt: skip
+    except (DatasetMissingError, DatasetFormatError) as exc:
+        fail(str(exc))
+    print_summary(result.summary(), "Crowd-SFT grouping on MovieLens (published settings)")
+    save_grouping(result, out, "csv", title="crowdtune demo")
+    index = (out / "report.html").replace(out / "index.html")
+    err.print(f"report: {index}")
+
+
+@data_app.command("home")
+def data_home_cmd() -> None:
+    """Print the data home ($CROWDTUNE_DATA, else ~/.cache/crowdtune)."""
+    from crowdtune.datasets import data_home
+
+    typer.echo(str(data_home()))
+
+
+@data_app.command("download")
+def data_download_cmd(
+    name: str = typer.Argument(..., help="Dataset to fetch: movielens."),
+    url: str | None = typer.Option(None, "--url", help="Fetch from this URL instead."),
+) -> None:
+    """Download a dataset from its canonical source into the data home."""
+    from crowdtune.datasets import MOVIELENS_URL, download_movielens
+
+    if name != "movielens":
+        fail(f"unknown dataset {name!r}; downloadable: movielens")
+    try:
+        folder = download_movielens(url=url or MOVIELENS_URL)
+    except OSError as exc:
+        fail(f"could not download {name}: {exc}")
+    typer.echo(str(folder))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

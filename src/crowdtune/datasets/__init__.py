@@ -1,0 +1,44 @@
+"""Datasets: the data home, real-data loaders with their downloads, and synthetic crowds.
+
+Loaders look for files in the data home (``$CROWDTUNE_DATA``, else ``~/.cache/crowdtune``), one
+folder per dataset, download them from the canonical source where there is one, and otherwise
+fail with an error that names the missing file, the expected layout and where to get it.
+"""
+
+from crowdtune.datasets.home import (
+    DatasetDownloadError,
+    DatasetFormatError,
+    DatasetMissingError,
+    data_home,
+    dataset_dir,
+)
+from crowdtune.datasets.movielens import (
+    MOVIELENS_GENRES,
+    MOVIELENS_SHA256,
+    MOVIELENS_URL,
+    download_movielens,
+    movielens_genre_matrix,
+)
+from crowdtune.datasets.synthetic import (
+    CrowdDistribution,
+    fit_crowd_distribution,
+    movielens_crowd_distribution,
+    synthetic_crowd,
+)
+
+__all__ = [
+    "MOVIELENS_GENRES",
+    "MOVIELENS_SHA256",
+    "MOVIELENS_URL",
+    "CrowdDistribution",
+    "DatasetDownloadError",
+    "DatasetFormatError",
+    "DatasetMissingError",
+    "data_home",
+    "dataset_dir",
+    "download_movielens",
+    "fit_crowd_distribution",
+    "movielens_crowd_distribution",
+    "movielens_genre_matrix",
+    "synthetic_crowd",
+]

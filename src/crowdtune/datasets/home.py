@@ -1,0 +1,131 @@
+"""The data home: where crowdtune looks for datasets, and the errors its loaders raise.
+
+Datasets live in ``$CROWDTUNE_DATA`` when that is set, else in ``~/.cache/crowdtune``; each one
+in its own folder (``<home>/<dataset name>/``). The errors carry messages that name the file,
+what was expected and how to get the data, because the person reading them usually has to fix
+the data home by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable that overrides the default data home.
+DATA_HOME_ENV = "CROWDTUNE_DATA"
+
+
+def data_home() -> Path:
+    """Return the data home: ``$CROWDTUNE_DATA`` if set, else ``~/.cache/crowdtune``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (user-expanded, not necessarily existing).
+    """
+    configured = os.environ.get(DATA_HOME_ENV)
+    return Path(configured).expanduser() if configured else Path("~/.cache/crowdtune").expanduser()
+
+
+def dataset_dir(name: str, home: Path | None = None) -> Path:
+    """Return the folder of dataset ``name`` in the data home.
+
+    Parameters
+    ----------
+    name
+        Folder name of the dataset, e.g. ``"movielens-ml-latest-small"``.
+    home
+        Data home to use instead of :func:`data_home`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<home>/<name>`` (not necessarily existing).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a plain folder name (a path could escape the data home).
+    """
+    if not name or Path(name).name != name or name in {".", ".."}:
+        raise ValueError(f"dataset name must be a plain folder name, got {name!r}")
+    return (Path(home).expanduser() if home is not None else data_home()) / name
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset file is not in the data home (and could not be downloaded).
+
+    Parameters
+    ----------
+    path
+        The missing file.
+    expected
+        What should be there (the layout of the dataset folder).
+    how_to_get
+        How to get the data (a command, an official URL).
+    """
+
+    def __init__(self, path: str | Path, expected: str, how_to_get: str) -> None:
+        super().__init__(f"missing {path}. Expected: {expected}. To get it: {how_to_get}")
+        self.path, self.expected, self.how_to_get = Path(path), expected, how_to_get
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str, str]]:
+        # Keeps the error picklable (pytest-xdist, Ray workers) despite the custom signature.
+        return type(self), (self.path, self.expected, self.how_to_get)
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file is there but its content is not what the loader expects.
+
+    Parameters
+    ----------
+    path
+        The file (or URL) with the problem.
+    problem
+        What is wrong, including what was expected and what was found.
+    how_to_get
+        How to get a good copy.
+    row
+        1-based data row (the header is not counted), where known.
+    column
+        Column name, where known.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        problem: str,
+        how_to_get: str,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        where = (f", data row {row}" if row is not None else "") + (
+            f", column {column!r}" if column else ""
+        )
+        super().__init__(f"{path}{where}: {problem}. To get a good copy: {how_to_get}")
+        self.path, self.problem, self.how_to_get = path, problem, how_to_get
+        self.row, self.column = row, column
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return type(self), (self.path, self.problem, self.how_to_get, self.row, self.column)
+
+
+class DatasetDownloadError(OSError):
+    """Downloading a dataset from its canonical source failed (network, HTTP status, truncation).
+
+    Parameters
+    ----------
+    url
+        The URL that was fetched.
+    reason
+        What went wrong.
+    how_to_get
+        How to get the data by other means.
+    """
+
+    def __init__(self, url: str, reason: str, how_to_get: str) -> None:
+        super().__init__(f"could not download {url}: {reason}. To get it: {how_to_get}")
+        self.url, self.reason, self.how_to_get = url, reason, how_to_get
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return type(self), (self.url, self.reason, self.how_to_get)

@@ -1,0 +1,46 @@
+"""Writing results to disk: tidy tables (CSV or Parquet) and JSON summaries."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def write_table(frame: pd.DataFrame, stem: Path, table_format: str = "csv") -> Path:
+    """Write ``frame`` to ``stem`` + ``.csv`` or ``.parquet`` (one value per cell, no index)."""
+    if table_format not in TABLE_FORMATS:
+        raise ValueError(
+            f"unknown table format {table_format!r}; choose one of: {', '.join(TABLE_FORMATS)}"
+        )
+    path = stem.with_suffix(f".{table_format}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if table_format == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars, tuples and NaN made JSON-safe (NaN becomes ``None``)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")
+    return path
