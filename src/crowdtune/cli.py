@@ -155,7 +155,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 
     table = Table(title=title)
     for column in ("strategy", "runs", "start distance", "final distance", "rounds to threshold", "reached"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
+        table.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=column == "strategy")
     for name, s in summary.items():
         reached = s["rounds_to_threshold"]["reached"]
         table.add_row(

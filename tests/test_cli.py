@@ -1,0 +1,142 @@
+"""The command line: options, JSON output, files written, and errors before any work starts."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from crowdtune import __version__
+from crowdtune.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"crowdtune {__version__}"
+
+
+def test_grouping_json_has_the_documented_fields(movielens_available):
+    result = invoke(
+        "simulate", "grouping", "--dataset", "movielens", "--users", "30", "--groups", "3",
+        "--rounds", "20", "--runs", "12", "--strategy", "interleaved", "--metric", "l1",
+        "--seed", "4", "--json", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["runs"] == 12
+    for key in ("start_distance", "final_distance"):
+        stats = body[key]
+        assert stats["ci_low"] < stats["mean"] < stats["ci_high"]
+    assert 0.0 <= body["rounds_to_threshold"]["reached"] <= 1.0
+    settings = body["settings"]
+    assert settings["n_users"] == 30 and settings["n_groups"] == 3 and settings["metric"] == "l1"
+    assert settings["strategies"] == ["interleaved"] and settings["seed"] == 4
+    # The same seed gives the same numbers.
+    again = json.loads(invoke(*result_args(settings)).stdout)
+    assert again["final_distance"] == body["final_distance"]
+
+
+def result_args(settings):
+    return [
+        "simulate", "grouping", "--users", str(settings["n_users"]), "--groups",
+        str(settings["n_groups"]), "--rounds", str(settings["n_rounds"]), "--runs",
+        str(settings["runs"]), "--strategy", settings["strategies"][0], "--metric",
+        settings["metric"], "--seed", str(settings["seed"]), "--json", "--no-progress",
+    ]  # fmt: skip
+
+
+def test_grouping_out_writes_tidy_tables_summary_and_report(tmp_path, movielens_available):
+    out = tmp_path / "run"
+    result = invoke(
+        "simulate", "grouping", "--users", "20", "--groups", "2", "--rounds", "10", "--runs", "6",
+        "--strategy", "random", "--strategy", "epsilon-greedy", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(out / "runs.csv")
+    rounds = pd.read_csv(out / "rounds.csv")
+    points = pd.read_csv(out / "points.csv")
+    assert len(runs) == 12 and set(runs["strategy"]) == {"random", "epsilon-greedy"}
+    assert len(rounds) == 12 * 11 and rounds["distance"].dtype == float
+    assert len(points) == 12 * 20 and points["points"].dtype == float
+    for name in ("runs", "rounds", "points"):  # one value per cell: no printed arrays
+        assert "[" not in (out / f"{name}.csv").read_text()
+    assert runs["rounds_to_threshold"].dropna().between(0, 10).all()
+    final = rounds[rounds["round"] == 10].set_index(["strategy", "run"])["distance"]
+    assert final.sort_index().to_numpy() == pytest.approx(
+        runs.set_index(["strategy", "run"])["final_distance"].sort_index().to_numpy()
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"random", "epsilon-greedy"}
+    html = (out / "report.html").read_text()
+    assert "Distance to the expert by round" in html and "data:image/png;base64," in html
+
+
+def test_synthetic_crowd_runs_beyond_movielens_size():
+    result = invoke(
+        "simulate", "grouping", "--dataset", "synthetic", "--users", "1500", "--groups", "10",
+        "--rounds", "5", "--runs", "2", "--json", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["n_users"] == 1500
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "greedy"], "choose one of: random, epsilon-greedy, interleaved"),
+        (["--metric", "l3"], "choose one of: l2, l1, dot, cosine"),
+        (["--users", "700"], "--dataset synthetic"),
+        (["--users", "5", "--groups", "6"], "groups (6) cannot exceed users (5)"),
+        (["--rounds", "0"], "rounds must be at least 1"),
+        (["--delta", "0"], "delta must be in (0, 1]"),
+        (["--delta", "1.5"], "delta must be in (0, 1]"),
+        (["--runs", "0"], "runs must be at least 1"),
+    ],
+)
+def test_bad_input_fails_before_work_with_a_clear_message(args, message):
+    result = invoke("simulate", "grouping", "--no-progress", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_sweep_json_and_report(tmp_path, movielens_available):
+    out = tmp_path / "sweep"
+    result = invoke(
+        "simulate", "sweep", "--users", "10,20", "--groups", "2,3", "--strategies",
+        "random,interleaved", "--metrics", "l2", "--runs", "4", "--rounds", "8", "--workers", "1",
+        "--json", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    cells = pd.DataFrame(body["cells"])
+    assert len(cells) == 2 * 2 * 2
+    assert set(cells["users"]) == {10, 20} and set(cells["groups"]) == {2, 3}
+    assert (cells["final_distance_ci_low"] <= cells["final_distance_mean"]).all()
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 8 * 4
+    assert "Final distance across the grid" in (out / "report.html").read_text()
+
+
+def test_sweep_rejects_unknown_metric():
+    result = invoke("simulate", "sweep", "--metrics", "l2,hamming", "--no-progress")
+    assert result.exit_code == 2
+    assert "unknown metric 'hamming'" in result.output
+
+
+@pytest.mark.slow
+def test_demo_writes_the_report(tmp_path, movielens_available):
+    out = tmp_path / "demo"
+    result = invoke("demo", "--out", str(out), "--runs", "20", "--no-progress")
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text()
+    for strategy in ("random", "epsilon-greedy", "interleaved"):
+        assert strategy in html
+    assert "Traced runs in genre space (PCA)" in html
+    assert "random" in result.stdout and "final" in result.stdout
