@@ -93,7 +93,15 @@ def time_anchor(spec: CrowdSpec, n_groups: int, strategy: str, metric: str, runs
     users, expert, start, rngs = make_setups(matrix, spec, range(runs), seed=7)
     begin = time.perf_counter()
     for i in range(runs):
-        anchor_run(users[i], expert[i], start[i], rngs[i], n_groups=n_groups, strategy=strategy, metric=metric)
+        anchor_run(
+            users[i],
+            expert[i],
+            start[i],
+            rngs[i],
+            n_groups=n_groups,
+            strategy=strategy,
+            metric=metric,
+        )
     return (time.perf_counter() - begin) / runs
 
 
@@ -111,9 +119,17 @@ def bench_sweep(workers: int, anchor_runs: int) -> None:
                 per_run = time_anchor(CrowdSpec(n_users=users), groups, strategy, "l2", anchor_runs)
                 anchor += per_run * n_runs * len(grid.metrics)
     print(f"(a) published sweep: {total_runs} runs x 100 rounds, {workers} workers")
-    print(f"    anchor (per-user loops, 1 process, extrapolated from {anchor_runs} runs/cell): {anchor:8.1f} s")
-    print(f"    crowdtune (batched numpy, {workers} processes):                        {ours:8.2f} s")
-    print(f"    ratio anchor/crowdtune: {anchor / ours:.1f}x   target: crowdtune < 60 s -> {'met' if ours < 60 else 'NOT met'}")
+    print(
+        f"    anchor (per-user loops, 1 process, {anchor_runs} runs/cell extrapolated): "
+        f"{anchor:8.1f} s"
+    )
+    print(
+        f"    crowdtune (batched numpy, {workers} processes):                        {ours:8.2f} s"
+    )
+    print(
+        f"    ratio anchor/crowdtune: {anchor / ours:.1f}x   "
+        f"target: crowdtune < 60 s -> {'met' if ours < 60 else 'NOT met'}"
+    )
 
 
 def bench_scale(anchor: bool) -> None:
@@ -130,7 +146,10 @@ def bench_scale(anchor: bool) -> None:
         anchor_run(users[0], expert[0], start[0], rngs[0], n_groups=10)
         slow = time.perf_counter() - begin
         print(f"    anchor (per-user loops):    {slow:8.2f} s")
-    print(f"    crowdtune (batched numpy):  {ours:8.3f} s   final distance {arrays['distances'][0, -1]:.3f}")
+    print(
+        f"    crowdtune (batched numpy):  {ours:8.3f} s   "
+        f"final distance {arrays['distances'][0, -1]:.3f}"
+    )
     if anchor:
         print(f"    ratio anchor/crowdtune: {slow / ours:.1f}x")
     print(f"    target: < 1 s -> {'met' if ours < 1 else 'NOT met'}")

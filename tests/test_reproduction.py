@@ -19,7 +19,9 @@ TARGETS = {"random": 4.42, "interleaved": 4.38, "epsilon-greedy": 4.23}
 def test_published_grouping_numbers_are_reproduced(movielens_available):
     result = simulate_grouping(
         CrowdSpec(dataset="movielens", n_users=100, missing="zero"),
-        RoundConfig(n_groups=4, n_rounds=100, metric="l2", delta=0.1, weight_power=2.0, error_prob=0.05),
+        RoundConfig(
+            n_groups=4, n_rounds=100, metric="l2", delta=0.1, weight_power=2.0, error_prob=0.05
+        ),
         strategies=list(TARGETS),
         n_runs=1000,
         seed=2025,

@@ -45,7 +45,12 @@ def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[in
     if not enabled:
         yield lambda k: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(label, total=total)
         yield lambda k: progress.advance(task, k)
@@ -80,10 +85,14 @@ PoolOpt = typer.Option(
     "--user-pool",
     help="random: N+1 random MovieLens users per run; first: the first N+1 by id (published code).",
 )
-MissingOpt = typer.Option("zero", "--missing", help="Unrated genres: zero (published) or user-mean.")
+MissingOpt = typer.Option(
+    "zero", "--missing", help="Unrated genres: zero (published) or user-mean."
+)
 DropOpt = typer.Option([], "--drop-genre", help="Drop a genre column (repeatable), e.g. IMAX.")
 DimsOpt = typer.Option(20, "--dims", help="Dimensions of synthetic users.")
-ThresholdOpt = typer.Option(5.0, "--threshold", help="Distance counted as 'reached' (published: 5).")
+ThresholdOpt = typer.Option(
+    5.0, "--threshold", help="Distance counted as 'reached' (published: 5)."
+)
 SeedOpt = typer.Option(1, "--seed", help="Seed of every run's random streams.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object to stdout.")
 OutOpt = typer.Option(None, "--out", help="Write tables, summary.json and report.html here.")
@@ -151,11 +160,23 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
             return "—"
         if stats["ci_low"] is None:
             return f"{stats['mean']:.{digits}f}"
-        return f"{stats['mean']:.{digits}f} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
+        low, high = stats["ci_low"], stats["ci_high"]
+        return f"{stats['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
     table = Table(title=title)
-    for column in ("strategy", "runs", "start distance", "final distance", "rounds to threshold", "reached"):
-        table.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=column == "strategy")
+    for column in (
+        "strategy",
+        "runs",
+        "start distance",
+        "final distance",
+        "rounds to threshold",
+        "reached",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column == "strategy" else "right",
+            no_wrap=column == "strategy",
+        )
     for name, s in summary.items():
         reached = s["rounds_to_threshold"]["reached"]
         table.add_row(
@@ -359,23 +380,35 @@ def simulate_sweep_cmd(
         write_table(result.cells, out / "cells", "csv")
         for name in ("runs", "rounds", "points"):
             write_table(getattr(result, name), out / name, table_format)
-        write_json({"settings": result.settings, "cells": result.cells.to_dict("records")}, out / "summary.json")
-        render_report(out / "report.html", title="Grouping sweep", sections=sweep_sections(result.cells, result.settings))
+        write_json(
+            {"settings": result.settings, "cells": result.cells.to_dict("records")},
+            out / "summary.json",
+        )
+        render_report(
+            out / "report.html",
+            title="Grouping sweep",
+            sections=sweep_sections(result.cells, result.settings),
+        )
         err.print(f"wrote {out}/")
     if as_json:
         from crowdtune.tables import jsonable
 
-        typer.echo(json.dumps(jsonable({"settings": result.settings, "cells": result.cells.to_dict("records")})))
+        typer.echo(
+            json.dumps(
+                jsonable({"settings": result.settings, "cells": result.cells.to_dict("records")})
+            )
+        )
     else:
         table = Table(title="Final L2 distance to the expert (mean [95% CI])")
         for column in ("users", "groups", "strategy", "metric", "final distance", "reached"):
             table.add_column(column)
-        for row in result.cells.itertuples():
-            table.add_row(
-                str(row.users), str(row.groups), row.strategy, row.metric,
-                f"{row.final_distance_mean:.2f} [{row.final_distance_ci_low:.2f}, {row.final_distance_ci_high:.2f}]",
-                f"{row.reached_threshold:.0%}",
-            )  # fmt: skip
+        for row in result.cells.to_dict("records"):
+            final = (
+                f"{row['final_distance_mean']:.2f} "
+                f"[{row['final_distance_ci_low']:.2f}, {row['final_distance_ci_high']:.2f}]"
+            )
+            cells = (row["users"], row["groups"], row["strategy"], row["metric"])
+            table.add_row(*map(str, cells), final, f"{row['reached_threshold']:.0%}")
         Console().print(table)
 
 

@@ -65,7 +65,9 @@ class CrowdSpec:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}"
+            )
         if self.user_pool not in USER_POOLS:
             raise ValueError(
                 f"unknown user pool {self.user_pool!r}; choose one of: {', '.join(USER_POOLS)}"

@@ -119,7 +119,7 @@ def interleaved_groups(
 
 
 def get_strategy(name: str, *, floor: float = 0.4, schedule: str = "linear") -> GroupingStrategy:
-    """The grouping strategy called ``name``; unknown names raise ``ValueError`` with the choices."""
+    """The grouping strategy called ``name``; an unknown name raises ``ValueError``."""
     if name == "random":
         return random_groups
     if name == "epsilon-greedy":

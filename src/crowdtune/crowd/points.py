@@ -72,7 +72,9 @@ class RankPoints:
         pass
 
     def award(self, outcome: RoundOutcome) -> np.ndarray:
-        group_points = np.where(outcome.improved[:, None], outcome.n_groups - outcome.rank_of_group, 0)
+        group_points = np.where(
+            outcome.improved[:, None], outcome.n_groups - outcome.rank_of_group, 0
+        )
         return np.take_along_axis(group_points, outcome.groups, axis=1).astype(float)
 
 

@@ -100,7 +100,8 @@ class RoundConfig:
         """Raise ``ValueError`` when ``n_users`` cannot be split into ``n_groups`` groups."""
         if self.n_groups > n_users:
             raise ValueError(
-                f"groups ({self.n_groups}) cannot exceed users ({n_users}): every group needs a member"
+                f"groups ({self.n_groups}) cannot exceed users ({n_users}): "
+                "every group needs a member"
             )
 
 
@@ -199,10 +200,14 @@ def run_rounds(
     distances = np.empty((n_runs, n_rounds + 1))
     distances[:, 0] = -l2_score(model, expert)
     improving = np.zeros(n_runs, dtype=int)
-    kept = {i: ([model[i].copy()], [], [], [points[i].copy()]) for i in trace}
+    kept: dict[int, tuple[list[np.ndarray], list[np.ndarray], list[int], list[np.ndarray]]] = {
+        i: ([model[i].copy()], [], [], [points[i].copy()]) for i in trace
+    }
 
     for t in range(n_rounds):
-        groups = group_strategy(points, RoundRandomness(keys[:, t], coins[:, t, 0]), n_groups, t, n_rounds)
+        groups = group_strategy(
+            points, RoundRandomness(keys[:, t], coins[:, t, 0]), n_groups, t, n_rounds
+        )
         weights = np.maximum(points, 0.0) ** config.weight_power
         centroids, sizes = group_centroids(users, groups, weights, n_groups)
         candidates = learner.fit(model[:, None, :], centroids)  # (B, G, d)

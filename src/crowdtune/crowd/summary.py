@@ -10,7 +10,9 @@ import pandas as pd
 from scipy import stats
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> dict[str, float | None]:
+def mean_ci(
+    values: Sequence[float] | np.ndarray | pd.Series, level: float = 0.95
+) -> dict[str, float | None]:
     """Mean with a Student-t confidence interval: ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)``.
 
     NaNs are ignored. Bounds are ``None`` with fewer than two values; everything is ``None`` with

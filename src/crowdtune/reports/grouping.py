@@ -168,27 +168,43 @@ def _distance_section(
             continue
         x = band["round"].to_numpy(dtype=float)
         ax.fill_between(
-            x, band["ci_low"].to_numpy(dtype=float), band["ci_high"].to_numpy(dtype=float),
-            color=colors[strategy], alpha=0.18, linewidth=0,
+            x,
+            band["ci_low"].to_numpy(dtype=float),
+            band["ci_high"].to_numpy(dtype=float),
+            color=colors[strategy],
+            alpha=0.18,
+            linewidth=0,
         )
-        ax.plot(x, band["mean"].to_numpy(dtype=float), color=colors[strategy], linewidth=2.2,
-                label=_mpl(strategy))
-    ax.axhline(threshold, color="0.25", linestyle="--", linewidth=1.3,
-               label=f"threshold ({threshold:g})")
-    ax.set(xlabel="Round (0 = start)", ylabel=DISTANCE_LABEL,
-           title="Mean distance to the expert, with 95% confidence bands")
+        ax.plot(
+            x,
+            band["mean"].to_numpy(dtype=float),
+            color=colors[strategy],
+            linewidth=2.2,
+            label=_mpl(strategy),
+        )
+    ax.axhline(
+        threshold, color="0.25", linestyle="--", linewidth=1.3, label=f"threshold ({threshold:g})"
+    )
+    ax.set(
+        xlabel="Round (0 = start)",
+        ylabel=DISTANCE_LABEL,
+        title="Mean distance to the expert, with 95% confidence bands",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
     _style(ax)
     ax.legend(title="Strategy", frameon=False)
-    body = paragraph(
-        "How fast each strategy brings the model towards the expert. Each line is the mean "
-        "distance over all runs after each round (round 0 is the starting model); the shaded "
-        "band is its 95% confidence interval, so where two bands do not overlap the strategies "
-        "differ by more than run-to-run noise. The dashed line is the threshold used for "
-        "“rounds to threshold”. A line that goes flat means no group's candidate improved on "
-        "the model any more."
-    ) + f"<figure>{figure_to_img(fig, 'Line chart: ' + DISTANCE_LABEL + ' by round')}</figure>"
+    body = (
+        paragraph(
+            "How fast each strategy brings the model towards the expert. Each line is the mean "
+            "distance over all runs after each round (round 0 is the starting model); the shaded "
+            "band is its 95% confidence interval, so where two bands do not overlap the strategies "
+            "differ by more than run-to-run noise. The dashed line is the threshold used for "
+            "“rounds to threshold”. A line that goes flat means no group's candidate improved on "
+            "the model any more."
+        )
+        + f"<figure>{figure_to_img(fig, 'Line chart: ' + DISTANCE_LABEL + ' by round')}</figure>"
+    )
     return Section(TITLES["distance"], body)
 
 
@@ -199,8 +215,13 @@ def _box_with_dots(
     rng = np.random.default_rng(0)  # fixed jitter, so the same data always draws the same
     positions = np.arange(1, len(values) + 1)
     boxes = ax.boxplot(
-        values, positions=positions, widths=0.55, showfliers=False, patch_artist=True,
-        tick_labels=[_mpl(s) for s in labels], medianprops={"color": "black", "linewidth": 1.5},
+        values,
+        positions=positions,
+        widths=0.55,
+        showfliers=False,
+        patch_artist=True,
+        tick_labels=[_mpl(s) for s in labels],
+        medianprops={"color": "black", "linewidth": 1.5},
     )
     for patch, color in zip(boxes["boxes"], colors, strict=True):
         patch.set(facecolor=mpl.colors.to_rgba(color, 0.25), edgecolor=color, linewidth=1.4)
@@ -225,20 +246,24 @@ def _final_section(
     fig = Figure(figsize=(max(6.0, 1.8 * len(present) + 3), 4.8), layout="constrained")
     ax = fig.subplots()
     _box_with_dots(ax, values, [colors[s] for s in present], present)
-    ax.axhline(threshold, color="0.25", linestyle="--", linewidth=1.3,
-               label=f"threshold ({threshold:g})")
+    ax.axhline(
+        threshold, color="0.25", linestyle="--", linewidth=1.3, label=f"threshold ({threshold:g})"
+    )
     ax.set(xlabel="Strategy", ylabel=DISTANCE_LABEL, title="Final distance to the expert, per run")
     highest = max([threshold, *(float(v.max()) for v in values if len(v))])
     ax.set_ylim(0, 1.15 * highest)
     _style(ax)
     ax.legend(frameon=False, loc="upper right", ncol=1)
-    body = paragraph(
-        "Where the runs of each strategy end up. Every dot is one seeded run's final distance "
-        "to the expert; the box spans the middle half of the runs with the median as a black "
-        "line, and the whiskers reach the furthest run within 1.5 box-lengths. A low, narrow "
-        "box means a strategy gets close to the expert reliably; a tall one means the outcome "
-        "depends on luck. The dashed line is the threshold."
-    ) + f"<figure>{figure_to_img(fig, f'Box plots of final {DISTANCE_LABEL} per run')}</figure>"
+    body = (
+        paragraph(
+            "Where the runs of each strategy end up. Every dot is one seeded run's final distance "
+            "to the expert; the box spans the middle half of the runs with the median as a black "
+            "line, and the whiskers reach the furthest run within 1.5 box-lengths. A low, narrow "
+            "box means a strategy gets close to the expert reliably; a tall one means the outcome "
+            "depends on luck. The dashed line is the threshold."
+        )
+        + f"<figure>{figure_to_img(fig, f'Box plots of final {DISTANCE_LABEL} per run')}</figure>"
+    )
     return Section(TITLES["final"], body)
 
 
@@ -262,27 +287,49 @@ def _points_section(
     _box_with_dots(ax_box, shares, [colors[s] for s in present], present)
     users_per_run = frame.groupby(["strategy", "run"]).size().unique()
     if len(users_per_run) == 1:
-        ax_box.axhline(100 / users_per_run[0], color="0.25", linestyle="--", linewidth=1.3,
-                       label=f"equal share (1/{users_per_run[0]})")
+        ax_box.axhline(
+            100 / users_per_run[0],
+            color="0.25",
+            linestyle="--",
+            linewidth=1.3,
+            label=f"equal share (1/{users_per_run[0]})",
+        )
         ax_box.legend(frameon=False, loc="upper right")
-    ax_box.set(xlabel="Strategy", ylabel="User's share of the run's points (%)",
-               title="Each user's share of their run's points")
+    ax_box.set(
+        xlabel="Strategy",
+        ylabel="User's share of the run's points (%)",
+        title="Each user's share of their run's points",
+    )
     _style(ax_box)
 
     grid = np.linspace(0, 1, 101)
     for strategy in present:
         curves = [
-            np.interp(grid, np.linspace(0, 1, len(run) + 1),
-                      np.concatenate([[0.0], np.cumsum(np.sort(run)) / run.sum()]))
+            np.interp(
+                grid,
+                np.linspace(0, 1, len(run) + 1),
+                np.concatenate([[0.0], np.cumsum(np.sort(run)) / run.sum()]),
+            )
             for _, run in frame.loc[frame["strategy"] == strategy].groupby("run")["share"]
         ]
-        ax_lorenz.plot(100 * grid, 100 * np.mean(curves, axis=0), color=colors[strategy],
-                       linewidth=2.2, label=_mpl(strategy))
-    ax_lorenz.plot([0, 100], [0, 100], color="0.25", linestyle="--", linewidth=1.3,
-                   label="equal shares")
-    ax_lorenz.set(xlabel="Users, fewest points first (%)", ylabel="Share of all points (%)",
-                  title="Concentration of points (Lorenz curve, mean over runs)",
-                  xlim=(0, 100), ylim=(0, 100), aspect="equal")
+        ax_lorenz.plot(
+            100 * grid,
+            100 * np.mean(curves, axis=0),
+            color=colors[strategy],
+            linewidth=2.2,
+            label=_mpl(strategy),
+        )
+    ax_lorenz.plot(
+        [0, 100], [0, 100], color="0.25", linestyle="--", linewidth=1.3, label="equal shares"
+    )
+    ax_lorenz.set(
+        xlabel="Users, fewest points first (%)",
+        ylabel="Share of all points (%)",
+        title="Concentration of points (Lorenz curve, mean over runs)",
+        xlim=(0, 100),
+        ylim=(0, 100),
+        aspect="equal",
+    )
     _style(ax_lorenz)
     ax_lorenz.legend(title="Strategy", frameon=False, loc="upper left")
 
@@ -361,9 +408,7 @@ def pca_of_trace(trace: RunTrace) -> PCA:
     return PCA(n_components=2).fit(np.vstack([trace.users, trace.expert[None, :]]))
 
 
-def _pca_figure(
-    name: str, trace: RunTrace, rounds: Sequence[int], color: str, pca: PCA
-) -> Figure:
+def _pca_figure(name: str, trace: RunTrace, rounds: Sequence[int], color: str, pca: PCA) -> Figure:
     users = pca.transform(trace.users)
     expert = pca.transform(trace.expert[None, :])[0]
     path = pca.transform(trace.model_path)
@@ -376,21 +421,47 @@ def _pca_figure(
     axes = np.atleast_1d(fig.subplots(1, len(rounds), sharex=True, sharey=True, squeeze=False)[0])
     for ax, k in zip(axes, rounds, strict=True):
         groups, winner = trace.groups[k - 1], int(trace.chosen[k - 1])
-        ax.scatter(users[:, 0], users[:, 1], s=dot_size, linewidths=0, alpha=0.85,
-                   c=[group_colors[g] for g in groups], zorder=2)
+        ax.scatter(
+            users[:, 0],
+            users[:, 1],
+            s=dot_size,
+            linewidths=0,
+            alpha=0.85,
+            c=[group_colors[g] for g in groups],
+            zorder=2,
+        )
         if winner >= 0:
             won = groups == winner
-            ax.scatter(users[won, 0], users[won, 1], s=dot_size * 2.4, facecolors="none",
-                       edgecolors="black", linewidths=0.9, zorder=3)
+            ax.scatter(
+                users[won, 0],
+                users[won, 1],
+                s=dot_size * 2.4,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=0.9,
+                zorder=3,
+            )
         ax.plot(path[k:, 0], path[k:, 1], color="0.6", linewidth=1, linestyle=":", zorder=4)
-        ax.plot(path[: k + 1, 0], path[: k + 1, 1], color=color, linewidth=2, marker="o",
-                markersize=3.5, zorder=5)
-        ax.plot(*path[0], marker="s", markersize=9, color="white", markeredgecolor=color,
-                markeredgewidth=2, zorder=6)
-        ax.plot(*path[k], marker="o", markersize=10, color=color, markeredgecolor="black",
-                zorder=6)
-        ax.plot(*expert, marker="*", markersize=20, color="gold", markeredgecolor="black",
-                zorder=7)
+        ax.plot(
+            path[: k + 1, 0],
+            path[: k + 1, 1],
+            color=color,
+            linewidth=2,
+            marker="o",
+            markersize=3.5,
+            zorder=5,
+        )
+        ax.plot(
+            *path[0],
+            marker="s",
+            markersize=9,
+            color="white",
+            markeredgecolor=color,
+            markeredgewidth=2,
+            zorder=6,
+        )
+        ax.plot(*path[k], marker="o", markersize=10, color=color, markeredgecolor="black", zorder=6)
+        ax.plot(*expert, marker="*", markersize=20, color="gold", markeredgecolor="black", zorder=7)
         outcome = f"group {winner + 1} won" if winner >= 0 else "no candidate improved"
         ax.set_title(f"After round {k} of {trace.n_rounds}:\n{outcome}", fontsize=10.5)
         ax.set_xlabel(f"PC1 ({share[0]:.1f}% of variance)")
@@ -400,25 +471,71 @@ def _pca_figure(
     handles: list[Line2D] = []
     if n_groups <= 12:
         handles += [
-            Line2D([], [], linestyle="", marker="o", markersize=7, color=group_colors[g],
-                   label=f"group {g + 1}")
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=7,
+                color=group_colors[g],
+                label=f"group {g + 1}",
+            )
             for g in range(n_groups)
         ]
     else:
-        handles.append(Line2D([], [], linestyle="", marker="o", markersize=7, color="0.5",
-                              label=f"users (colour = group, {n_groups} groups)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=7,
+                color="0.5",
+                label=f"users (colour = group, {n_groups} groups)",
+            )
+        )
     handles += [
-        Line2D([], [], linestyle="", marker="o", markersize=9, markerfacecolor="none",
-               markeredgecolor="black", label="winning group"),
-        Line2D([], [], marker="*", linestyle="", markersize=14, color="gold",
-               markeredgecolor="black", label="expert"),
-        Line2D([], [], marker="s", linestyle="", markersize=8, color="white",
-               markeredgecolor=color, markeredgewidth=2, label="model start"),
+        Line2D(
+            [],
+            [],
+            linestyle="",
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            label="winning group",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="*",
+            linestyle="",
+            markersize=14,
+            color="gold",
+            markeredgecolor="black",
+            label="expert",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="",
+            markersize=8,
+            color="white",
+            markeredgecolor=color,
+            markeredgewidth=2,
+            label="model start",
+        ),
         Line2D([], [], marker="o", color=color, linewidth=2, markersize=4, label="model path"),
         Line2D([], [], color="0.6", linestyle=":", label="path in later rounds"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
-               frameon=False, fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 6),
+        frameon=False,
+        fontsize=9,
+    )
     fig.suptitle(f"Strategy {_mpl(name)} ({_mpl(trace.metric)}): one traced run", fontsize=13)
     return fig
 
@@ -447,15 +564,21 @@ def _pca_section(
         share = 100 * pca.explained_variance_ratio_
         moved = int((trace.chosen >= 0).sum())
         fig = _pca_figure(name, trace, rounds, colors[name], pca)
-        body += f"<h3>{html.escape(name)}</h3>" + paragraph(
-            f"Metric {trace.metric}; {trace.users.shape[0]} users in "
-            f"{int(trace.groups.max()) + 1} groups over {trace.n_rounds} rounds, in "
-            f"{trace.users.shape[1]} dimensions. The model moved in {moved} of "
-            f"{trace.n_rounds} rounds. The two components explain {share.sum():.1f}% of the "
-            f"variance of the users and the expert (PC1 {share[0]:.1f}%, PC2 {share[1]:.1f}%)."
-        ) + "<figure>" + figure_to_img(
-            fig, f"PCA view of one {name} run after rounds {', '.join(map(str, rounds))}"
-        ) + "</figure>"
+        body += (
+            f"<h3>{html.escape(name)}</h3>"
+            + paragraph(
+                f"Metric {trace.metric}; {trace.users.shape[0]} users in "
+                f"{int(trace.groups.max()) + 1} groups over {trace.n_rounds} rounds, in "
+                f"{trace.users.shape[1]} dimensions. The model moved in {moved} of "
+                f"{trace.n_rounds} rounds. The two components explain {share.sum():.1f}% of the "
+                f"variance of the users and the expert (PC1 {share[0]:.1f}%, PC2 {share[1]:.1f}%)."
+            )
+            + "<figure>"
+            + figure_to_img(
+                fig, f"PCA view of one {name} run after rounds {', '.join(map(str, rounds))}"
+            )
+            + "</figure>"
+        )
     return Section(TITLES["pca"], body)
 
 
@@ -506,8 +629,19 @@ def grouping_sections(
         of range.
     """
     _require(bands, "bands", ["strategy", "round", "mean", "ci_low", "ci_high"])
-    _require(runs, "runs", ["strategy", "metric", "run", "start_distance", "final_distance",
-                            "rounds_to_threshold", "improving_rounds"])
+    _require(
+        runs,
+        "runs",
+        [
+            "strategy",
+            "metric",
+            "run",
+            "start_distance",
+            "final_distance",
+            "rounds_to_threshold",
+            "improving_rounds",
+        ],
+    )
     _require(points, "points", ["strategy", "run", "user", "points"])
     for name, trace in traces.items():  # fail before any drawing
         _check_trace(name, trace)

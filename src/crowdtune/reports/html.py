@@ -118,9 +118,7 @@ def _format_cell(value: Any, float_format: str) -> tuple[str, bool]:
     return html.escape(str(value)), False
 
 
-def table_html(
-    df: pd.DataFrame, *, float_format: str = "{:.3f}", index: bool = False
-) -> str:
+def table_html(df: pd.DataFrame, *, float_format: str = "{:.3f}", index: bool = False) -> str:
     """Return a DataFrame as an escaped HTML table.
 
     Parameters
@@ -200,15 +198,19 @@ def render_report(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     anchors = _anchors([section.title for section in sections])
-    page = _environment().get_template("report.html").render(
-        title=title,
-        intro=[p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
-        sections=[
-            {"title": s.title, "html": s.html, "anchor": a}
-            for s, a in zip(sections, anchors, strict=True)
-        ],
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        version=crowdtune.__version__,
+    page = (
+        _environment()
+        .get_template("report.html")
+        .render(
+            title=title,
+            intro=[p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
+            sections=[
+                {"title": s.title, "html": s.html, "anchor": a}
+                for s, a in zip(sections, anchors, strict=True)
+            ],
+            generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            version=crowdtune.__version__,
+        )
     )
     path.write_text(page, encoding="utf-8")
     return path

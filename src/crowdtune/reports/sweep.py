@@ -29,12 +29,18 @@ def _curves(cells: pd.DataFrame) -> Section:
     groups = sorted(cells["groups"].unique())
     colors = strategy_colors(cells["strategy"])
     fig = Figure(figsize=(3.0 * len(groups) + 1, 2.6 * len(metrics) + 0.8), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(metrics), len(groups), sharex=True, sharey=True, squeeze=False))
+    axes = np.atleast_2d(
+        fig.subplots(len(metrics), len(groups), sharex=True, sharey=True, squeeze=False)
+    )
     for i, metric in enumerate(metrics):
         for j, g in enumerate(groups):
             ax = axes[i, j]
             for strategy, color in colors.items():
-                cell = cells[(cells["metric"] == metric) & (cells["groups"] == g) & (cells["strategy"] == strategy)]
+                cell = cells[
+                    (cells["metric"] == metric)
+                    & (cells["groups"] == g)
+                    & (cells["strategy"] == strategy)
+                ]
                 cell = cell.sort_values("users")
                 if cell.empty:
                     continue
@@ -59,7 +65,9 @@ def _curves(cells: pd.DataFrame) -> Section:
         "is better. The metric only decides which candidate wins; every panel measures the "
         "outcome in the same L2 distance."
     )
-    return Section("Final distance across the grid", text + figure_to_img(fig, "final distance by users"))
+    return Section(
+        "Final distance across the grid", text + figure_to_img(fig, "final distance by users")
+    )
 
 
 def sweep_sections(cells: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> list[Section]:
@@ -87,6 +95,8 @@ def sweep_sections(cells: pd.DataFrame, settings: Mapping[str, Any] | None = Non
         ),
     ]
     if settings:
-        frame = pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})
+        frame = pd.DataFrame(
+            {"setting": list(settings), "value": [str(v) for v in settings.values()]}
+        )
         sections.append(Section("Sweep settings", table_html(frame)))
     return sections
