@@ -37,16 +37,17 @@ def members(groups: np.ndarray, g: int) -> list[int]:
 @pytest.mark.parametrize(("n_users", "n_groups"), SIZES)
 def test_split_positions_matches_array_split(n_users: int, n_groups: int) -> None:
     expected = np.concatenate(
-        [np.full(len(piece), g) for g, piece in enumerate(np.array_split(np.arange(n_users), n_groups))]
+        [
+            np.full(len(piece), g)
+            for g, piece in enumerate(np.array_split(np.arange(n_users), n_groups))
+        ]
     )
     np.testing.assert_array_equal(split_positions(n_users, n_groups), expected)
 
 
 def test_interleave_positions_deals_each_half_round_robin() -> None:
     # N=10: bottom half positions 0-4, top half 5-9, each dealt 0,1,2,3,0.
-    np.testing.assert_array_equal(
-        interleave_positions(10, 4), [0, 1, 2, 3, 0, 0, 1, 2, 3, 0]
-    )
+    np.testing.assert_array_equal(interleave_positions(10, 4), [0, 1, 2, 3, 0, 0, 1, 2, 3, 0])
     # Odd N: the bottom half is the n // 2 lowest, the top half one longer.
     np.testing.assert_array_equal(interleave_positions(7, 3), [0, 1, 2, 0, 1, 2, 0])
 
@@ -169,8 +170,12 @@ def test_epsilon_greedy_decides_per_run() -> None:
     points = rng.normal(size=(2, 8))
     keys = rng.random((2, 8))
     groups = make_epsilon_greedy(0.4)(points, RoundRandomness(keys, np.array([0.1, 0.9])), 2, 8, 10)
-    np.testing.assert_array_equal(groups[0], random_groups(points, RoundRandomness(keys, None), 2, 0, 1)[0])
-    np.testing.assert_array_equal(groups[1], assign(np.argsort(points[1:]), split_positions(8, 2))[0])
+    np.testing.assert_array_equal(
+        groups[0], random_groups(points, RoundRandomness(keys, np.zeros(2)), 2, 0, 1)[0]
+    )
+    np.testing.assert_array_equal(
+        groups[1], assign(np.argsort(points[1:]), split_positions(8, 2))[0]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +224,9 @@ def test_interleaved_shuffle_depends_on_keys_but_halves_do_not() -> None:
 
 
 def test_interleaved_with_more_groups_than_half_leaves_a_group_empty() -> None:
-    groups = interleaved_groups(np.ones((1, 5)), draws(np.random.default_rng(0), 1, 5, 0.0), 4, 0, 1)
+    groups = interleaved_groups(
+        np.ones((1, 5)), draws(np.random.default_rng(0), 1, 5, 0.0), 4, 0, 1
+    )
     np.testing.assert_array_equal(np.bincount(groups[0], minlength=4), [2, 2, 1, 0])
 
 
@@ -227,13 +234,17 @@ def test_get_strategy_returns_the_named_strategy() -> None:
     rng = np.random.default_rng(9)
     points = rng.normal(size=(2, 7))
     d = draws(rng, 2, 7, 0.0)
-    np.testing.assert_array_equal(get_strategy("random")(points, d, 3, 0, 5), random_groups(points, d, 3, 0, 5))
+    np.testing.assert_array_equal(
+        get_strategy("random")(points, d, 3, 0, 5), random_groups(points, d, 3, 0, 5)
+    )
     np.testing.assert_array_equal(
         get_strategy("interleaved")(points, d, 3, 0, 5), interleaved_groups(points, d, 3, 0, 5)
     )
     greedy = get_strategy("epsilon-greedy", floor=0.0, schedule="constant")
     exploit = greedy(points, RoundRandomness(d.keys, np.full(2, 0.5)), 3, 0, 5)
-    np.testing.assert_array_equal(exploit, assign(np.argsort(points, axis=1), split_positions(7, 3)))
+    np.testing.assert_array_equal(
+        exploit, assign(np.argsort(points, axis=1), split_positions(7, 3))
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ One round, for every run of a batch at once:
    learner turns it into a candidate ``m + delta * (c_g - m)``;
 3. the evaluator scores the candidates (optionally with Gaussian noise) and ranks them; the model
    moves to the best one only if it beats the current model; with probability ``error_prob`` the
-   evaluator swaps the best candidate with a random other one (published: 0.05);
+   evaluator swaps the best candidate with a random other one (published: 0.05; empty groups,
+   possible with interleaved grouping when G > N/2, have no candidate and are never chosen);
 4. the point scheme pays the users.
 
 Group sums are matrix products with a one-hot group matrix: no Python loop over users or groups,
@@ -218,26 +219,27 @@ def run_rounds(
 
         order = np.argsort(-observed, axis=1, kind="stable")  # evaluator's ranking, best first
         improved = observed[batch, order[:, 0]] > current
-        if n_groups > 1:
-            swap = improved & (coins[:, t, 1] < config.error_prob)
-            other = 1 + np.floor(coins[:, t, 2] * (n_groups - 1)).astype(int)
-            rows = batch[swap]
-            order[rows, 0], order[rows, other[swap]] = order[rows, other[swap]], order[rows, 0]
+        # The evaluator's error swaps the best with another real candidate: empty groups have
+        # none and are ranked last, so the partner is drawn from the first `real` positions.
+        real = (sizes > 0).sum(axis=1)
+        swap = improved & (coins[:, t, 1] < config.error_prob) & (real > 1)
+        other = 1 + np.floor(coins[:, t, 2] * (real - 1)).astype(int)
+        rows = batch[swap]
+        order[rows, 0], order[rows, other[swap]] = order[rows, other[swap]], order[rows, 0]
         chosen = order[:, 0]
         rank_of_group = np.argsort(order, axis=1)
-        move = improved & (sizes[batch, chosen] > 0)
-        model = np.where(move[:, None], candidates[batch, chosen], model)
+        model = np.where(improved[:, None], candidates[batch, chosen], model)
 
         gains = np.where(sizes > 0, true_scores - current[:, None], 0.0)
         points = points + scheme.award(
             RoundOutcome(t, groups, rank_of_group, improved, gains, users)
         )
-        improving += move
+        improving += improved
         distances[:, t + 1] = -l2_score(model, expert)
         for i, (path, group_log, chosen_log, points_log) in kept.items():
             path.append(model[i].copy())
             group_log.append(groups[i].copy())
-            chosen_log.append(int(chosen[i]) if move[i] else -1)
+            chosen_log.append(int(chosen[i]) if improved[i] else -1)
             points_log.append(points[i].copy())
 
     traces = {

@@ -5,11 +5,12 @@ tables a sweep of seeded runs produces (per-round distance bands, one row per ru
 per user) plus one :class:`~crowdtune.crowd.trace.RunTrace` per strategy, and returns
 :class:`~crowdtune.reports.html.Section` objects for :func:`~crowdtune.reports.html.render_report`.
 
-Examples
---------
->>> sections = grouping_sections(bands=bands, runs=runs, points=points,
-...                              traces=traces, summary=summary)  # doctest: +SKIP
->>> render_report("out/index.html", title="Grouping", sections=sections)  # doctest: +SKIP
+Usage (``result`` from :func:`crowdtune.crowd.simulate_grouping`)::
+
+    sections = grouping_sections(bands=distance_bands(result.rounds), runs=result.runs,
+                                 points=result.points, traces=result.traces,
+                                 summary=result.summary())
+    render_report("out/index.html", title="Grouping", sections=sections)
 """
 
 from __future__ import annotations
