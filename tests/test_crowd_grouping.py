@@ -121,7 +121,7 @@ def test_explore_probability_schedules(
 
 
 def test_explore_probability_rejects_unknown_schedule() -> None:
-    with pytest.raises(ValueError, match="unknown schedule 'step'; choose one of: linear"):
+    with pytest.raises(ValueError, match="unknown explore schedule 'step'; choose one of: linear"):
         explore_probability("step", 0.4, 0, 10)
     with pytest.raises(ValueError, match="choose one of: linear, exponential, constant"):
         make_epsilon_greedy(0.4, "step")

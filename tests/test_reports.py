@@ -29,8 +29,14 @@ EVIL = "<script>alert(1)</script>"
 
 
 def simulate(
-    strategy: str, seed: int, *, n_users: int = 12, n_dims: int = 4, n_rounds: int = 6,
-    n_groups: int = 3, step: float = 0.5,
+    strategy: str,
+    seed: int,
+    *,
+    n_users: int = 12,
+    n_dims: int = 4,
+    n_rounds: int = 6,
+    n_groups: int = 3,
+    step: float = 0.5,
 ) -> RunTrace:
     """A tiny stand-in for the grouping simulation: groups move the model toward their centroid."""
     rng = np.random.default_rng(seed)
@@ -51,9 +57,16 @@ def simulate(
         chosen.append(best if moved else -1)
         groups.append(group)
         points.append(points[-1] + (group == best) * moved)
-    return RunTrace(strategy=strategy, metric="l2", users=users, expert=expert,
-                    model_path=np.array(path), groups=np.array(groups),
-                    chosen=np.array(chosen), points=np.array(points))
+    return RunTrace(
+        strategy=strategy,
+        metric="l2",
+        users=users,
+        expert=expert,
+        model_path=np.array(path),
+        groups=np.array(groups),
+        chosen=np.array(chosen),
+        points=np.array(points),
+    )
 
 
 def ci(values: np.ndarray) -> dict[str, float]:
@@ -72,27 +85,46 @@ def make_data(strategies: list[str], n_runs: int = 5, threshold: float = 5.0, **
             bands.append({"strategy": strategy, "round": rnd, **ci(distances[:, rnd])})
         for run, (trace, dist) in enumerate(zip(trials, distances, strict=True)):
             below = np.flatnonzero(dist <= threshold)
-            runs.append({
-                "strategy": strategy, "metric": trace.metric, "run": run,
-                "start_distance": dist[0], "final_distance": dist[-1],
-                "rounds_to_threshold": int(below[0]) if len(below) else pd.NA,
-                "improving_rounds": int((trace.chosen >= 0).sum()),
-            })
-            points += [{"strategy": strategy, "run": run, "user": u, "points": p}
-                       for u, p in enumerate(trace.points[-1])]
-        reached = [int(np.flatnonzero(d <= threshold)[0]) for d in distances
-                   if (d <= threshold).any()]
+            runs.append(
+                {
+                    "strategy": strategy,
+                    "metric": trace.metric,
+                    "run": run,
+                    "start_distance": dist[0],
+                    "final_distance": dist[-1],
+                    "rounds_to_threshold": int(below[0]) if len(below) else pd.NA,
+                    "improving_rounds": int((trace.chosen >= 0).sum()),
+                }
+            )
+            points += [
+                {"strategy": strategy, "run": run, "user": u, "points": p}
+                for u, p in enumerate(trace.points[-1])
+            ]
+        reached = [
+            int(np.flatnonzero(d <= threshold)[0]) for d in distances if (d <= threshold).any()
+        ]
         summary[strategy] = {
-            "start_distance": ci(distances[:, 0]), "final_distance": ci(distances[:, -1]),
-            "rounds_to_threshold": {**(ci(np.array(reached)) if reached else
-                                       {"mean": float("nan"), "ci_low": float("nan"),
-                                        "ci_high": float("nan")}), "reached": len(reached)},
+            "start_distance": ci(distances[:, 0]),
+            "final_distance": ci(distances[:, -1]),
+            "rounds_to_threshold": {
+                **(
+                    ci(np.array(reached))
+                    if reached
+                    else {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+                ),
+                "reached": len(reached),
+            },
             "runs": n_runs,
         }
     summary["settings"] = {"n_runs": n_runs, "threshold": threshold, "strategies": strategies}
     runs_df = pd.DataFrame(runs).astype({"rounds_to_threshold": "Int64"})
-    return dict(bands=pd.DataFrame(bands), runs=runs_df, points=pd.DataFrame(points),
-                traces=traces, summary=summary)
+    return dict(
+        bands=pd.DataFrame(bands),
+        runs=runs_df,
+        points=pd.DataFrame(points),
+        traces=traces,
+        summary=summary,
+    )
 
 
 STRATEGIES = ["random", "epsilon-greedy", "interleaved"]
@@ -110,8 +142,12 @@ def sections(data: dict) -> list[Section]:
 
 @pytest.fixture(scope="module")
 def report(sections: list[Section], tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = render_report(tmp_path_factory.mktemp("out") / "nested" / "index.html",
-                         title="Grouping & <co>", sections=sections, intro="First.\n\nSecond.")
+    path = render_report(
+        tmp_path_factory.mktemp("out") / "nested" / "index.html",
+        title="Grouping & <co>",
+        sections=sections,
+        intro="First.\n\nSecond.",
+    )
     assert path.is_file()
     return path.read_text(encoding="utf-8")
 
@@ -204,8 +240,13 @@ def test_runs_without_points_are_left_out_with_a_note(data: dict) -> None:
 
 
 def test_table_html_escapes_and_formats() -> None:
-    df = pd.DataFrame({"<b>name</b>": [EVIL, "plain"], "x": [1.23456, float("nan")],
-                       "n": pd.array([3, pd.NA], dtype="Int64")})
+    df = pd.DataFrame(
+        {
+            "<b>name</b>": [EVIL, "plain"],
+            "x": [1.23456, float("nan")],
+            "n": pd.array([3, pd.NA], dtype="Int64"),
+        }
+    )
     table = table_html(df, float_format="{:.2f}")
     assert EVIL not in table and "<b>" not in table
     assert html.escape(EVIL) in table and "&lt;b&gt;name&lt;/b&gt;" in table

@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crowdtune import __version__
+from crowdtune.tables import TABLE_FORMATS
+from crowdtune.validation import check_choice
 
 app = typer.Typer(
     help="crowdtune: align language models with feedback from a crowd.",
@@ -149,8 +151,6 @@ def build_settings(
         config.check_users(users)
     except ValueError as exc:
         fail(str(exc))
-    if missing not in ("zero", "user-mean"):
-        fail(f"unknown missing {missing!r}; choose one of: zero, user-mean")
     return spec, config
 
 
@@ -251,6 +251,7 @@ def simulate_grouping_cmd(
     sit under "strategies".
     """
     from crowdtune.crowd.experiments import simulate_grouping
+    from crowdtune.crowd.grouping import STRATEGIES
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
 
     spec, config = build_settings(
@@ -259,15 +260,14 @@ def simulate_grouping_cmd(
         explore_floor=explore_floor, explore_schedule=explore_schedule, user_pool=user_pool,
         missing=missing, drop_genre=drop_genre, dims=dims, strategy=strategy[0],
     )  # fmt: skip
-    if runs < 1:
-        fail(f"runs must be at least 1, got {runs}")
-    if table_format not in ("csv", "parquet"):
-        fail(f"unknown table format {table_format!r}; choose one of: csv, parquet")
-    from crowdtune.crowd.grouping import STRATEGIES
-
-    for name in strategy:
-        if name not in STRATEGIES:
-            fail(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    try:
+        check_choice(table_format, TABLE_FORMATS, "table format")
+        for name in strategy:
+            check_choice(name, STRATEGIES, "strategy")
+        if runs < 1:
+            raise ValueError(f"runs must be at least 1, got {runs}")
+    except ValueError as exc:
+        fail(str(exc))
     try:
         with progress_bar(runs * len(strategy), "simulating runs", progress) as advance:
             result = simulate_grouping(
@@ -328,8 +328,6 @@ def simulate_sweep_cmd(
     --json prints {"settings", "cells": [...]}, one cell per setting with the mean start and final
     distance, rounds to threshold and their 95% CIs.
     """
-    from crowdtune.crowd.grouping import STRATEGIES
-    from crowdtune.crowd.metrics import METRICS
     from crowdtune.crowd.sweep import SweepGrid, sweep
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
 
@@ -340,20 +338,16 @@ def simulate_sweep_cmd(
             fail(f"--{name} takes comma-separated integers, got {text!r}")
             raise
 
-    grid = SweepGrid(
-        users=ints(users, "users"),
-        groups=ints(groups, "groups"),
-        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
-    )
-    for name in grid.strategies:
-        if name not in STRATEGIES:
-            fail(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
-    for name in grid.metrics:
-        if name not in METRICS:
-            fail(f"unknown metric {name!r}; choose one of: {', '.join(METRICS)}")
-    if not (grid.users and grid.groups and grid.strategies and grid.metrics):
-        fail("every grid axis needs at least one value")
+    try:
+        grid = SweepGrid(
+            users=ints(users, "users"),
+            groups=ints(groups, "groups"),
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        )
+        check_choice(table_format, TABLE_FORMATS, "table format")
+    except ValueError as exc:
+        fail(str(exc))
     spec, config = build_settings(
         dataset=dataset, users=max(grid.users), groups=min(grid.groups), rounds=rounds,
         metric=grid.metrics[0], scheme=scheme, delta=delta, weight_power=weight_power,
@@ -361,10 +355,6 @@ def simulate_sweep_cmd(
         explore_schedule=explore_schedule, user_pool=user_pool, missing=missing,
         drop_genre=drop_genre, dims=dims,
     )  # fmt: skip
-    if min(grid.users) < max(grid.groups):
-        fail(f"groups ({max(grid.groups)}) cannot exceed users ({min(grid.users)})")
-    if table_format not in ("csv", "parquet"):
-        fail(f"unknown table format {table_format!r}; choose one of: csv, parquet")
     try:
         with progress_bar(runs * len(grid.cells()), "sweeping runs", progress) as advance:
             result = sweep(

@@ -9,15 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from crowdtune.validation import check_choice
+
 TABLE_FORMATS = ("csv", "parquet")
 
 
 def write_table(frame: pd.DataFrame, stem: Path, table_format: str = "csv") -> Path:
     """Write ``frame`` to ``stem`` + ``.csv`` or ``.parquet`` (one value per cell, no index)."""
-    if table_format not in TABLE_FORMATS:
-        raise ValueError(
-            f"unknown table format {table_format!r}; choose one of: {', '.join(TABLE_FORMATS)}"
-        )
+    check_choice(table_format, TABLE_FORMATS, "table format")
     path = stem.with_suffix(f".{table_format}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if table_format == "csv":

@@ -25,9 +25,11 @@ import pandas as pd
 from crowdtune.crowd.rounds import RoundConfig, RoundsResult, run_rounds
 from crowdtune.crowd.summary import first_round_within, summarize_runs
 from crowdtune.crowd.trace import RunTrace
+from crowdtune.validation import check_choice
 
 DATASETS = ("movielens", "synthetic")
 USER_POOLS = ("random", "first")
+MISSING = ("zero", "user-mean")
 MOVIELENS_USERS = 610
 # Keep one batch's pre-drawn random keys (runs x rounds x users floats) near 32 MB.
 BATCH_ELEMENTS = 4_000_000
@@ -64,14 +66,9 @@ class CrowdSpec:
     n_dims: int = 20
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}"
-            )
-        if self.user_pool not in USER_POOLS:
-            raise ValueError(
-                f"unknown user pool {self.user_pool!r}; choose one of: {', '.join(USER_POOLS)}"
-            )
+        check_choice(self.dataset, DATASETS, "dataset")
+        check_choice(self.user_pool, USER_POOLS, "user pool")
+        check_choice(self.missing, MISSING, "missing")
         if self.n_users < 1:
             raise ValueError(f"users must be at least 1, got {self.n_users}")
         if self.dataset == "movielens" and self.n_users + 1 > MOVIELENS_USERS:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crowdtune.validation import check_choice
+
 STRATEGIES = ("random", "epsilon-greedy", "interleaved")
 SCHEDULES = ("linear", "exponential", "constant")
 
@@ -68,7 +70,7 @@ def explore_probability(schedule: str, floor: float, round_index: int, n_rounds:
     elif schedule == "constant":
         decayed = 0.0
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        check_choice(schedule, SCHEDULES, "explore schedule")
     return max(floor, decayed)
 
 
@@ -126,4 +128,5 @@ def get_strategy(name: str, *, floor: float = 0.4, schedule: str = "linear") -> 
         return make_epsilon_greedy(floor, schedule)
     if name == "interleaved":
         return interleaved_groups
-    raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    check_choice(name, STRATEGIES, "strategy")
+    raise AssertionError("unreachable")

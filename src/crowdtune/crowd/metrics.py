@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from crowdtune.validation import check_choice
+
 Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -45,7 +47,5 @@ METRICS: dict[str, Metric] = {
 
 def get_metric(name: str) -> Metric:
     """The metric called ``name``; an unknown name raises ``ValueError`` listing the choices."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(METRICS)}") from None
+    check_choice(name, METRICS, "metric")
+    return METRICS[name]

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from crowdtune.validation import check_choice
+
 SCHEMES = ("rank", "marginal")
 
 
@@ -99,4 +101,5 @@ def get_scheme(name: str) -> PointScheme:
         return RankPoints()
     if name == "marginal":
         return MarginalPoints()
-    raise ValueError(f"unknown point scheme {name!r}; choose one of: {', '.join(SCHEMES)}")
+    check_choice(name, SCHEMES, "point scheme")
+    raise AssertionError("unreachable")

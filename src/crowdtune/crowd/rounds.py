@@ -29,11 +29,7 @@ from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.metrics import METRICS, l2_score
 from crowdtune.crowd.points import SCHEMES, RoundOutcome, get_scheme
 from crowdtune.crowd.trace import RunTrace
-
-
-def _choice(value: str, choices: Sequence[str], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+from crowdtune.validation import check_choice
 
 
 @dataclass(frozen=True)
@@ -80,10 +76,10 @@ class RoundConfig:
     initial_points: float = 1.0
 
     def __post_init__(self) -> None:
-        _choice(self.strategy, STRATEGIES, "strategy")
-        _choice(self.metric, tuple(METRICS), "metric")
-        _choice(self.scheme, SCHEMES, "point scheme")
-        _choice(self.explore_schedule, SCHEDULES, "explore schedule")
+        check_choice(self.strategy, STRATEGIES, "strategy")
+        check_choice(self.metric, tuple(METRICS), "metric")
+        check_choice(self.scheme, SCHEMES, "point scheme")
+        check_choice(self.explore_schedule, SCHEDULES, "explore schedule")
         if self.n_groups < 1:
             raise ValueError(f"groups must be at least 1, got {self.n_groups}")
         if self.n_rounds < 1:

@@ -21,8 +21,10 @@ import pandas as pd
 
 from crowdtune.crowd.experiments import CrowdSpec, cell_tables, load_crowd_matrix, run_cell
 from crowdtune.crowd.grouping import STRATEGIES
+from crowdtune.crowd.metrics import METRICS
 from crowdtune.crowd.rounds import RoundConfig
 from crowdtune.crowd.summary import summarize_runs
+from crowdtune.validation import check_choice
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,19 @@ class SweepGrid:
     groups: tuple[int, ...] = (2, 3, 4, 5)
     strategies: tuple[str, ...] = STRATEGIES
     metrics: tuple[str, ...] = ("l2", "l1", "dot")
+
+    def __post_init__(self) -> None:
+        for name, axis in dataclasses.asdict(self).items():
+            if not axis:
+                raise ValueError(f"the sweep grid needs at least one value of {name}")
+        for strategy in self.strategies:
+            check_choice(strategy, STRATEGIES, "strategy")
+        for metric in self.metrics:
+            check_choice(metric, METRICS, "metric")
+        if min(self.users) < max(self.groups):
+            raise ValueError(
+                f"groups ({max(self.groups)}) cannot exceed users ({min(self.users)}) in any cell"
+            )
 
     def cells(self) -> list[tuple[int, int, str, str]]:
         return list(product(self.users, self.groups, self.strategies, self.metrics))
