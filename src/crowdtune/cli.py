@@ -254,6 +254,7 @@ def simulate_grouping_cmd(
     from crowdtune.crowd.grouping import STRATEGIES
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
 
+    strategy = list(dict.fromkeys(strategy))  # a repeated --strategy runs once
     spec, config = build_settings(
         dataset=dataset, users=users, groups=groups, rounds=rounds, metric=metric, scheme=scheme,
         delta=delta, weight_power=weight_power, error_prob=error_prob, score_noise=score_noise,
