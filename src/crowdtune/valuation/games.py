@@ -137,12 +137,11 @@ class CentroidGame:
         values[:, 0] = self.empty_value
         values[:, 1:] = self._score(prefix_means, self.expert)
         bad = ~np.isfinite(values)
-        if bad.any():
+        if bad.any():  # name the first bad prefix as a coalition, with the one shared message
             row, column = (int(i) for i in np.argwhere(bad)[0])
-            members = sorted(permutations[row, :column].tolist())
-            raise ValueError(
-                f"game value is {values[row, column]} for the coalition of players {members}"
-            )
+            coalition = np.zeros((1, n), dtype=bool)
+            coalition[0, permutations[row, :column]] = True
+            check_finite_values(values[row, column : column + 1], coalition)
         return values
 
 
