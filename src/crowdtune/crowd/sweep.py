@@ -1,17 +1,16 @@
-"""Parameter sweeps over crowd size, group count, strategy and metric, on several processes.
+"""Parameter sweeps over crowd size, group count, strategy and metric, on processes or Ray.
 
 The default grid is the published one: users {10, 25, 50, 75, 100} x groups {2, 3, 4, 5} x three
 strategies x three metrics (l2, l1, dot), 50 runs of 100 rounds each: 9,000 runs. Each cell's runs
-are simulated as one batch in a worker process; run ``i`` of every cell uses the same seeds (see
-:mod:`crowdtune.crowd.experiments`), so the result does not depend on the number of workers.
+are simulated as one batch in a worker task; run ``i`` of every cell uses the same seeds (see
+:mod:`crowdtune.crowd.experiments`), so the result depends neither on the backend nor on the
+number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -24,6 +23,7 @@ from crowdtune.crowd.grouping import STRATEGIES
 from crowdtune.crowd.metrics import METRICS
 from crowdtune.crowd.rounds import RoundConfig
 from crowdtune.crowd.summary import summarize_runs
+from crowdtune.parallel import Backend, LocalBackend
 from crowdtune.validation import check_choice
 
 
@@ -67,13 +67,6 @@ class SweepResult:
 Task = tuple[np.ndarray | None, CrowdSpec, RoundConfig, int, int, float]
 
 
-def _limit_threads() -> None:
-    # One BLAS thread per worker: the workers already use every core.
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def _run_task(task: Task) -> dict[str, np.ndarray]:
     matrix, spec, config, n_runs, seed, threshold = task
     arrays, _ = run_cell(matrix, spec, config, n_runs, seed, threshold=threshold)
@@ -100,11 +93,14 @@ def sweep(
     seed: int = 1,
     threshold: float = 5.0,
     workers: int = 2,
+    backend: Backend | None = None,
     on_cell: Callable[[int], None] | None = None,
 ) -> SweepResult:
     """Run every cell of ``grid``; ``spec`` and ``config`` give the settings the grid leaves open.
 
-    ``on_cell(k)`` is called as each cell of ``k`` runs finishes (for progress bars).
+    Cells run on ``backend`` (default: ``workers`` local processes; see
+    :mod:`crowdtune.parallel`). ``on_cell(k)`` is called as each cell of ``k`` runs finishes (for
+    progress bars).
     """
     grid = grid or SweepGrid()
     if n_runs < 1:
@@ -120,19 +116,12 @@ def sweep(
         cell_config.check_users(users)  # fail before any work starts
         tasks.append((matrix, cell_spec, cell_config, n_runs, seed, threshold))
 
+    backend = backend or LocalBackend(workers=workers)
     results: list[dict[str, np.ndarray]] = []
-    if workers == 1:
-        for task in tasks:
-            results.append(_run_task(task))
-            if on_cell:
-                on_cell(n_runs)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads) as pool:
-            for arrays in pool.map(_run_task, tasks, chunksize=1):
-                results.append(arrays)
-                if on_cell:
-                    on_cell(n_runs)
+    for arrays in backend.map(_run_task, [(task,) for task in tasks]):
+        results.append(arrays)
+        if on_cell:
+            on_cell(n_runs)
 
     tables, rows = [], []
     for (users, groups, strategy, metric), arrays in zip(cells, results, strict=True):
@@ -148,7 +137,8 @@ def sweep(
         "runs": n_runs,
         "seed": seed,
         "threshold": threshold,
-        "workers": workers,
+        "backend": backend.name,
+        "workers": backend.workers,
     }
     for key in ("n_users", "n_groups", "strategy", "metric"):
         settings.pop(key)

@@ -23,20 +23,28 @@ from crowdtune.valuation.games import (
     AdditiveGame,
     CentroidGame,
     Game,
+    LearnerGame,
     SymmetricVotingGame,
     UnanimityGame,
 )
+from crowdtune.valuation.kernel import kernel_shapley
 from crowdtune.valuation.result import ValuationResult
+from crowdtune.valuation.stats import Correlation, correlation, fisher_z_mean
 
 __all__ = [
     "AdditiveGame",
     "CentroidGame",
+    "Correlation",
     "Game",
+    "LearnerGame",
     "SymmetricVotingGame",
     "UnanimityGame",
     "ValuationResult",
     "check_efficiency",
+    "correlation",
     "exact_shapley",
+    "fisher_z_mean",
+    "kernel_shapley",
     "permutation_shapley",
     "total_value",
 ]

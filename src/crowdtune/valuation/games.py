@@ -14,11 +14,15 @@ array([4., 0.])
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from crowdtune.crowd.metrics import get_metric
+
+if TYPE_CHECKING:
+    from crowdtune.crowd.learners import Learner
 
 
 @runtime_checkable
@@ -54,11 +58,15 @@ def check_finite_values(values: np.ndarray, coalitions: np.ndarray) -> np.ndarra
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         members = np.flatnonzero(coalitions[row]).tolist()
-        raise ValueError(
+        raise NonFiniteValueError(
             f"game value is {values[row]} for the coalition of players {members} "
             f"({int(bad.sum())} of {len(values)} coalitions in this batch are not finite)"
         )
     return values
+
+
+class NonFiniteValueError(ValueError):
+    """A game value is NaN or infinite; the message names the coalition."""
 
 
 class CentroidGame:
@@ -102,6 +110,11 @@ class CentroidGame:
                 f"expert must have shape ({users.shape[1]},) to match users of shape "
                 f"{users.shape}; got shape {expert.shape}"
             )
+        for name, array in (("users", users), ("expert", expert)):
+            bad = np.argwhere(~np.isfinite(array))
+            if len(bad):
+                where = list(map(int, bad[0]))
+                raise ValueError(f"{name} must be finite; {name}{where} is {array[tuple(bad[0])]}")
         self.users = users
         self.expert = expert
         self.metric = metric
@@ -208,3 +221,135 @@ class SymmetricVotingGame:
     def shapley_values(self) -> np.ndarray:
         """The closed-form Shapley values (by symmetry and efficiency)."""
         return np.full(self.n_players, 1.0 / self.n_players)
+
+
+def default_collate(items: Sequence[Any]) -> Any:
+    """Join the feedback of a coalition's members into one training set.
+
+    Arrays are concatenated along the first axis, tuples (such as ``(X, y)``) element by element,
+    and lists (of records) end to end.
+
+    >>> X, y = default_collate([(np.ones((1, 2)), np.array([0])), (np.zeros((2, 2)), np.ones(2))])
+    >>> X.shape, y.tolist()
+    ((3, 2), [0.0, 1.0, 1.0])
+    """
+    first = items[0]
+    if all(isinstance(item, np.ndarray) for item in items):
+        return np.concatenate(items, axis=0)
+    if all(isinstance(item, tuple) and len(item) == len(first) for item in items):
+        return tuple(default_collate([item[j] for item in items]) for j in range(len(first)))
+    if all(isinstance(item, list) for item in items):
+        return [record for item in items for record in item]
+    kinds = sorted({type(item).__name__ for item in items})
+    raise TypeError(
+        "the default collate joins numpy arrays, tuples of arrays of one length or lists; got "
+        f"feedback of type {', '.join(kinds)}: pass collate= to join it"
+    )
+
+
+class LearnerGame:
+    """A coalition is worth the score of a candidate trained on its members' feedback.
+
+    ``v(S) = learner.score(learner.fit(base, collate([feedback[i] for i in S])))`` for a non-empty
+    ``S``, with the :class:`~crowdtune.crowd.learners.Learner` protocol of Crowd-SFT rounds, so
+    credit is computed for whatever a round trains. ``v(∅)`` is ``empty_value`` when given, else
+    ``learner.score(base)`` (the untrained candidate).
+
+    Every coalition costs a training run, so ``value`` loops over rows and, by default, caches
+    values by coalition: permutation samplers revisit small and large coalitions often. Use it
+    with :func:`~crowdtune.valuation.estimators.exact_shapley` for a handful of players, else with
+    a budgeted :func:`~crowdtune.valuation.estimators.permutation_shapley`.
+
+    Parameters
+    ----------
+    learner : Learner
+        Trains (``fit(base, feedback)``) and scores (``score(candidate)``, higher is better).
+    feedback : sequence
+        One item per player: that player's training data.
+    base : any, optional
+        The starting candidate passed to every ``fit``; also scored as ``v(∅)`` when
+        ``empty_value`` is not given.
+    collate : callable, optional
+        Joins a list of feedback items into the training data of one ``fit``; the default is
+        :func:`default_collate`.
+    empty_value : float, optional
+        ``v(∅)``; one of ``empty_value`` and ``base`` is required.
+    cache : bool, default True
+        Remember each coalition's value, keyed by its membership bits.
+
+    Attributes
+    ----------
+    n_fits : int
+        Training runs made so far (cache hits and the empty coalition make none).
+
+    Examples
+    --------
+    >>> from crowdtune.crowd.learners import PointLearner
+    >>> learner = PointLearner(np.array([2.0, 0.0]), delta=1.0)
+    >>> feedback = [np.array([[0.0, 0.0]]), np.array([[2.0, 0.0]])]
+    >>> game = LearnerGame(learner, feedback, base=np.zeros(2),
+    ...                    collate=lambda items: np.concatenate(items).mean(axis=0))
+    >>> game.value(np.array([[True, True], [True, False], [False, False], [True, True]]))
+    array([-1., -2., -2., -1.])
+    >>> game.n_fits  # the repeated coalition came from the cache
+    2
+    """
+
+    def __init__(
+        self,
+        learner: Learner,
+        feedback: Sequence[Any],
+        *,
+        base: Any = None,
+        collate: Callable[[list[Any]], Any] | None = None,
+        empty_value: float | None = None,
+        cache: bool = True,
+    ) -> None:
+        if len(feedback) < 1:
+            raise ValueError("feedback must hold one item per player; got no items")
+        if empty_value is None and base is None:
+            raise ValueError(
+                "LearnerGame needs empty_value or base to value the empty coalition: "
+                "pass empty_value=, or base= to use learner.score(base)"
+            )
+        if empty_value is not None and not np.isfinite(empty_value):
+            raise ValueError(f"empty_value must be finite; got {empty_value}")
+        self.learner = learner
+        self.feedback = feedback
+        self.base = base
+        self.collate = default_collate if collate is None else collate
+        self.empty_value = None if empty_value is None else float(empty_value)
+        self.n_players = len(feedback)
+        self.n_fits = 0
+        self._cache: dict[bytes, float] | None = {} if cache else None
+
+    def _evaluate(self, members: np.ndarray) -> float:
+        """The value of the coalition of player indices ``members``, training if non-empty."""
+        try:
+            if len(members) == 0:
+                if self.empty_value is not None:
+                    return self.empty_value
+                return float(self.learner.score(self.base))
+            data = self.collate([self.feedback[i] for i in members])
+            candidate = self.learner.fit(self.base, data)
+            self.n_fits += 1
+            return float(self.learner.score(candidate))
+        except Exception as error:
+            raise ValueError(
+                f"the learner failed on the coalition of players {members.tolist()}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+    def value(self, coalitions: np.ndarray) -> np.ndarray:
+        """Values of ``coalitions`` (bool ``(k, n)``) as floats ``(k,)``, one fit per new row."""
+        coalitions = check_coalitions(coalitions, self.n_players)
+        values = np.empty(len(coalitions))
+        for row, coalition in enumerate(coalitions):
+            if self._cache is None:
+                values[row] = self._evaluate(np.flatnonzero(coalition))
+                continue
+            key = np.packbits(coalition).tobytes()
+            if key not in self._cache:
+                self._cache[key] = self._evaluate(np.flatnonzero(coalition))
+            values[row] = self._cache[key]
+        return check_finite_values(values, coalitions)
