@@ -1,4 +1,5 @@
-"""Crowd-SFT rounds: grouping strategies, metrics, learners, point schemes, experiments, sweeps.
+"""Crowd-SFT rounds: grouping strategies, metrics, learners, point schemes, credit checks,
+experiments, sweeps.
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping
 >>> result = simulate_grouping(CrowdSpec(dataset="synthetic", n_users=20), RoundConfig(n_rounds=5),
@@ -7,34 +8,63 @@
 ['final_distance', 'improving_rounds', 'rounds_to_threshold', 'runs', 'start_distance']
 """
 
-from crowdtune.crowd.experiments import CrowdSpec, GroupingResult, simulate_grouping
+from crowdtune.crowd.credit import adversary_bottom_rate, centroid_shapley, shapley_agreement
+from crowdtune.crowd.experiments import (
+    ADVERSARY_KINDS,
+    CrowdSpec,
+    GroupingResult,
+    RunSetups,
+    build_setups,
+    simulate_grouping,
+)
 from crowdtune.crowd.grouping import STRATEGIES, get_strategy
 from crowdtune.crowd.learners import Learner, PointLearner
 from crowdtune.crowd.metrics import METRICS, get_metric
-from crowdtune.crowd.points import SCHEMES, PointScheme, RoundOutcome, get_scheme
+from crowdtune.crowd.points import (
+    SCHEMES,
+    LeaveOneOutPoints,
+    MarginalPoints,
+    PointScheme,
+    RankPoints,
+    RegressionPoints,
+    RoundOutcome,
+    get_scheme,
+    leave_one_out_shares,
+)
 from crowdtune.crowd.rounds import RoundConfig, RoundsResult, run_rounds
 from crowdtune.crowd.sweep import SweepGrid, SweepResult, sweep
 from crowdtune.crowd.trace import RunTrace
 
 __all__ = [
+    "ADVERSARY_KINDS",
     "METRICS",
     "SCHEMES",
     "STRATEGIES",
     "CrowdSpec",
     "GroupingResult",
     "Learner",
+    "LeaveOneOutPoints",
+    "MarginalPoints",
     "PointLearner",
     "PointScheme",
+    "RankPoints",
+    "RegressionPoints",
     "RoundConfig",
     "RoundOutcome",
     "RoundsResult",
+    "RunSetups",
     "RunTrace",
     "SweepGrid",
     "SweepResult",
+    "adversary_bottom_rate",
+    "build_setups",
+    "centroid_shapley",
     "get_metric",
     "get_scheme",
     "get_strategy",
+    "leave_one_out_shares",
     "run_rounds",
+    "shapley_agreement",
     "simulate_grouping",
     "sweep",
 ]

@@ -7,8 +7,9 @@ weighted by points^2, evaluator error 0.05, rank points.
 
 Seeding: run ``i`` of an experiment with seed ``s`` takes its numbers from
 ``SeedSequence(s, spawn_key=(i,))``, split into a setup stream (which users, which expert, where
-the model starts) and a dynamics stream (groups, evaluator errors). Runs with the same index
-therefore share their setup across strategies and metrics (a paired comparison), and a run gives
+the model starts, then, only when the crowd has adversaries, which users they replace and with
+what) and a dynamics stream (groups, evaluator errors). Runs with the same index therefore share
+their setup across strategies, metrics and point schemes (a paired comparison), and a run gives
 the same numbers alone, in a batch, or in another worker process.
 """
 
@@ -30,6 +31,7 @@ from crowdtune.validation import check_choice
 DATASETS = ("movielens", "synthetic")
 USER_POOLS = ("random", "first")
 MISSING = ("zero", "user-mean")
+ADVERSARY_KINDS = ("away", "noise")
 MOVIELENS_USERS = 610
 # Keep one batch's pre-drawn random keys (runs x rounds x users floats) near 32 MB.
 BATCH_ELEMENTS = 4_000_000
@@ -56,6 +58,26 @@ class CrowdSpec:
         Genre columns to drop (for example ``("(no genres listed)", "IMAX")``).
     n_dims : int, default=20
         Dimensions of synthetic users.
+    adversaries : float, default=0.0
+        Share of the N users replaced by adversaries, in [0, 1); ``round(adversaries * N)``
+        users (Python's rounding) are replaced, and at least one user must stay honest.
+    adversary_kind : {"away", "noise"}, default="away"
+        ``away``: the valid vector farthest from the expert, every dimension at the end of the
+        crowd's value range opposite the expert's value (the top where the expert is below the
+        middle of the range, the bottom otherwise): a coordinated attack that rates highest
+        what the expert rates lowest and the reverse. ``noise``: a vector drawn uniformly from
+        the crowd's value range in every dimension. The value range is ``[min, max]`` over the
+        run's N users before replacement ([0, 5] for zero-filled MovieLens), so adversaries
+        submit valid ratings and a range check cannot catch them.
+
+        Why not reflect each user away from the expert (``2 u - e``)? It doubles the user's
+        distance to the expert but does not make the user harmful: a user near the expert stays
+        near it, and the coalitions' means barely notice. On MovieLens (N = 100, 10%
+        adversaries, 100 runs) accurate Shapley values of the centroid game put every reflected
+        adversary in the bottom 20% in 2% of runs (30% without clipping to valid ratings), so no
+        credit scheme could be asked to. For the far corner they do so in every run. ``noise``
+        adversaries are hardly harmful in this game (2% of runs): uniform vectors are dense and
+        pull sparse (zero-filled) coalitions toward the expert about as often as away from it.
     """
 
     dataset: str = "movielens"
@@ -64,19 +86,34 @@ class CrowdSpec:
     missing: str = "zero"
     drop_genres: tuple[str, ...] = ()
     n_dims: int = 20
+    adversaries: float = 0.0
+    adversary_kind: str = "away"
 
     def __post_init__(self) -> None:
         check_choice(self.dataset, DATASETS, "dataset")
         check_choice(self.user_pool, USER_POOLS, "user pool")
         check_choice(self.missing, MISSING, "missing")
+        check_choice(self.adversary_kind, ADVERSARY_KINDS, "adversary kind")
         if self.n_users < 1:
             raise ValueError(f"users must be at least 1, got {self.n_users}")
+        if not 0.0 <= self.adversaries < 1.0:
+            raise ValueError(f"adversaries must be a share in [0, 1), got {self.adversaries}")
+        if self.n_adversaries >= self.n_users:
+            raise ValueError(
+                f"adversaries={self.adversaries} of {self.n_users} users rounds to "
+                f"{self.n_adversaries} adversaries, leaving no honest user; lower the share"
+            )
         if self.dataset == "movielens" and self.n_users + 1 > MOVIELENS_USERS:
             raise ValueError(
                 f"MovieLens ml-latest-small has {MOVIELENS_USERS} users and each run needs "
                 f"users + 1 (one becomes the expert), so users can be at most "
                 f"{MOVIELENS_USERS - 1}; got {self.n_users}. Use --dataset synthetic for more."
             )
+
+    @property
+    def n_adversaries(self) -> int:
+        """Users replaced by adversaries in every run: ``round(adversaries * n_users)``."""
+        return round(self.adversaries * self.n_users)
 
 
 def load_crowd_matrix(spec: CrowdSpec) -> np.ndarray | None:
@@ -95,11 +132,58 @@ def run_streams(seed: int, run: int) -> tuple[np.random.Generator, np.random.Gen
     return np.random.default_rng(setup), np.random.default_rng(dynamics)
 
 
-def make_setups(
+@dataclass
+class RunSetups:
+    """The starting state of a batch of runs.
+
+    Attributes
+    ----------
+    users : ndarray of shape (n_runs, n_users, n_dims)
+        The crowd, adversaries already in place.
+    expert : ndarray of shape (n_runs, n_dims)
+    start : ndarray of shape (n_runs, n_dims)
+        Where the model starts.
+    rngs : list of numpy.random.Generator
+        The dynamics generator of every run.
+    adversaries : ndarray of bool, shape (n_runs, n_users)
+        Which users are adversaries.
+    """
+
+    users: np.ndarray
+    expert: np.ndarray
+    start: np.ndarray
+    rngs: list[np.random.Generator]
+    adversaries: np.ndarray
+
+
+def place_adversaries(
+    crowd: np.ndarray, expert: np.ndarray, spec: CrowdSpec, rng: np.random.Generator
+) -> np.ndarray:
+    """Replace ``spec.n_adversaries`` users of ``crowd`` (N, d) in place; return the mask (N,).
+
+    The adversaries are the first ``n_adversaries`` positions of a permutation drawn from
+    ``rng``; the ``noise`` kind then draws their vectors from ``rng`` too (see
+    :class:`CrowdSpec` for the kinds). Nothing is drawn when the crowd has no adversaries, so
+    such runs keep their numbers.
+    """
+    mask = np.zeros(len(crowd), dtype=bool)
+    if spec.n_adversaries == 0:
+        return mask
+    chosen = rng.permutation(len(crowd))[: spec.n_adversaries]
+    low, high = float(crowd.min()), float(crowd.max())
+    if spec.adversary_kind == "away":
+        crowd[chosen] = np.where(expert < (low + high) / 2, high, low)
+    else:
+        crowd[chosen] = rng.uniform(low, high, (len(chosen), crowd.shape[1]))
+    mask[chosen] = True
+    return mask
+
+
+def build_setups(
     matrix: np.ndarray | None, spec: CrowdSpec, runs: Sequence[int], seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.random.Generator]]:
-    """Users (B, N, d), expert (B, d), model start (B, d) and dynamics generators for ``runs``."""
-    users, experts, starts, dynamics = [], [], [], []
+) -> RunSetups:
+    """Users, expert, model start, dynamics generators and adversary masks for ``runs``."""
+    users, experts, starts, dynamics, masks = [], [], [], [], []
     for run in runs:
         setup_rng, dynamics_rng = run_streams(seed, run)
         if matrix is None:
@@ -111,11 +195,26 @@ def make_setups(
         else:
             pool = matrix[setup_rng.choice(len(matrix), spec.n_users + 1, replace=False)]
         expert = int(setup_rng.integers(spec.n_users + 1))
-        experts.append(pool[expert])
-        users.append(np.delete(pool, expert, axis=0))
+        crowd = np.delete(pool, expert, axis=0)
         starts.append(setup_rng.uniform(0.0, 5.0, pool.shape[1]))
+        masks.append(place_adversaries(crowd, pool[expert], spec, setup_rng))
+        experts.append(pool[expert])
+        users.append(crowd)
         dynamics.append(dynamics_rng)
-    return np.array(users), np.array(experts), np.array(starts), dynamics
+    return RunSetups(
+        np.array(users), np.array(experts), np.array(starts), dynamics, np.array(masks)
+    )
+
+
+def make_setups(
+    matrix: np.ndarray | None, spec: CrowdSpec, runs: Sequence[int], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.random.Generator]]:
+    """Users (B, N, d), expert (B, d), model start (B, d) and dynamics generators for ``runs``.
+
+    The adversary masks are left out; :func:`build_setups` returns them too.
+    """
+    setups = build_setups(matrix, spec, runs, seed)
+    return setups.users, setups.expert, setups.start, setups.rngs
 
 
 def batches(n_runs: int, n_rounds: int, n_users: int) -> Iterator[range]:
@@ -133,11 +232,12 @@ class GroupingResult:
     ----------
     runs : DataFrame
         One row per run: settings columns, ``run``, ``start_distance``, ``final_distance``,
-        ``rounds_to_threshold`` (nullable; NA when never reached), ``improving_rounds``.
+        ``rounds_to_threshold`` (nullable; NA when never reached), ``improving_rounds``,
+        ``extra_evaluations`` (candidate scores the point scheme cost beyond the rounds' own).
     rounds : DataFrame
         One row per run and round (0 = start): settings columns, ``run``, ``round``, ``distance``.
     points : DataFrame
-        Final points: settings columns, ``run``, ``user``, ``points``.
+        Final points: settings columns, ``run``, ``user``, ``points``, ``adversary`` (bool).
     traces : dict of str to RunTrace
         The full trace of run 0 for each strategy (for drawing).
     settings : dict
@@ -170,16 +270,24 @@ def run_cell(
     trace_runs: Sequence[int] = (),
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[int, RunTrace]]:
-    """All runs of one setting, batched: per-run arrays and the requested traces."""
+    """All runs of one setting, batched: per-run arrays and the requested traces.
+
+    The arrays are ``distances`` (B, R + 1), ``points`` (B, N), ``improving_rounds`` (B,),
+    ``extra_evaluations`` (B,), ``rounds_to_threshold`` (B,) and ``adversaries`` (B, N) bool.
+    """
     config.check_users(spec.n_users)
     parts: list[RoundsResult] = []
+    masks: list[np.ndarray] = []
     traces: dict[int, RunTrace] = {}
     for runs in batches(n_runs, config.n_rounds, spec.n_users):
-        users, expert, start, rngs = make_setups(matrix, spec, runs, seed)
+        setups = build_setups(matrix, spec, runs, seed)
         keep = [r - runs.start for r in trace_runs if r in runs]
-        result = run_rounds(users, expert, start, rngs, config, trace=keep)
+        result = run_rounds(
+            setups.users, setups.expert, setups.start, setups.rngs, config, trace=keep
+        )
         traces.update({runs.start + i: t for i, t in result.traces.items()})
         parts.append(result)
+        masks.append(setups.adversaries)
         if on_batch is not None:
             on_batch(len(runs))
     distances = np.concatenate([p.distances for p in parts])
@@ -187,7 +295,9 @@ def run_cell(
         "distances": distances,
         "points": np.concatenate([p.points for p in parts]),
         "improving_rounds": np.concatenate([p.improving_rounds for p in parts]),
+        "extra_evaluations": np.concatenate([p.extra_evaluations for p in parts]),
         "rounds_to_threshold": first_round_within(distances, threshold),
+        "adversaries": np.concatenate(masks),
     }, traces
 
 
@@ -209,6 +319,7 @@ def cell_tables(
             "final_distance": distances[:, -1],
             "rounds_to_threshold": reached,
             "improving_rounds": arrays["improving_rounds"],
+            "extra_evaluations": arrays["extra_evaluations"],
         }
     )
     rounds = pd.DataFrame(
@@ -225,6 +336,7 @@ def cell_tables(
             "run": np.repeat(np.arange(n_runs), n_users),
             "user": np.tile(np.arange(n_users), n_runs),
             "points": arrays["points"].ravel(),
+            "adversary": arrays["adversaries"].ravel(),
         }
     )
     return runs, rounds, points

@@ -27,7 +27,7 @@ import numpy as np
 from crowdtune.crowd.grouping import SCHEDULES, STRATEGIES, RoundRandomness, get_strategy
 from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.metrics import METRICS, l2_score
-from crowdtune.crowd.points import SCHEMES, RoundOutcome, get_scheme
+from crowdtune.crowd.points import SCHEMES, PointScheme, RoundOutcome, get_scheme
 from crowdtune.crowd.trace import RunTrace
 from crowdtune.validation import check_choice
 
@@ -44,7 +44,14 @@ class RoundConfig:
         Rounds per run (R).
     strategy : {"random", "epsilon-greedy", "interleaved"}, default="random"
     metric : {"l2", "l1", "dot", "cosine"}, default="l2"
-    scheme : {"rank", "marginal"}, default="rank"
+    scheme : {"rank", "marginal", "regression", "leave-one-out"}, default="rank"
+        How users earn points (:mod:`crowdtune.crowd.points`). ``rank`` (published): every
+        member of the group ranked ``r`` gets ``G - r`` when the model moves. ``marginal``: every
+        member gets the group's gain, every round. ``regression``: each user's own contribution,
+        estimated by ridge regression of every group's measured gain on its members over all
+        rounds so far (no extra evaluations). ``leave-one-out``: each member gets what its
+        group's candidate loses without it, every round (one extra evaluation per member of
+        every group of two or more).
     delta : float, default=0.1
         Step toward the group centroid, in (0, 1].
     weight_power : float, default=2.0
@@ -114,6 +121,9 @@ class RoundsResult:
         Final points.
     improving_rounds : ndarray of int, shape (n_runs,)
         Rounds in which the model moved.
+    extra_evaluations : ndarray of int, shape (n_runs,)
+        Candidate scores the point scheme asked for beyond the G per round the rounds themselves
+        cost (0 except for ``leave-one-out``).
     traces : dict of int to RunTrace
         Full traces of the runs (by position in the batch) that were asked for.
     """
@@ -121,6 +131,7 @@ class RoundsResult:
     distances: np.ndarray
     points: np.ndarray
     improving_rounds: np.ndarray
+    extra_evaluations: np.ndarray
     traces: dict[int, RunTrace] = field(default_factory=dict)
 
 
@@ -164,6 +175,7 @@ def run_rounds(
     config: RoundConfig,
     *,
     trace: Sequence[int] = (),
+    scheme: PointScheme | None = None,
 ) -> RoundsResult:
     """Simulate ``config.n_rounds`` rounds for a batch of runs.
 
@@ -177,6 +189,9 @@ def run_rounds(
     config : RoundConfig
     trace : sequence of int
         Positions in the batch whose full trace (groups, model path, points) to keep.
+    scheme : PointScheme, optional
+        A point scheme object to use instead of ``get_scheme(config.scheme)``, for settings the
+        config does not carry (``RegressionPoints(ridge=...)``, say).
     """
     n_runs, n_users, _ = users.shape
     if len(rngs) != n_runs or expert.shape[0] != n_runs or start.shape[0] != n_runs:
@@ -186,7 +201,7 @@ def run_rounds(
     group_strategy = get_strategy(
         config.strategy, floor=config.explore_floor, schedule=config.explore_schedule
     )
-    scheme = get_scheme(config.scheme)
+    scheme = get_scheme(config.scheme) if scheme is None else scheme
     scheme.start(n_runs, n_users)
     learner = PointLearner(expert[:, None, :], metric=config.metric, delta=config.delta)
     keys, coins, noise = draw_run_randomness(rngs, n_rounds, n_users, n_groups)
@@ -224,12 +239,24 @@ def run_rounds(
         order[rows, 0], order[rows, other[swap]] = order[rows, other[swap]], order[rows, 0]
         chosen = order[:, 0]
         rank_of_group = np.argsort(order, axis=1)
+        previous = model
         model = np.where(improved[:, None], candidates[batch, chosen], model)
 
         gains = np.where(sizes > 0, true_scores - current[:, None], 0.0)
-        points = points + scheme.award(
-            RoundOutcome(t, groups, rank_of_group, improved, gains, users)
+        observed_gains = np.where(sizes > 0, observed - current[:, None], 0.0)
+        outcome = RoundOutcome(
+            t,
+            groups,
+            rank_of_group,
+            improved,
+            gains,
+            users,
+            observed_gains=observed_gains,
+            model=previous,
+            weights=weights,
+            learner=learner,
         )
+        points = points + scheme.award(outcome)
         improving += improved
         distances[:, t + 1] = -l2_score(model, expert)
         for i, (path, group_log, chosen_log, points_log) in kept.items():
@@ -251,4 +278,5 @@ def run_rounds(
         )
         for i, (path, group_log, chosen_log, points_log) in kept.items()
     }
-    return RoundsResult(distances, points, improving, traces)
+    extra = np.asarray(scheme.extra_evaluations, dtype=int).copy()
+    return RoundsResult(distances, points, improving, extra, traces)
