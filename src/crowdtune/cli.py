@@ -77,7 +77,20 @@ GroupsOpt = typer.Option(4, "--groups", help="Groups per round (G).")
 RoundsOpt = typer.Option(100, "--rounds", help="Rounds per run (R).")
 RunsOpt = typer.Option(50, "--runs", help="Seeded runs per setting.")
 MetricOpt = typer.Option("l2", "--metric", help="l2, l1, dot (as published) or cosine.")
-SchemeOpt = typer.Option("rank", "--scheme", help="Point scheme: rank (published) or marginal.")
+SchemeOpt = typer.Option(
+    "rank",
+    "--scheme",
+    help="Point scheme: rank (published), marginal, regression (per-user ridge estimate, no extra "
+    "cost) or leave-one-out (per-user share, one extra evaluation per group member).",
+)
+AdversariesOpt = typer.Option(
+    0.0, "--adversaries", help="Share of users replaced by adversaries, in [0, 1)."
+)
+AdversaryKindOpt = typer.Option(
+    "away",
+    "--adversary-kind",
+    help="away: the valid rating vector farthest from the expert; noise: uniform over the range.",
+)
 DeltaOpt = typer.Option(0.1, "--delta", help="Step toward the group centroid, in (0, 1].")
 PowerOpt = typer.Option(2.0, "--weight-power", help="Centroid weights are points ** p.")
 ErrorOpt = typer.Option(0.05, "--error-prob", help="Chance the evaluator swaps the best candidate.")
@@ -142,6 +155,8 @@ def build_settings(
     drop_genre: list[str],
     dims: int,
     strategy: str = "random",
+    adversaries: float = 0.0,
+    adversary_kind: str = "away",
 ) -> tuple[Any, Any]:
     """Validated ``CrowdSpec`` and ``RoundConfig``, or a clean exit naming the bad option."""
     from crowdtune.crowd.experiments import CrowdSpec
@@ -155,6 +170,8 @@ def build_settings(
             missing=missing,
             drop_genres=tuple(drop_genre),
             n_dims=dims,
+            adversaries=adversaries,
+            adversary_kind=adversary_kind,
         )
         config = RoundConfig(
             n_groups=groups,
@@ -256,6 +273,8 @@ def simulate_grouping_cmd(
     missing: str = MissingOpt,
     drop_genre: list[str] = DropOpt,
     dims: int = DimsOpt,
+    adversaries: float = AdversariesOpt,
+    adversary_kind: str = AdversaryKindOpt,
     threshold: float = ThresholdOpt,
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
@@ -281,6 +300,7 @@ def simulate_grouping_cmd(
         delta=delta, weight_power=weight_power, error_prob=error_prob, score_noise=score_noise,
         explore_floor=explore_floor, explore_schedule=explore_schedule, user_pool=user_pool,
         missing=missing, drop_genre=drop_genre, dims=dims, strategy=strategy[0],
+        adversaries=adversaries, adversary_kind=adversary_kind,
     )  # fmt: skip
     try:
         check_choice(table_format, TABLE_FORMATS, "table format")
@@ -323,10 +343,23 @@ def simulate_sweep_cmd(
         "random,epsilon-greedy,interleaved", "--strategies", help="Comma-separated strategies."
     ),
     metrics: str = typer.Option("l2,l1,dot", "--metrics", help="Comma-separated metrics."),
+    schemes: str = typer.Option(
+        "rank",
+        "--schemes",
+        help="Comma-separated point schemes: rank, marginal, regression, leave-one-out.",
+    ),
+    shapley: str | None = typer.Option(
+        None,
+        "--shapley",
+        help="Also value each crowd (exact, permutation or kernel) and report how well every "
+        "scheme's points track it, and the published KernelSHAP estimate.",
+    ),
+    shapley_runs: int = typer.Option(
+        20, "--shapley-runs", help="Runs per cell whose crowds are valued (kernel: ~0.5-4 s each)."
+    ),
     dataset: str = DatasetOpt,
     rounds: int = RoundsOpt,
     runs: int = RunsOpt,
-    scheme: str = SchemeOpt,
     delta: float = DeltaOpt,
     weight_power: float = PowerOpt,
     error_prob: float = ErrorOpt,
@@ -340,6 +373,10 @@ def simulate_sweep_cmd(
     threshold: float = ThresholdOpt,
     seed: int = SeedOpt,
     workers: int = typer.Option(2, "--workers", help="Worker processes (one per core)."),
+    backend: str = BackendOpt,
+    address: str | None = AddressOpt,
+    adversaries: float = AdversariesOpt,
+    adversary_kind: str = AdversaryKindOpt,
     as_json: bool = JsonOpt,
     out: Path | None = OutOpt,
     table_format: str = typer.Option("parquet", "--table-format", help="parquet or csv."),
@@ -348,7 +385,8 @@ def simulate_sweep_cmd(
     """Sweep crowd size x groups x strategy x metric (default: the published grid, 9,000 runs).
 
     --json prints {"settings", "cells": [...]}, one cell per setting with the mean start and final
-    distance, rounds to threshold and their 95% CIs.
+    distance, rounds to threshold and their 95% CIs; with --shapley also "credit": per cell and
+    reference estimate, the mean Spearman and Pearson correlation of points with Shapley values.
     """
     from crowdtune.crowd.sweep import SweepGrid, sweep
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
@@ -366,62 +404,73 @@ def simulate_sweep_cmd(
             groups=ints(groups, "groups"),
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+            schemes=tuple(m.strip() for m in schemes.split(",") if m.strip()),
         )
         check_choice(table_format, TABLE_FORMATS, "table format")
     except ValueError as exc:
         fail(str(exc))
     spec, config = build_settings(
         dataset=dataset, users=max(grid.users), groups=min(grid.groups), rounds=rounds,
-        metric=grid.metrics[0], scheme=scheme, delta=delta, weight_power=weight_power,
+        metric=grid.metrics[0], scheme=grid.schemes[0], delta=delta, weight_power=weight_power,
         error_prob=error_prob, score_noise=score_noise, explore_floor=explore_floor,
         explore_schedule=explore_schedule, user_pool=user_pool, missing=missing,
-        drop_genre=drop_genre, dims=dims,
+        drop_genre=drop_genre, dims=dims, adversaries=adversaries, adversary_kind=adversary_kind,
     )  # fmt: skip
+    runner = make_backend(backend, address, workers)
     try:
         with progress_bar(runs * len(grid.cells()), "sweeping runs", progress) as advance:
             result = sweep(
-                spec, config, grid, n_runs=runs, seed=seed, threshold=threshold, workers=workers,
-                on_cell=advance,
+                spec, config, grid, n_runs=runs, seed=seed, threshold=threshold, backend=runner,
+                shapley=shapley, shapley_runs=min(shapley_runs, runs), on_cell=advance,
             )  # fmt: skip
-    except (DatasetMissingError, DatasetFormatError, ValueError) as exc:
+    except (DatasetMissingError, DatasetFormatError, ValueError, ImportError) as exc:
         fail(str(exc))
+    body: dict[str, Any] = {"settings": result.settings, "cells": result.cells.to_dict("records")}
+    if result.credit is not None:
+        body["credit"] = result.credit.to_dict("records")
     if out is not None:
         from crowdtune.reports import render_report, sweep_sections
         from crowdtune.tables import write_json, write_table
 
         write_table(result.cells, out / "cells", "csv")
+        if result.credit is not None:
+            write_table(result.credit, out / "credit", "csv")
         for name in ("runs", "rounds", "points"):
             write_table(getattr(result, name), out / name, table_format)
-        write_json(
-            {"settings": result.settings, "cells": result.cells.to_dict("records")},
-            out / "summary.json",
-        )
+        write_json(body, out / "summary.json")
         render_report(
             out / "report.html",
             title="Grouping sweep",
-            sections=sweep_sections(result.cells, result.settings),
+            sections=sweep_sections(result.cells, result.settings, result.credit),
         )
         err.print(f"wrote {out}/")
     if as_json:
         from crowdtune.tables import jsonable
 
-        typer.echo(
-            json.dumps(
-                jsonable({"settings": result.settings, "cells": result.cells.to_dict("records")})
-            )
-        )
+        typer.echo(json.dumps(jsonable(body)))
     else:
         table = Table(title="Final L2 distance to the expert (mean [95% CI])")
-        for column in ("users", "groups", "strategy", "metric", "final distance", "reached"):
+        labels = ("users", "groups", "strategy", "metric", "scheme")
+        for column in (*labels, "final distance", "reached"):
             table.add_column(column)
         for row in result.cells.to_dict("records"):
             final = (
                 f"{row['final_distance_mean']:.2f} "
                 f"[{row['final_distance_ci_low']:.2f}, {row['final_distance_ci_high']:.2f}]"
             )
-            cells = (row["users"], row["groups"], row["strategy"], row["metric"])
-            table.add_row(*map(str, cells), final, f"{row['reached_threshold']:.0%}")
+            table.add_row(*(str(row[k]) for k in labels), final, f"{row['reached_threshold']:.0%}")
         Console().print(table)
+        if result.credit is not None:
+            credit = Table(title="Points vs Shapley values (mean over runs [95% CI])")
+            for column in (*labels, "reference", "Spearman", "Pearson"):
+                credit.add_column(column)
+            for row in result.credit.to_dict("records"):
+                cis = [
+                    f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
+                    for k in ("spearman", "pearson")
+                ]
+                credit.add_row(*(str(row[k]) for k in (*labels, "reference")), *cis)
+            Console().print(credit)
 
 
 @shapley_app.command("centroid")

@@ -26,6 +26,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crowdtune.validation import check_choice
+
+#: How a run's Shapley values can be estimated (see :func:`centroid_shapley`).
+SHAPLEY_METHODS = ("exact", "permutation", "kernel")
+
 
 def _check_batch(points: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(points, dtype=float)
@@ -75,19 +80,24 @@ def centroid_shapley(
     expert: np.ndarray,
     *,
     metric: str = "l2",
+    method: str = "permutation",
     n_permutations: int = 2000,
     seed: int = 0,
     runs: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shapley values and standard errors of every run's centroid game, each (n_runs, n_users).
 
-    Estimated by :func:`crowdtune.valuation.permutation_shapley` with ``n_permutations``
-    permutations per run. The run numbered ``runs[i]`` (default: ``i``) draws them from
-    ``SeedSequence(seed, spawn_key=(runs[i],))``, so a run's values do not depend on the batch.
+    ``method`` is ``permutation`` (:func:`crowdtune.valuation.permutation_shapley`, with
+    ``n_permutations`` per run), ``exact`` (at most 20 users) or ``kernel`` (SHAP's
+    KernelExplainer with the published settings: the estimate the published correlations used).
+    The run numbered ``runs[i]`` (default: ``i``) draws from ``SeedSequence(seed,
+    spawn_key=(runs[i],))``, so a run's values do not depend on the batch.
     """
     # valuation imports crowd.metrics, so crowd imports valuation only when it is used.
-    from crowdtune.valuation import CentroidGame, permutation_shapley
+    from crowdtune.valuation import CentroidGame, exact_shapley, permutation_shapley
+    from crowdtune.valuation.kernel import kernel_shapley
 
+    check_choice(method, SHAPLEY_METHODS, "Shapley method")
     users = np.asarray(users, dtype=float)
     expert = np.asarray(expert, dtype=float)
     if users.ndim != 3 or expert.shape != (users.shape[0], users.shape[2]):
@@ -102,9 +112,38 @@ def centroid_shapley(
     for i, run in enumerate(numbers):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(run,)))
         game = CentroidGame(users[i], expert[i], metric)
-        result = permutation_shapley(game, n_permutations=n_permutations, rng=rng)
+        if method == "exact":
+            result = exact_shapley(game)
+        elif method == "kernel":
+            result = kernel_shapley(game, rng=rng)
+        else:
+            result = permutation_shapley(game, n_permutations=n_permutations, rng=rng)
         values[i], stderr[i] = result.values, result.stderr
     return values, stderr
+
+
+def summarize_agreement(per_run: pd.DataFrame, n_users: int) -> pd.DataFrame:
+    """Mean Spearman and Pearson per scheme (and any other label columns) with 95% CIs.
+
+    Correlations are averaged on Fisher's z scale across runs, each weighted by ``n_users - 3``
+    (:func:`crowdtune.valuation.stats.fisher_z_mean`); runs with constant points are left out.
+    """
+    from crowdtune.valuation.stats import fisher_z_mean
+
+    labels = [c for c in per_run.columns if c not in ("run", "spearman", "pearson")]
+    rows = []
+    for key, frame in per_run.groupby(labels, sort=False):
+        row = dict(zip(labels, key if isinstance(key, tuple) else (key,), strict=True))
+        for name in ("spearman", "pearson"):
+            estimates = frame[name].dropna().to_numpy()
+            row["runs"] = len(estimates)
+            if len(estimates) == 0:
+                row.update({name: np.nan, f"{name}_low": np.nan, f"{name}_high": np.nan})
+                continue
+            mean = fisher_z_mean(estimates, np.full(len(estimates), n_users), method=name)
+            row.update({name: mean.estimate, f"{name}_low": mean.low, f"{name}_high": mean.high})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def shapley_agreement(points: Mapping[str, np.ndarray], shapley: np.ndarray) -> pd.DataFrame:

@@ -25,6 +25,9 @@ CELL_COLUMNS = (
 
 
 def _curves(cells: pd.DataFrame) -> Section:
+    schemes = list(dict.fromkeys(cells["scheme"])) if "scheme" in cells else []
+    if schemes:
+        cells = cells[cells["scheme"] == schemes[0]]
     metrics = list(dict.fromkeys(cells["metric"]))
     groups = sorted(cells["groups"].unique())
     colors = strategy_colors(cells["strategy"])
@@ -64,21 +67,28 @@ def _curves(cells: pd.DataFrame) -> Section:
         "per grouping strategy; the shaded band is the 95% confidence interval over runs. Lower "
         "is better. The metric only decides which candidate wins; every panel measures the "
         "outcome in the same L2 distance."
+        + (f" Points paid by the {schemes[0]} scheme." if schemes else "")
     )
     return Section(
         "Final distance across the grid", text + figure_to_img(fig, "final distance by users")
     )
 
 
-def sweep_sections(cells: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> list[Section]:
-    """Sections for a sweep's ``cells`` table (see :class:`crowdtune.crowd.sweep.SweepResult`).
+def sweep_sections(
+    cells: pd.DataFrame,
+    settings: Mapping[str, Any] | None = None,
+    credit: pd.DataFrame | None = None,
+) -> list[Section]:
+    """Sections for a sweep's ``cells`` (and ``credit``) tables (see
+    :class:`crowdtune.crowd.sweep.SweepResult`).
 
     Raises ``ValueError`` naming the missing columns when ``cells`` lacks any of ``CELL_COLUMNS``.
     """
     missing = [c for c in CELL_COLUMNS if c not in cells.columns]
     if missing:
         raise ValueError(f"sweep cells table lacks columns: {', '.join(missing)}")
-    table = cells[list(CELL_COLUMNS)].rename(
+    columns = list(CELL_COLUMNS) + (["scheme"] if "scheme" in cells else [])
+    table = cells[columns].rename(
         columns={
             "final_distance_mean": "final distance",
             "final_distance_ci_low": "95% CI low",
@@ -94,6 +104,19 @@ def sweep_sections(cells: pd.DataFrame, settings: Mapping[str, Any] | None = Non
             + table_html(table, float_format="{:.3f}"),
         ),
     ]
+    if credit is not None:
+        sections.append(
+            Section(
+                "Credit against Shapley values",
+                paragraph(
+                    "How well each point scheme's final points track each run's Shapley values "
+                    "of the centroid game: mean Spearman and Pearson correlation across runs "
+                    "(Fisher z) with 95% CIs, against the accurate estimate and against the "
+                    "published KernelSHAP estimate (reference 'kernel')."
+                )
+                + table_html(credit, float_format="{:.3f}"),
+            )
+        )
     if settings:
         frame = pd.DataFrame(
             {"setting": list(settings), "value": [str(v) for v in settings.values()]}
