@@ -36,6 +36,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_rounds.py
+	$(BIN)/python benchmarks/bench_shapley.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

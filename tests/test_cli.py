@@ -133,10 +133,67 @@ def test_sweep_rejects_unknown_metric():
 @pytest.mark.slow
 def test_demo_writes_the_report(tmp_path, movielens_available):
     out = tmp_path / "demo"
-    result = invoke("demo", "--out", str(out), "--runs", "20", "--no-progress")
+    result = invoke(
+        "demo", "--out", str(out), "--runs", "20", "--credit-runs", "8", "--no-progress"
+    )
     assert result.exit_code == 0, result.output
     html = (out / "index.html").read_text()
     for strategy in ("random", "epsilon-greedy", "interleaved"):
         assert strategy in html
     assert "Traced runs in genre space (PCA)" in html
     assert "random" in result.stdout and "final" in result.stdout
+    assert "Credit: points against Shapley values" in html
+    for scheme in ("rank", "marginal", "regression", "leave-one-out"):
+        assert scheme in result.stdout
+
+
+def test_shapley_centroid_json_is_efficient(movielens_available) -> None:
+    from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix
+    from crowdtune.valuation import CentroidGame, total_value
+
+    result = invoke("shapley", "centroid", "--users", "10", "--method", "exact", "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert set(body) == {"values", "stderr", "n_evaluations", "seconds", "method"}
+    assert len(body["values"]) == 10 and body["n_evaluations"] == 2**10
+    # The crowd is run 0 of the simulation with the same seed.
+    spec = CrowdSpec(n_users=10)
+    setups = build_setups(load_crowd_matrix(spec), spec, [0], 1)
+    game = CentroidGame(setups.users[0], setups.expert[0])
+    assert sum(body["values"]) == pytest.approx(total_value(game), abs=1e-9)
+
+    sampled = invoke(
+        "shapley", "centroid", "--users", "10", "--budget-evals", "5000", "--seed", "1", "--json"
+    )
+    body2 = json.loads(sampled.stdout)
+    assert body2["n_evaluations"] <= 5000 and "permutation" in body2["method"]
+    assert sum(body2["values"]) == pytest.approx(total_value(game), abs=1e-9)
+
+
+def test_shapley_centroid_bad_input(movielens_available) -> None:
+    result = invoke("shapley", "centroid", "--users", "25", "--method", "exact")
+    assert result.exit_code == 2 and "permutation" in result.output
+    result = invoke("shapley", "centroid", "--users", "25", "--budget-evals", "10")
+    assert result.exit_code == 2 and "minimum is" in result.output
+    result = invoke("shapley", "centroid", "--method", "banzhaf")
+    assert result.exit_code == 2 and "unknown Shapley method 'banzhaf'" in result.output
+
+
+def test_sweep_shapley_credit_table(movielens_available, tmp_path) -> None:
+    result = invoke(
+        "simulate", "sweep", "--users", "20", "--groups", "4", "--strategies", "random",
+        "--metrics", "l2", "--schemes", "rank,regression", "--runs", "6", "--shapley", "exact",
+        "--shapley-runs", "4", "--workers", "1", "--json", "--no-progress",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    credit = pd.DataFrame(json.loads(result.stdout)["credit"])
+    assert sorted(credit["scheme"].unique()) == ["rank", "regression"]
+    assert sorted(credit["reference"].unique()) == ["exact", "kernel"]
+    assert (credit["runs"] == 4).all()
+    assert (
+        (credit["spearman_low"] <= credit["spearman"])
+        & (credit["spearman"] <= credit["spearman_high"])
+    ).all()
+    assert (tmp_path / "credit.csv").exists()
+    assert "Credit against Shapley values" in (tmp_path / "report.html").read_text()

@@ -228,8 +228,11 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     Console().print(table)
 
 
-def save_grouping(result: Any, out: Path, table_format: str, *, title: str) -> Path:
-    """Tables, ``summary.json`` and ``report.html`` of a grouping experiment under ``out``."""
+def save_grouping(
+    result: Any, out: Path, table_format: str, *, title: str, extra: list[Any] | None = None
+) -> Path:
+    """Tables, ``summary.json`` and ``report.html`` of a grouping experiment under ``out``;
+    ``extra`` report sections go after the grouping ones."""
     from crowdtune.crowd.summary import distance_bands
     from crowdtune.reports import grouping_sections, render_report
     from crowdtune.tables import write_json, write_table
@@ -246,7 +249,7 @@ def save_grouping(result: Any, out: Path, table_format: str, *, title: str) -> P
         summary={**summary, "settings": result.settings},
         threshold=result.settings["threshold"],
     )
-    return render_report(out / "report.html", title=title, sections=sections)
+    return render_report(out / "report.html", title=title, sections=sections + (extra or []))
 
 
 @simulate_app.command("grouping")
@@ -565,16 +568,23 @@ def shapley_centroid_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="Where the report goes."),
     runs: int = typer.Option(500, "--runs", help="Seeded runs per strategy."),
+    credit_runs: int = typer.Option(
+        50, "--credit-runs", help="Seeded runs per point scheme in the credit comparison."
+    ),
     seed: int = SeedOpt,
     progress: bool = ProgressOpt,
 ) -> None:
     """The main job on the shipped defaults: compare the three grouping strategies on MovieLens
-    (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05),
-    print a summary and write an HTML report to OUT/index.html."""
+    (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05), then
+    the point schemes against accurate Shapley values; print summaries and write an HTML report
+    to OUT/index.html."""
+    from crowdtune.crowd.credit import compare_credit
     from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
+    from crowdtune.crowd.points import SCHEMES
     from crowdtune.crowd.rounds import RoundConfig
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
+    from crowdtune.reports import credit_sections
 
     try:
         with progress_bar(runs * len(STRATEGIES), "grouping strategies", progress) as advance:
@@ -582,10 +592,24 @@ def demo_cmd(
                 CrowdSpec(), RoundConfig(), strategies=STRATEGIES, n_runs=runs, seed=seed,
                 on_batch=advance,
             )  # fmt: skip
-    except (DatasetMissingError, DatasetFormatError) as exc:
+        err.print(f"credit: {len(SCHEMES)} point schemes x {credit_runs} runs, with Shapley values")
+        credit = compare_credit(CrowdSpec(), RoundConfig(), SCHEMES, n_runs=credit_runs, seed=seed)
+    except (DatasetMissingError, DatasetFormatError, ValueError) as exc:
         fail(str(exc))
     print_summary(result.summary(), "Crowd-SFT grouping on MovieLens (published settings)")
-    save_grouping(result, out, "csv", title="crowdtune demo")
+    table = Table(title="Points vs Shapley values, random grouping (mean over runs [95% CI])")
+    for column in ("scheme", "Spearman", "Pearson"):
+        table.add_column(column)
+    for row in credit.summary.to_dict("records"):
+        table.add_row(
+            row["scheme"],
+            *(
+                f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
+                for k in ("spearman", "pearson")
+            ),
+        )
+    Console().print(table)
+    save_grouping(result, out, "csv", title="crowdtune demo", extra=credit_sections(credit))
     index = (out / "report.html").replace(out / "index.html")
     err.print(f"report: {index}")
 

@@ -19,13 +19,17 @@ one generator per run (``SeedSequence(seed, spawn_key=(run,))``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix, run_cell
+from crowdtune.crowd.rounds import RoundConfig
 from crowdtune.validation import check_choice
 
 #: How a run's Shapley values can be estimated (see :func:`centroid_shapley`).
@@ -181,3 +185,53 @@ def shapley_agreement(points: Mapping[str, np.ndarray], shapley: np.ndarray) -> 
                 }
             )
     return pd.DataFrame(rows)
+
+
+@dataclass
+class CreditComparison:
+    """Point schemes against accurate Shapley values on the same seeded runs.
+
+    Attributes
+    ----------
+    shapley : ndarray of shape (n_runs, n_users)
+        Each run's Shapley values of its centroid game (permutation estimate).
+    points : dict of str to ndarray of shape (n_runs, n_users)
+        Final points of each scheme; run ``i`` has the same crowd under every scheme.
+    per_run : DataFrame
+        ``scheme``, ``run``, ``spearman``, ``pearson`` (see :func:`shapley_agreement`).
+    summary : DataFrame
+        Per scheme: mean Spearman and Pearson with 95% CIs (see :func:`summarize_agreement`).
+    """
+
+    shapley: np.ndarray
+    points: dict[str, np.ndarray]
+    per_run: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def compare_credit(
+    spec: CrowdSpec,
+    config: RoundConfig,
+    schemes: Sequence[str],
+    *,
+    n_runs: int = 50,
+    seed: int = 1,
+    n_permutations: int = 1000,
+) -> CreditComparison:
+    """Run ``n_runs`` seeded runs under each scheme and correlate final points with Shapley values.
+
+    The runs share their crowds across schemes (same seeds), so the comparison is paired.
+    """
+    matrix = load_crowd_matrix(spec)
+    points = {
+        scheme: run_cell(matrix, spec, dataclasses.replace(config, scheme=scheme), n_runs, seed)[0][
+            "points"
+        ]
+        for scheme in schemes
+    }
+    setups = build_setups(matrix, spec, range(n_runs), seed)
+    shapley, _ = centroid_shapley(
+        setups.users, setups.expert, metric=config.metric, n_permutations=n_permutations, seed=seed
+    )
+    per_run = shapley_agreement(points, shapley)
+    return CreditComparison(shapley, points, per_run, summarize_agreement(per_run, spec.n_users))

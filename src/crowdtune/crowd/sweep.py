@@ -194,7 +194,7 @@ def sweep(
     }
     for key in ("n_users", "n_groups", "strategy", "metric", "scheme"):
         settings.pop(key)
-    credit = None
+    credit: pd.DataFrame | None = None
     if references:
         settings.update(
             shapley=shapley, shapley_runs=shapley_runs, shapley_permutations=shapley_permutations
@@ -215,14 +215,12 @@ def sweep(
                 )  # fmt: skip
                 per_run.append(frame)
         table = pd.concat(per_run, ignore_index=True)
-        credit = pd.concat(
-            [
-                summarize_agreement(part.drop(columns="users"), n_users).assign(users=n_users)
-                for n_users, part in table.groupby("users", sort=False)
-            ],
-            ignore_index=True,
-        )
+        parts = [
+            summarize_agreement(table[table["users"] == n].drop(columns="users"), n).assign(users=n)
+            for n in grid.users
+        ]
         order = ["users", "groups", "strategy", "metric", "scheme", "reference"]
+        credit = pd.concat(parts, ignore_index=True)
         credit = credit[order + [c for c in credit.columns if c not in order]]
     return SweepResult(pd.DataFrame(rows), runs, rounds, points, settings, credit)
 
