@@ -38,20 +38,9 @@ from crowdtune.crowd.points import (
 )
 from crowdtune.crowd.rounds import RoundConfig, run_rounds
 from crowdtune.valuation import CentroidGame, exact_shapley
+from test_crowd_engine import generators, random_problem  # shared fixtures of the engine tests
 
 ACCEPTANCE = RoundConfig(n_groups=4, n_rounds=100)  # published defaults otherwise
-
-
-def random_problem(seed: int, n_runs: int, n_users: int, n_dims: int = 3):
-    rng = np.random.default_rng(seed)
-    users = rng.uniform(0.0, 5.0, (n_runs, n_users, n_dims))
-    expert = rng.uniform(0.0, 5.0, (n_runs, n_dims))
-    start = rng.uniform(0.0, 5.0, (n_runs, n_dims))
-    return users, expert, start
-
-
-def generators(seed: int, n_runs: int) -> list[np.random.Generator]:
-    return [np.random.default_rng([seed, i]) for i in range(n_runs)]
 
 
 def synthetic_outcome(t: int, groups: np.ndarray, gains: np.ndarray, n_groups: int) -> RoundOutcome:

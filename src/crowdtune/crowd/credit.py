@@ -98,8 +98,8 @@ def centroid_shapley(
     spawn_key=(runs[i],))``, so a run's values do not depend on the batch.
     """
     # valuation imports crowd.metrics, so crowd imports valuation only when it is used.
-    from crowdtune.valuation import CentroidGame, exact_shapley, permutation_shapley
-    from crowdtune.valuation.kernel import kernel_shapley
+    from crowdtune.valuation import CentroidGame
+    from crowdtune.valuation.methods import estimate_shapley
 
     check_choice(method, SHAPLEY_METHODS, "Shapley method")
     users = np.asarray(users, dtype=float)
@@ -116,12 +116,8 @@ def centroid_shapley(
     for i, run in enumerate(numbers):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(run,)))
         game = CentroidGame(users[i], expert[i], metric)
-        if method == "exact":
-            result = exact_shapley(game)
-        elif method == "kernel":
-            result = kernel_shapley(game, rng=rng)
-        else:
-            result = permutation_shapley(game, n_permutations=n_permutations, rng=rng)
+        budget = n_permutations if method == "permutation" else None
+        result = estimate_shapley(game, method, seed=rng, n_permutations=budget)
         values[i], stderr[i] = result.values, result.stderr
     return values, stderr
 

@@ -95,17 +95,24 @@ class PointScheme(Protocol):
         ...
 
 
-class RankPoints:
-    """Published scheme: in a round where the model moves, every member of the group ranked
-    ``r`` (0 = chosen) gets ``G - r`` points; nothing happens in other rounds."""
+class CountingScheme:
+    """What every scheme shares: ``extra_evaluations`` per run, reset to zero by ``start``.
 
-    name = "rank"
+    Schemes that keep state of their own extend ``start`` (and call this one).
+    """
 
     def __init__(self) -> None:
         self.extra_evaluations = np.zeros(0, dtype=int)
 
     def start(self, n_runs: int, n_users: int) -> None:
         self.extra_evaluations = np.zeros(n_runs, dtype=int)
+
+
+class RankPoints(CountingScheme):
+    """Published scheme: in a round where the model moves, every member of the group ranked
+    ``r`` (0 = chosen) gets ``G - r`` points; nothing happens in other rounds."""
+
+    name = "rank"
 
     def award(self, outcome: RoundOutcome) -> np.ndarray:
         group_points = np.where(
@@ -114,7 +121,7 @@ class RankPoints:
         return np.take_along_axis(group_points, outcome.groups, axis=1).astype(float)
 
 
-class MarginalPoints:
+class MarginalPoints(CountingScheme):
     """Every member of a group gets the group's metric gain over the current model, every round.
 
     Gains can be negative, so points can fall below zero (the centroid weights clip them at 0).
@@ -122,17 +129,11 @@ class MarginalPoints:
 
     name = "marginal"
 
-    def __init__(self) -> None:
-        self.extra_evaluations = np.zeros(0, dtype=int)
-
-    def start(self, n_runs: int, n_users: int) -> None:
-        self.extra_evaluations = np.zeros(n_runs, dtype=int)
-
     def award(self, outcome: RoundOutcome) -> np.ndarray:
         return np.take_along_axis(outcome.gains, outcome.groups, axis=1)
 
 
-class RegressionPoints:
+class RegressionPoints(CountingScheme):
     """Per-user contributions by ridge regression over every group of every round so far.
 
     Every round, each group's outcome is a noisy measurement of what its members brought:
@@ -209,8 +210,8 @@ class RegressionPoints:
     name = "regression"
 
     def __init__(self, ridge: float = 1.0) -> None:
+        super().__init__()
         self.ridge = ridge
-        self.extra_evaluations = np.zeros(0, dtype=int)
         self.inverse_ = np.zeros((0, 0, 0))
         self.moment_ = np.zeros((0, 0))
         self.estimate_ = np.zeros((0, 0))
@@ -218,7 +219,7 @@ class RegressionPoints:
     def start(self, n_runs: int, n_users: int) -> None:
         if not self.ridge > 0:
             raise ValueError(f"ridge must be positive, got {self.ridge}")
-        self.extra_evaluations = np.zeros(n_runs, dtype=int)
+        super().start(n_runs, n_users)
         identity = np.eye(n_users) / self.ridge
         self.inverse_ = np.broadcast_to(identity, (n_runs, n_users, n_users)).copy()
         self.moment_ = np.zeros((n_runs, n_users))
@@ -243,7 +244,7 @@ class RegressionPoints:
         return increment
 
 
-class LeaveOneOutPoints:
+class LeaveOneOutPoints(CountingScheme):
     """Each member's share of its group: what the candidate loses when the member is left out.
 
     User ``i`` in group ``g`` earns ``score(fit(model, c_g)) - score(fit(model, c_{g - i}))``
@@ -275,12 +276,6 @@ class LeaveOneOutPoints:
     """
 
     name = "leave-one-out"
-
-    def __init__(self) -> None:
-        self.extra_evaluations = np.zeros(0, dtype=int)
-
-    def start(self, n_runs: int, n_users: int) -> None:
-        self.extra_evaluations = np.zeros(n_runs, dtype=int)
 
     def award(self, outcome: RoundOutcome) -> np.ndarray:
         shares, cost = leave_one_out_shares(outcome)

@@ -421,18 +421,15 @@ def _rule(
     seconds: float | None,
     rtol: float | None,
 ) -> StoppingRule:
-    if stop is not None:
-        if (n_permutations, max_evaluations, seconds, rtol) == (None, None, None, None):
-            return stop
-        return stop | budget(
-            n_permutations=n_permutations,
-            max_evaluations=max_evaluations,
-            seconds=seconds,
-            rtol=rtol,
-        )
-    return budget(
+    """``stop`` and the budgets combined by "first reached"; either alone when the other is
+    missing (no rule at all raises, naming the budgets)."""
+    budgets = (n_permutations, max_evaluations, seconds, rtol)
+    if stop is not None and budgets == (None, None, None, None):
+        return stop
+    rule = budget(
         n_permutations=n_permutations, max_evaluations=max_evaluations, seconds=seconds, rtol=rtol
     )
+    return rule if stop is None else stop | rule
 
 
 def permutation_shapley(

@@ -8,6 +8,8 @@ array([1., 2.])
 
 from __future__ import annotations
 
+import numpy as np
+
 from crowdtune.parallel import Backend
 from crowdtune.validation import check_choice
 from crowdtune.valuation.estimators import exact_shapley, permutation_shapley, truncated_shapley
@@ -24,7 +26,8 @@ def estimate_shapley(
     game: Game,
     method: str = "permutation",
     *,
-    seed: int | None = None,
+    seed: np.random.Generator | int | None = None,
+    n_permutations: int | None = None,
     max_evaluations: int | None = None,
     seconds: float | None = None,
     rtol: float | None = None,
@@ -33,7 +36,7 @@ def estimate_shapley(
     """Shapley values of ``game`` by ``method`` (one of :data:`METHODS`).
 
     ``exact`` takes no budget. ``permutation`` and ``truncated`` stop at the first of
-    ``max_evaluations``, ``seconds`` and ``rtol``; with none given they stop at
+    ``n_permutations``, ``max_evaluations``, ``seconds`` and ``rtol``; with none given they stop at
     :data:`DEFAULT_RTOL` relative standard error or after :data:`DEFAULT_SECONDS`. ``kernel`` is
     SHAP's KernelExplainer with the published settings; ``max_evaluations`` sets its
     ``nsamples`` (default 10,000), as the published comparison did.
@@ -46,9 +49,14 @@ def estimate_shapley(
 
         nsamples = 10_000 if max_evaluations is None else max_evaluations
         return kernel_shapley(game, nsamples=nsamples, rng=seed)
-    if (max_evaluations, seconds, rtol) == (None, None, None):
+    if (n_permutations, max_evaluations, seconds, rtol) == (None, None, None, None):
         rtol, seconds = DEFAULT_RTOL, DEFAULT_SECONDS
-    budgets = {"max_evaluations": max_evaluations, "seconds": seconds, "rtol": rtol}
+    budgets = {
+        "n_permutations": n_permutations,
+        "max_evaluations": max_evaluations,
+        "seconds": seconds,
+        "rtol": rtol,
+    }
     if method == "truncated":
         return truncated_shapley(game, rng=seed, backend=backend, **budgets)  # type: ignore[arg-type]
     return permutation_shapley(game, rng=seed, backend=backend, **budgets)  # type: ignore[arg-type]
