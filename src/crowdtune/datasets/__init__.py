@@ -5,6 +5,14 @@ folder per dataset, download them from the canonical source where there is one, 
 fail with an error that names the missing file, the expected layout and where to get it.
 """
 
+from crowdtune.datasets.comparisons import (
+    read_arena_csv,
+    read_jsonl,
+    trl_rows,
+    write_arena_csv,
+    write_jsonl,
+    write_trl_jsonl,
+)
 from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
@@ -19,6 +27,17 @@ from crowdtune.datasets.movielens import (
     download_movielens,
     movielens_genre_matrix,
 )
+from crowdtune.datasets.preference_sets import (
+    PREFERENCE_DATASETS,
+    load_car,
+    load_comparisons,
+    load_hh_rlhf,
+    load_llmeval2,
+    load_mt_bench,
+    load_pandalm,
+    parse_hh_transcript,
+    shuffle_sides,
+)
 from crowdtune.datasets.synthetic import (
     CrowdDistribution,
     fit_crowd_distribution,
@@ -30,6 +49,7 @@ __all__ = [
     "MOVIELENS_GENRES",
     "MOVIELENS_SHA256",
     "MOVIELENS_URL",
+    "PREFERENCE_DATASETS",
     "CrowdDistribution",
     "DatasetDownloadError",
     "DatasetFormatError",
@@ -38,7 +58,21 @@ __all__ = [
     "dataset_dir",
     "download_movielens",
     "fit_crowd_distribution",
+    "load_car",
+    "load_comparisons",
+    "load_hh_rlhf",
+    "load_llmeval2",
+    "load_mt_bench",
+    "load_pandalm",
     "movielens_crowd_distribution",
     "movielens_genre_matrix",
+    "parse_hh_transcript",
+    "read_arena_csv",
+    "read_jsonl",
+    "shuffle_sides",
     "synthetic_crowd",
+    "trl_rows",
+    "write_arena_csv",
+    "write_jsonl",
+    "write_trl_jsonl",
 ]

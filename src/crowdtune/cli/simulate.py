@@ -1,139 +1,52 @@
-"""The ``crowdtune`` command line: parses options, calls library functions, prints results.
-
-Every command that computes numbers prints a table for people and, with ``--json``, one JSON
-object on stdout for scripts. Progress bars go to stderr.
-"""
+"""``crowdtune simulate``: Crowd-SFT rounds with the model as a point in genre space."""
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdtune import __version__
+from crowdtune.cli.common import (
+    AddressOpt,
+    AdversariesOpt,
+    AdversaryKindOpt,
+    BackendOpt,
+    DatasetOpt,
+    DeltaOpt,
+    DimsOpt,
+    DropOpt,
+    ErrorOpt,
+    FloorOpt,
+    FormatOpt,
+    GroupsOpt,
+    JsonOpt,
+    MetricOpt,
+    MissingOpt,
+    NoiseOpt,
+    OutOpt,
+    PoolOpt,
+    PowerOpt,
+    ProgressOpt,
+    RoundsOpt,
+    RunsOpt,
+    ScheduleOpt,
+    SchemeOpt,
+    SeedOpt,
+    ThresholdOpt,
+    UsersOpt,
+    err,
+    fail,
+    make_backend,
+    progress_bar,
+)
 from crowdtune.tables import TABLE_FORMATS
 from crowdtune.validation import check_choice
 
-app = typer.Typer(
-    help="crowdtune: align language models with feedback from a crowd.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
 simulate_app = typer.Typer(help="Simulate Crowd-SFT rounds (the model as a point in genre space).")
-data_app = typer.Typer(help="The data home: where datasets live, and downloading them.")
-shapley_app = typer.Typer(help="Shapley values: how much each contributor is worth.")
-app.add_typer(simulate_app, name="simulate")
-app.add_typer(shapley_app, name="shapley")
-app.add_typer(data_app, name="data")
-
-err = Console(stderr=True)
-
-
-def fail(message: str) -> None:
-    """Print an error to stderr and exit with status 2 (bad input), before any work starts."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(k)``."""
-    if not enabled:
-        yield lambda k: None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda k: progress.advance(task, k)
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"crowdtune {__version__}")
-        raise typer.Exit()
-
-
-# ---------------------------------------------------------------------------------------------
-# Options shared by the simulation commands; defaults are the published setting.
-DatasetOpt = typer.Option("movielens", "--dataset", help="movielens (610 real users) or synthetic.")
-UsersOpt = typer.Option(100, "--users", help="Users per run (N); one more becomes the expert.")
-GroupsOpt = typer.Option(4, "--groups", help="Groups per round (G).")
-RoundsOpt = typer.Option(100, "--rounds", help="Rounds per run (R).")
-RunsOpt = typer.Option(50, "--runs", help="Seeded runs per setting.")
-MetricOpt = typer.Option("l2", "--metric", help="l2, l1, dot (as published) or cosine.")
-SchemeOpt = typer.Option(
-    "rank",
-    "--scheme",
-    help="Point scheme: rank (published), marginal, regression (per-user ridge estimate, no extra "
-    "cost) or leave-one-out (per-user share, one extra evaluation per group member).",
-)
-AdversariesOpt = typer.Option(
-    0.0, "--adversaries", help="Share of users replaced by adversaries, in [0, 1)."
-)
-AdversaryKindOpt = typer.Option(
-    "away",
-    "--adversary-kind",
-    help="away: the valid rating vector farthest from the expert; noise: uniform over the range.",
-)
-DeltaOpt = typer.Option(0.1, "--delta", help="Step toward the group centroid, in (0, 1].")
-PowerOpt = typer.Option(2.0, "--weight-power", help="Centroid weights are points ** p.")
-ErrorOpt = typer.Option(0.05, "--error-prob", help="Chance the evaluator swaps the best candidate.")
-NoiseOpt = typer.Option(0.0, "--score-noise", help="SD of Gaussian noise on candidate scores.")
-FloorOpt = typer.Option(0.4, "--explore-floor", help="Epsilon-greedy's minimum exploration rate.")
-ScheduleOpt = typer.Option("linear", "--explore-schedule", help="linear, exponential or constant.")
-PoolOpt = typer.Option(
-    "random",
-    "--user-pool",
-    help="random: N+1 random MovieLens users per run; first: the first N+1 by id (published code).",
-)
-MissingOpt = typer.Option(
-    "zero", "--missing", help="Unrated genres: zero (published) or user-mean."
-)
-DropOpt = typer.Option([], "--drop-genre", help="Drop a genre column (repeatable), e.g. IMAX.")
-DimsOpt = typer.Option(20, "--dims", help="Dimensions of synthetic users.")
-ThresholdOpt = typer.Option(
-    5.0, "--threshold", help="Distance counted as 'reached' (published: 5)."
-)
-SeedOpt = typer.Option(1, "--seed", help="Seed of every run's random streams.")
-JsonOpt = typer.Option(False, "--json", help="Print one JSON object to stdout.")
-OutOpt = typer.Option(None, "--out", help="Write tables, summary.json and report.html here.")
-FormatOpt = typer.Option("csv", "--table-format", help="csv or parquet.")
-ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr.")
-BackendOpt = typer.Option(
-    "local", "--backend", help="local (processes on this machine) or ray (tasks on a Ray cluster)."
-)
-AddressOpt = typer.Option(
-    None,
-    "--address",
-    help="Ray cluster address (ray://HEAD:10001, or auto); none starts a local Ray on --workers "
-    "CPUs.",
-)
-
-
-def make_backend(backend: str, address: str | None, workers: int, kind: str = "process") -> Any:
-    """The backend the options name, or a clean exit naming the bad option."""
-    from crowdtune.parallel import get_backend
-
-    try:
-        return get_backend(backend, workers=workers, address=address, kind=kind)
-    except ValueError as exc:
-        fail(str(exc))
 
 
 def build_settings(
@@ -474,170 +387,3 @@ def simulate_sweep_cmd(
                 ]
                 credit.add_row(*(str(row[k]) for k in (*labels, "reference")), *cis)
             Console().print(credit)
-
-
-@shapley_app.command("centroid")
-def shapley_centroid_cmd(
-    dataset: str = DatasetOpt,
-    users: int = UsersOpt,
-    metric: str = MetricOpt,
-    method: str = typer.Option(
-        "permutation",
-        "--method",
-        help="exact (n <= 20), permutation (crowdtune's estimator), truncated, or kernel "
-        "(SHAP's KernelExplainer with the published settings, the comparison anchor).",
-    ),
-    seed: int = typer.Option(1, "--seed", help="Seed of the crowd (run 0) and of the sampler."),
-    budget_evals: int | None = typer.Option(
-        None, "--budget-evals", help="Game evaluations to spend (kernel: its nsamples)."
-    ),
-    seconds: float | None = typer.Option(None, "--seconds", help="Time budget in seconds."),
-    rtol: float | None = typer.Option(
-        None,
-        "--rtol",
-        help="Stop when the largest standard error is at most RTOL x the largest |value|. "
-        "Without any budget: --rtol 0.01 or 60 s, whichever comes first.",
-    ),
-    user_pool: str = PoolOpt,
-    missing: str = MissingOpt,
-    drop_genre: list[str] = DropOpt,
-    dims: int = DimsOpt,
-    backend: str = BackendOpt,
-    address: str | None = AddressOpt,
-    workers: int = typer.Option(1, "--workers", help="Parallel sampling chunks (threads or Ray)."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Shapley values of the Crowd-SFT centroid game of one crowd.
-
-    The crowd is run 0 of `crowdtune simulate grouping` with the same --seed: N users and an
-    expert; a coalition is worth metric(mean of its members' vectors, expert), the empty one
-    metric(0, expert). --json prints {"values", "stderr", "n_evaluations", "seconds", "method"}.
-    """
-    from crowdtune.crowd.experiments import build_setups, load_crowd_matrix
-    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
-    from crowdtune.valuation import CentroidGame
-    from crowdtune.valuation.methods import estimate_shapley
-
-    spec, _ = build_settings(
-        dataset=dataset, users=users, groups=1, rounds=1, metric=metric, scheme="rank",
-        delta=0.1, weight_power=2.0, error_prob=0.05, score_noise=0.0, explore_floor=0.4,
-        explore_schedule="linear", user_pool=user_pool, missing=missing, drop_genre=drop_genre,
-        dims=dims,
-    )  # fmt: skip
-    runner = make_backend(backend, address, workers, kind="thread")
-    try:
-        setups = build_setups(load_crowd_matrix(spec), spec, [0], seed)
-        game = CentroidGame(setups.users[0], setups.expert[0], metric=metric)
-        result = estimate_shapley(
-            game, method, seed=seed, max_evaluations=budget_evals, seconds=seconds, rtol=rtol,
-            backend=runner,
-        )  # fmt: skip
-    except (DatasetMissingError, DatasetFormatError, ValueError, ImportError) as exc:
-        fail(str(exc))
-    if as_json:
-        from crowdtune.tables import jsonable
-
-        body = {
-            "values": result.values.tolist(),
-            "stderr": result.stderr.tolist(),
-            "n_evaluations": result.n_evaluations,
-            "seconds": result.seconds,
-            "method": result.method,
-        }
-        typer.echo(json.dumps(jsonable(body)))
-        return
-    table = Table(title=f"Shapley values of {users} {dataset} users ({metric})")
-    for column in ("rank", "user", "value", "stderr"):
-        table.add_column(column)
-    order = result.values.argsort()[::-1]
-    shown = list(order[:10]) + (list(order[-5:]) if len(order) > 15 else list(order[10:]))
-    for rank, user in enumerate(shown):
-        position = rank + 1 if rank < 10 else len(order) - len(shown) + rank + 1
-        table.add_row(
-            str(position), str(user), f"{result.values[user]:.5f}", f"{result.stderr[user]:.5f}"
-        )
-    Console().print(table)
-    err.print(
-        f"{result.method}\n{result.n_evaluations:,} game evaluations in {result.seconds:.2f} s; "
-        f"values sum to {result.values.sum():.5f} = v(N) - v(∅)",
-        highlight=False,
-    )
-
-
-@app.command("demo")
-def demo_cmd(
-    out: Path = typer.Option(Path("reports/demo"), "--out", help="Where the report goes."),
-    runs: int = typer.Option(500, "--runs", help="Seeded runs per strategy."),
-    credit_runs: int = typer.Option(
-        50, "--credit-runs", help="Seeded runs per point scheme in the credit comparison."
-    ),
-    seed: int = SeedOpt,
-    progress: bool = ProgressOpt,
-) -> None:
-    """The main job on the shipped defaults: compare the three grouping strategies on MovieLens
-    (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05), then
-    the point schemes against accurate Shapley values; print summaries and write an HTML report
-    to OUT/index.html."""
-    from crowdtune.crowd.credit import compare_credit
-    from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
-    from crowdtune.crowd.grouping import STRATEGIES
-    from crowdtune.crowd.points import SCHEMES
-    from crowdtune.crowd.rounds import RoundConfig
-    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
-    from crowdtune.reports import credit_sections
-
-    try:
-        with progress_bar(runs * len(STRATEGIES), "grouping strategies", progress) as advance:
-            result = simulate_grouping(
-                CrowdSpec(), RoundConfig(), strategies=STRATEGIES, n_runs=runs, seed=seed,
-                on_batch=advance,
-            )  # fmt: skip
-        err.print(f"credit: {len(SCHEMES)} point schemes x {credit_runs} runs, with Shapley values")
-        credit = compare_credit(CrowdSpec(), RoundConfig(), SCHEMES, n_runs=credit_runs, seed=seed)
-    except (DatasetMissingError, DatasetFormatError, ValueError) as exc:
-        fail(str(exc))
-    print_summary(result.summary(), "Crowd-SFT grouping on MovieLens (published settings)")
-    table = Table(title="Points vs Shapley values, random grouping (mean over runs [95% CI])")
-    for column in ("scheme", "Spearman", "Pearson"):
-        table.add_column(column)
-    for row in credit.summary.to_dict("records"):
-        table.add_row(
-            row["scheme"],
-            *(
-                f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
-                for k in ("spearman", "pearson")
-            ),
-        )
-    Console().print(table)
-    save_grouping(result, out, "csv", title="crowdtune demo", extra=credit_sections(credit))
-    index = (out / "report.html").replace(out / "index.html")
-    err.print(f"report: {index}")
-
-
-@data_app.command("home")
-def data_home_cmd() -> None:
-    """Print the data home ($CROWDTUNE_DATA, else ~/.cache/crowdtune)."""
-    from crowdtune.datasets import data_home
-
-    typer.echo(str(data_home()))
-
-
-@data_app.command("download")
-def data_download_cmd(
-    name: str = typer.Argument(..., help="Dataset to fetch: movielens."),
-    url: str | None = typer.Option(None, "--url", help="Fetch from this URL instead."),
-) -> None:
-    """Download a dataset from its canonical source into the data home."""
-    from crowdtune.datasets import MOVIELENS_URL, download_movielens
-
-    if name != "movielens":
-        fail(f"unknown dataset {name!r}; downloadable: movielens")
-    try:
-        folder = download_movielens(url=url or MOVIELENS_URL)
-    except OSError as exc:
-        fail(f"could not download {name}: {exc}")
-    typer.echo(str(folder))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

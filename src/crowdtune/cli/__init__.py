@@ -1,0 +1,42 @@
+"""The ``crowdtune`` command line: parses options, calls library functions, prints results.
+
+Every command that computes numbers prints a table for people and, with ``--json``, one JSON
+object on stdout for scripts. Progress bars go to stderr. One module per command group.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from crowdtune import __version__
+from crowdtune.cli.data import data_app
+from crowdtune.cli.demo import demo_cmd
+from crowdtune.cli.preference import preference_app
+from crowdtune.cli.shapley import shapley_app
+from crowdtune.cli.simulate import simulate_app
+
+app = typer.Typer(
+    help="crowdtune: align language models with feedback from a crowd.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(shapley_app, name="shapley")
+app.add_typer(data_app, name="data")
+app.add_typer(preference_app, name="preference")
+app.command("demo")(demo_cmd)
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(f"crowdtune {__version__}")
+        raise typer.Exit()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

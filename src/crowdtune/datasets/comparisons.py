@@ -1,0 +1,533 @@
+"""Files of pairwise comparisons: the arena CSV, JSON Lines, and TRL's preference format.
+
+Three formats, each read into (or written from) :class:`~crowdtune.records.Comparison` records:
+
+- **Arena CSV**, the layout of the Kaggle "LMSYS Chatbot Arena human preference" data: columns
+  ``id, model_a, model_b, prompt, response_a, response_b, winner_model_a, winner_model_b,
+  winner_tie``; the prompt and responses are JSON lists of strings, one per turn; the three
+  winner columns are one-hot. crowdtune also writes (and reads back, when present) the optional
+  columns ``annotator`` and ``source``, so a round trip loses nothing.
+- **JSON Lines**, one :meth:`Comparison.to_dict` per line: crowdtune's own lossless format.
+- **TRL preference rows** (``prompt``, ``chosen``, ``rejected``), write-only, for TRL's reward,
+  DPO and related trainers.
+
+Readers validate the whole file before returning and raise
+:class:`~crowdtune.datasets.DatasetFormatError` naming the file, the row and the column of the
+first problem, so a bad file never yields a partial list. Names ending in ``.gz`` are read and
+written gzip-compressed. Writers write to a temporary file beside the target and rename it, so an
+interrupted write never leaves a truncated file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Literal, cast
+
+import pandas as pd
+
+from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.records import Comparison, Verdict
+from crowdtune.validation import check_choice
+
+#: Columns an arena CSV must have.
+ARENA_REQUIRED_COLUMNS = (
+    "id",
+    "prompt",
+    "response_a",
+    "response_b",
+    "winner_model_a",
+    "winner_model_b",
+    "winner_tie",
+)
+#: Columns an arena CSV may have (absent or empty cells read as None).
+ARENA_OPTIONAL_COLUMNS = ("model_a", "model_b", "annotator", "source")
+#: Column order :func:`write_arena_csv` writes: Kaggle's order, then crowdtune's extra columns.
+ARENA_COLUMNS = (
+    "id",
+    "model_a",
+    "model_b",
+    "prompt",
+    "response_a",
+    "response_b",
+    "winner_model_a",
+    "winner_model_b",
+    "winner_tie",
+    "annotator",
+    "source",
+)
+_WINNER_COLUMNS = {
+    "winner_model_a": Verdict.A,
+    "winner_model_b": Verdict.B,
+    "winner_tie": Verdict.TIE,
+}
+_TURN_FIELDS = ("prompt", "response_a", "response_b")
+_OPTIONAL_FIELDS = ("annotator", "model_a", "model_b", "source")
+_JSONL_FIELDS = ("id", *_TURN_FIELDS, "verdict", *_OPTIONAL_FIELDS)
+TIE_CHOICES = ("drop", "keep")
+
+_HOW_TO_FIX = (
+    "fix the file, or write it again with crowdtune.datasets.{writer} "
+    "(see the module docs of crowdtune.datasets.comparisons for the format)"
+)
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"no comparison file at {path}")
+
+
+def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return cast(IO[str], gzip.open(path, f"{mode}t", encoding="utf-8", newline=""))
+    return path.open(mode, encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffixes), renamed onto ``path`` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{''.join(path.suffixes)}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# arena CSV
+
+
+def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
+    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong."""
+    try:
+        value = json.loads(cell)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"not valid JSON ({err.msg} at character {err.pos}): {cell[:80]!r}"
+        ) from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON list of strings, got {type(value).__name__}")
+    if nulls_as_empty:
+        value = ["" if turn is None else turn for turn in value]
+    if bad := [turn for turn in value if not isinstance(turn, str)]:
+        raise ValueError(f"expected a JSON list of strings, but it holds {bad[0]!r}")
+    return tuple(value)
+
+
+def read_arena_csv(path: str | Path) -> list[Comparison]:
+    """Read comparisons from an arena CSV (the Kaggle LMSYS Chatbot Arena layout).
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` or ``.csv.gz`` file with the columns of :data:`ARENA_REQUIRED_COLUMNS`;
+        ``model_a``, ``model_b``, ``annotator`` and ``source`` are optional (absent or empty
+        cells give None) and other columns are ignored. ``prompt``, ``response_a`` and
+        ``response_b`` hold JSON lists of strings, one per turn; ``null`` entries (as in the
+        Kaggle data) read as empty strings. The winner columns hold ``0``/``1`` with exactly
+        one ``1`` per row.
+
+    Returns
+    -------
+    list of Comparison
+        One per row, in file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DatasetFormatError
+        A column is missing, a turn cell is not a JSON list of strings, the winner columns of a
+        row are not one-hot, or an id is empty or repeated. The error names the file, the 1-based
+        data row and the column; nothing is returned.
+    """
+    path = Path(path)
+    _require_file(path)
+    how = _HOW_TO_FIX.format(writer="write_arena_csv")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        raise DatasetFormatError(path, f"not a readable CSV file ({err})", how) from err
+    if missing := [name for name in ARENA_REQUIRED_COLUMNS if name not in frame.columns]:
+        raise DatasetFormatError(
+            path,
+            f"missing column(s) {missing}; an arena CSV needs {list(ARENA_REQUIRED_COLUMNS)} "
+            f"and has {list(frame.columns)}",
+            how,
+            column=missing[0],
+        )
+    comparisons: list[Comparison] = []
+    first_row: dict[str, int] = {}
+    for row, record in enumerate(frame.to_dict("records"), start=1):
+        ident = record["id"]
+        if not ident.strip():
+            raise DatasetFormatError(path, "empty id", how, row=row, column="id")
+        if ident in first_row:
+            raise DatasetFormatError(
+                path, f"id {ident!r} repeats data row {first_row[ident]}", how, row=row, column="id"
+            )
+        first_row[ident] = row
+        turns = {}
+        for column in _TURN_FIELDS:
+            try:
+                turns[column] = _json_turns(record[column], nulls_as_empty=True)
+            except ValueError as err:
+                raise DatasetFormatError(path, str(err), how, row=row, column=column) from None
+        for column in _WINNER_COLUMNS:
+            if record[column].strip() not in {"0", "1"}:
+                raise DatasetFormatError(
+                    path, f"expected 0 or 1, got {record[column]!r}", how, row=row, column=column
+                )
+        winners = [v for column, v in _WINNER_COLUMNS.items() if record[column].strip() == "1"]
+        if len(winners) != 1:
+            raise DatasetFormatError(
+                path,
+                f"the winner columns must be one-hot (exactly one 1), this row has {len(winners)}",
+                how,
+                row=row,
+                column=", ".join(_WINNER_COLUMNS),
+            )
+        comparisons.append(
+            Comparison(
+                id=ident,
+                prompt=turns["prompt"],
+                response_a=turns["response_a"],
+                response_b=turns["response_b"],
+                verdict=winners[0],
+                annotator=record.get("annotator") or None,
+                model_a=record.get("model_a") or None,
+                model_b=record.get("model_b") or None,
+                source=record.get("source") or None,
+            )
+        )
+    return comparisons
+
+
+def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path:
+    """Write comparisons as an arena CSV that :func:`read_arena_csv` reads back unchanged.
+
+    Parameters
+    ----------
+    comparisons
+        The records to write; ids must be unique.
+    path
+        Target file; a name ending in ``.gz`` is gzip-compressed. Replaced atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        An id repeats (the reader would reject the file).
+    """
+    path = Path(path)
+    rows = []
+    for c in _unique(comparisons):
+        rows.append(
+            {
+                "id": c.id,
+                "model_a": c.model_a or "",
+                "model_b": c.model_b or "",
+                **{
+                    name: json.dumps(list(getattr(c, name)), ensure_ascii=False)
+                    for name in _TURN_FIELDS
+                },
+                **{column: int(c.verdict is v) for column, v in _WINNER_COLUMNS.items()},
+                "annotator": c.annotator or "",
+                "source": c.source or "",
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(ARENA_COLUMNS))
+    with _atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
+    return path
+
+
+def _unique(comparisons: Iterable[Comparison]) -> list[Comparison]:
+    out = list(comparisons)
+    seen: set[str] = set()
+    for c in out:
+        if c.id in seen:
+            raise ValueError(f"comparison id {c.id!r} appears more than once; ids must be unique")
+        seen.add(c.id)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Lines
+
+
+def _comparison_from_json(data: object) -> Comparison:
+    """Validate one decoded JSONL object; raise ``KeyError(field, problem)`` naming the field."""
+    if not isinstance(data, dict):
+        raise KeyError(None, f"expected a JSON object, got {type(data).__name__}")
+    if unknown := [key for key in data if key not in _JSONL_FIELDS]:
+        raise KeyError(unknown[0], f"unknown field(s) {unknown}; fields are {list(_JSONL_FIELDS)}")
+    if missing := [key for key in ("id", *_TURN_FIELDS, "verdict") if key not in data]:
+        raise KeyError(missing[0], f"missing field(s) {missing}")
+    ident = data["id"]
+    if isinstance(ident, bool) or not isinstance(ident, str | int) or not str(ident).strip():
+        raise KeyError("id", f"expected a non-empty string, got {ident!r}")
+    for field in _TURN_FIELDS:
+        turns = data[field]
+        if not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
+            raise KeyError(field, f"expected a list of strings, got {turns!r:.80}")
+    for field in _OPTIONAL_FIELDS:
+        if not isinstance(data.get(field), str | None):
+            raise KeyError(field, f"expected a string or null, got {data[field]!r:.80}")
+    try:
+        verdict = Verdict.parse(data["verdict"])
+    except ValueError as err:
+        raise KeyError("verdict", str(err)) from None
+    return Comparison.from_dict({**data, "verdict": verdict})
+
+
+def read_json_lines(path: Path, how: str) -> list[tuple[int, dict[str, object]]]:
+    """(1-based line number, object) for each non-blank line of a (gzipped) JSON Lines file."""
+    rows = []
+    try:
+        with _open_text(path, "r") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DatasetFormatError(
+                        path, f"not valid JSON ({err.msg} at character {err.pos})", how, row=number
+                    ) from None
+                if not isinstance(data, dict):
+                    raise DatasetFormatError(path, "expected a JSON object", how, row=number)
+                rows.append((number, data))
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        raise DatasetFormatError(path, f"not a readable UTF-8 text file ({err})", how) from err
+    return rows
+
+
+def read_jsonl(path: str | Path) -> list[Comparison]:
+    """Read comparisons written by :func:`write_jsonl` (one JSON object per line).
+
+    Parameters
+    ----------
+    path
+        A ``.jsonl`` or ``.jsonl.gz`` file. Each non-blank line holds the fields of
+        :meth:`Comparison.to_dict`: ``id``, ``prompt``, ``response_a``, ``response_b`` (lists of
+        strings) and ``verdict`` (``"A"``, ``"B"`` or ``"TIE"``) are required; ``annotator``,
+        ``model_a``, ``model_b`` and ``source`` are optional strings or null. Blank lines are
+        skipped.
+
+    Returns
+    -------
+    list of Comparison
+        One per line, in file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DatasetFormatError
+        A line is not JSON, misses a required field or has an unknown one, a field has the wrong
+        type, a verdict is unknown, or an id repeats. The error's row is the 1-based line
+        number and its column the field; nothing is returned.
+    """
+    path = Path(path)
+    _require_file(path)
+    how = _HOW_TO_FIX.format(writer="write_jsonl")
+    comparisons: list[Comparison] = []
+    first_line: dict[str, int] = {}
+    for number, data in read_json_lines(path, how):
+        try:
+            comparison = _comparison_from_json(data)
+        except KeyError as err:
+            field, problem = err.args
+            raise DatasetFormatError(path, problem, how, row=number, column=field) from None
+        if comparison.id in first_line:
+            raise DatasetFormatError(
+                path,
+                f"id {comparison.id!r} repeats line {first_line[comparison.id]}",
+                how,
+                row=number,
+                column="id",
+            )
+        first_line[comparison.id] = number
+        comparisons.append(comparison)
+    return comparisons
+
+
+def write_jsonl(comparisons: Iterable[Comparison], path: str | Path) -> Path:
+    """Write comparisons as JSON Lines, one :meth:`Comparison.to_dict` per line.
+
+    Parameters
+    ----------
+    comparisons
+        The records to write; ids must be unique.
+    path
+        Target file; a name ending in ``.gz`` is gzip-compressed. Replaced atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        An id repeats (the reader would reject the file).
+    """
+    return _write_json_lines((c.to_dict() for c in _unique(comparisons)), Path(path))
+
+
+def _write_json_lines(rows: Iterable[dict[str, object]], path: Path) -> Path:
+    with _atomic_path(path) as tmp, _open_text(tmp, "w") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# TRL preference format
+
+
+def _is_single_turn(c: Comparison) -> bool:
+    return len(c.prompt) == len(c.response_a) == len(c.response_b) == 1
+
+
+def _conversation(
+    c: Comparison, chosen: Sequence[str], rejected: Sequence[str]
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    """Split a conversation into the shared prompt messages and each side's continuation."""
+    if not len(c.prompt) == len(chosen) == len(rejected) >= 1:
+        raise ValueError(
+            f"comparison {c.id!r}: a conversation needs as many assistant turns on each side as "
+            f"user turns, got {len(c.prompt)} user, {len(c.response_a)} A and "
+            f"{len(c.response_b)} B turns"
+        )
+    # The sides share every assistant turn before the first one where they differ.
+    split = next(
+        (k for k, (x, y) in enumerate(zip(chosen, rejected, strict=True)) if x != y),
+        len(chosen) - 1,
+    )
+
+    def user(k: int) -> dict[str, str]:
+        return {"role": "user", "content": c.prompt[k]}
+
+    def assistant(text: str) -> dict[str, str]:
+        return {"role": "assistant", "content": text}
+
+    prompt = [m for k in range(split) for m in (user(k), assistant(chosen[k]))] + [user(split)]
+
+    def continuation(side: Sequence[str]) -> list[dict[str, str]]:
+        tail = [assistant(side[split])]
+        for k in range(split + 1, len(side)):
+            tail += [user(k), assistant(side[k])]
+        return tail
+
+    return prompt, continuation(chosen), continuation(rejected)
+
+
+def trl_rows(
+    comparisons: Iterable[Comparison],
+    ties: Literal["drop", "keep"] = "drop",
+    *,
+    conversational: bool | None = None,
+) -> list[dict[str, object]]:
+    """Rows in TRL's preference format (``prompt``, ``chosen``, ``rejected``).
+
+    Single-turn comparisons use TRL's *standard* format: three plain strings. Multi-turn ones use
+    its *conversational* format with an explicit prompt: lists of ``{"role", "content"}``
+    messages. TRL's prompt is the part both completions share, so ``prompt`` holds the
+    conversation up to the first assistant turn where the two sides differ (for HH-RLHF, where
+    the sides share all but the last reply, that is every turn up to the last user turn), and
+    ``chosen`` / ``rejected`` hold each side's own continuation from there: its differing
+    assistant turn, then any later user turns and its later assistant turns. For an MT-Bench
+    turn-2 vote the two first answers already differ, so the prompt is the first user turn and
+    each completion carries its whole conversation (answer 1, user turn 2, answer 2). Putting
+    the winner's earlier answers into the prompt would attach them to the loser's final answer,
+    a conversation that never happened.
+
+    Parameters
+    ----------
+    comparisons
+        The votes to export.
+    ties
+        ``"drop"`` leaves ties out. ``"keep"`` writes a tie with ``chosen`` = response A and
+        ``rejected`` = response B, and gives every row a boolean ``tie`` field so that a trainer
+        can filter or weight them.
+    conversational
+        None (default): the conversational format when any comparison has more than one turn,
+        else the standard one, so that every row of one export has the same types (a
+        ``datasets.Dataset`` column cannot mix strings and message lists). True forces the
+        conversational format; False forces the standard one and rejects multi-turn comparisons.
+
+    Returns
+    -------
+    list of dict
+        One row per exported comparison, in input order.
+
+    Raises
+    ------
+    ValueError
+        ``ties`` is unknown; ``conversational=False`` with a multi-turn comparison; a multi-turn
+        comparison whose sides do not have one assistant turn per user turn.
+    """
+    check_choice(ties, TIE_CHOICES, "ties policy")
+    items = list(comparisons)
+    if conversational is None:
+        conversational = not all(_is_single_turn(c) for c in items)
+    rows: list[dict[str, object]] = []
+    for c in items:
+        tie = c.verdict is Verdict.TIE
+        if tie and ties == "drop":
+            continue
+        chosen, rejected = (
+            (c.response_b, c.response_a) if c.verdict is Verdict.B else (c.response_a, c.response_b)
+        )
+        row: dict[str, object]
+        if conversational:
+            prompt, chosen_messages, rejected_messages = _conversation(c, chosen, rejected)
+            row = {"prompt": prompt, "chosen": chosen_messages, "rejected": rejected_messages}
+        elif _is_single_turn(c):
+            row = {"prompt": c.prompt[0], "chosen": chosen[0], "rejected": rejected[0]}
+        else:
+            raise ValueError(
+                f"comparison {c.id!r} has {len(c.prompt)} user turns; the standard (string) "
+                "format holds single-turn comparisons only, use conversational=True or None"
+            )
+        if ties == "keep":
+            row["tie"] = tie
+        rows.append(row)
+    return rows
+
+
+def write_trl_jsonl(
+    comparisons: Iterable[Comparison],
+    path: str | Path,
+    ties: Literal["drop", "keep"] = "drop",
+    *,
+    conversational: bool | None = None,
+) -> Path:
+    """Write :func:`trl_rows` as JSON Lines (``datasets.load_dataset("json", ...)`` reads it).
+
+    Parameters
+    ----------
+    comparisons, ties, conversational
+        As in :func:`trl_rows`.
+    path
+        Target file; a name ending in ``.gz`` is gzip-compressed. Replaced atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    return _write_json_lines(trl_rows(comparisons, ties, conversational=conversational), Path(path))

@@ -1,0 +1,106 @@
+"""The predictor contract: scikit-learn estimators over comparison frames, symmetric in A and B.
+
+``X`` is a :func:`crowdtune.records.comparisons_frame` (at least the columns ``prompt``,
+``response_a`` and ``response_b``), ``y`` the labels in ``[A, B, TIE]`` = ``[0, 1, 2]``. Every
+predictor is trained on both orders of each pair and averages its predictions over both orders, so
+``predict_proba(swap_frame(X))`` equals ``predict_proba(X)[:, [1, 0, 2]]``: which response is
+shown first cannot matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from crowdtune.records import LABELS
+
+#: Columns every predictor needs.
+TEXT_COLUMNS = ("prompt", "response_a", "response_b")
+
+#: Column permutation that maps probabilities of the swapped pair back: A<->B, tie stays.
+SWAP_CLASSES = [1, 0, 2]
+
+
+def check_frame(X: Any) -> pd.DataFrame:
+    """``X`` as a DataFrame with the text columns, or a ``ValueError`` naming what is missing."""
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(
+            "preference predictors take a DataFrame with columns prompt, response_a, response_b "
+            f"(see crowdtune.records.comparisons_frame), got {type(X).__name__}"
+        )
+    missing = [c for c in TEXT_COLUMNS if c not in X.columns]
+    if missing:
+        raise ValueError(f"comparison frame lacks column(s) {missing}; it has {list(X.columns)}")
+    return X
+
+
+def check_labels(y: Any, n: int) -> np.ndarray:
+    """``y`` as int labels in {0, 1, 2} of length ``n``, or a ``ValueError``."""
+    labels = np.asarray(y)
+    if labels.shape != (n,):
+        raise ValueError(f"expected {n} labels, got shape {labels.shape}")
+    if labels.size and (
+        not np.issubdtype(labels.dtype, np.integer) or not np.isin(labels, (0, 1, 2)).all()
+    ):
+        raise ValueError(f"labels must be 0 (A), 1 (B) or 2 (TIE); got {np.unique(labels)[:5]}")
+    return labels.astype(np.int64)
+
+
+def swap_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` with the two responses (and models, where present) exchanged."""
+    swapped = X.copy()
+    for left, right in (("response_a", "response_b"), ("model_a", "model_b")):
+        if left in X.columns and right in X.columns:
+            swapped[left], swapped[right] = X[right].to_numpy(), X[left].to_numpy()
+    return swapped
+
+
+def swap_labels(y: np.ndarray) -> np.ndarray:
+    """Labels after exchanging the responses: A<->B, a tie stays a tie."""
+    return np.asarray(SWAP_CLASSES)[y]
+
+
+def symmetrize(p_ab: np.ndarray, p_ba: np.ndarray) -> np.ndarray:
+    """Average the prediction for (a, b) with the one for (b, a) mapped back to (a, b)'s classes."""
+    return 0.5 * (p_ab + p_ba[:, SWAP_CLASSES])
+
+
+class PairFeatureModel(ClassifierMixin, BaseEstimator):
+    """Base for predictors that turn each pair into a feature vector.
+
+    Subclasses implement ``_pair_features(X) -> (F_ab, F_ba)`` (features of each pair in its own
+    order and swapped; computing the two together lets per-text work be done once),
+    ``_fit_features(F, y)`` and ``_proba_features(F) -> float[n, 3]``. This class does the swap
+    augmentation and the symmetric averaging.
+    """
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _proba_features(self, F: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y: Any) -> PairFeatureModel:
+        """Fit on every pair in both orders."""
+        X = check_frame(X)
+        labels = check_labels(y, len(X))
+        f_ab, f_ba = self._pair_features(X)
+        self._fit_features(np.vstack([f_ab, f_ba]), np.concatenate([labels, swap_labels(labels)]))
+        self.classes_ = np.arange(len(LABELS))
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(A), P(B), P(TIE) per row, averaged over both orders of the pair."""
+        X = check_frame(X)
+        f_ab, f_ba = self._pair_features(X)
+        return symmetrize(self._proba_features(f_ab), self._proba_features(f_ba))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable class index per row."""
+        return np.argmax(self.predict_proba(X), axis=1)

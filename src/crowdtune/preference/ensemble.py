@@ -1,0 +1,88 @@
+"""A weighted average of predictors, weights fitted on out-of-fold predictions, then calibrated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from crowdtune.preference.base import check_frame, check_labels
+from crowdtune.preference.calibration import apply_temperature, fit_temperature, out_of_fold_proba
+from crowdtune.preference.metrics import EPS
+
+
+def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Simplex weights ``w`` minimising the log loss of ``sum_k w_k p_k`` (a linear opinion pool).
+
+    Parametrised as ``w = softmax(theta)`` and minimised with L-BFGS; the gradient is analytic.
+    """
+    stacked = np.stack([p[np.arange(len(y)), y] for p in probas], axis=1)  # (n, k): p_k(true)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = softmax(theta)
+        mix = np.clip(stacked @ w, EPS, None)
+        grad_w = -(stacked / mix[:, None]).mean(axis=0)
+        # Chain rule through the softmax: d w_j / d theta_i = w_j (delta_ij - w_i).
+        return float(-np.log(mix).mean()), w * (grad_w - grad_w @ w)
+
+    result = minimize(loss, np.zeros(len(probas)), jac=True, method="L-BFGS-B")
+    return softmax(result.x)
+
+
+class EnsembleModel(ClassifierMixin, BaseEstimator):
+    """Members averaged with weights fitted on grouped out-of-fold predictions.
+
+    Parameters
+    ----------
+    members
+        ``[(name, estimator), ...]``; ``None`` means the CPU models of :func:`default_members`.
+    n_splits, seed
+        Grouped folds (by prompt) for the out-of-fold predictions.
+    calibrate
+        Fit a temperature on the pooled out-of-fold predictions.
+    """
+
+    def __init__(
+        self,
+        members: list[tuple[str, Any]] | None = None,
+        n_splits: int = 5,
+        seed: int = 0,
+        calibrate: bool = True,
+    ) -> None:
+        self.members = members
+        self.n_splits = n_splits
+        self.seed = seed
+        self.calibrate = calibrate
+
+    def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
+        from crowdtune.preference.registry import default_members
+
+        X = check_frame(X)
+        labels = check_labels(y, len(X))
+        members = self.members if self.members is not None else default_members(self.seed)
+        self.names_ = [name for name, _ in members]
+        oof = [
+            out_of_fold_proba(est, X, labels, groups, self.n_splits, self.seed)
+            for _, est in members
+        ]
+        self.weights_ = fit_pool_weights(oof, labels)
+        pooled = sum(w * p for w, p in zip(self.weights_, oof, strict=True))
+        self.oof_proba_ = np.asarray(pooled)
+        self.temperature_ = fit_temperature(self.oof_proba_, labels) if self.calibrate else 1.0
+        self.estimators_ = [clone(est).fit(X, labels) for _, est in members]
+        self.classes_ = np.arange(3)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        X = check_frame(X)
+        pooled = sum(
+            w * m.predict_proba(X) for w, m in zip(self.weights_, self.estimators_, strict=True)
+        )
+        return apply_temperature(np.asarray(pooled), self.temperature_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.argmax(self.predict_proba(X), axis=1)

@@ -1,0 +1,216 @@
+"""CPU preference predictors: length baseline, difference buckets, and gradient-boosted trees.
+
+All are :class:`~crowdtune.preference.base.PairFeatureModel` subclasses: features of each pair in
+both orders, trained on both, predictions averaged over both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from crowdtune.preference.base import PairFeatureModel, check_frame
+from crowdtune.preference.features import length_features, pair_features, text_features
+
+
+class LengthModel(PairFeatureModel):
+    """Multinomial logistic regression on the lengths of the two responses.
+
+    Parameters
+    ----------
+    C
+        Inverse L2 regularisation strength (scikit-learn's ``C``).
+    """
+
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return length_features(X)
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
+        self.model_.fit(F, y)
+
+    def _proba_features(self, F: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(F)
+
+
+class DifferenceBucketModel(PairFeatureModel):
+    """The competition's reference solution: outcome rates per bucket of length difference.
+
+    The character-length difference ``len(a) - len(b)`` is cut at the quantiles of the training
+    differences into ``n_buckets`` buckets; each bucket predicts the class frequencies of its
+    training rows. ``smoothing`` pseudo-counts of the overall class frequencies keep a bucket
+    without ties from predicting P(tie) = 0 (an infinite log loss on the first tie it meets).
+
+    Parameters
+    ----------
+    n_buckets
+        Quantile buckets (250 in the published solution; fewer when differences repeat).
+    smoothing
+        Pseudo-rows of the overall class frequencies added to every bucket.
+    """
+
+    def __init__(self, n_buckets: int = 250, smoothing: float = 1.0) -> None:
+        self.n_buckets = n_buckets
+        self.smoothing = smoothing
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        diff = X["response_a"].astype(str).str.len() - X["response_b"].astype(str).str.len()
+        d = diff.to_numpy(dtype=float)[:, None]
+        return d, -d
+
+    def _bucket(self, F: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges_, F[:, 0], side="right")
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        if self.n_buckets < 1 or self.smoothing < 0:
+            raise ValueError("n_buckets must be >= 1 and smoothing >= 0")
+        inner = np.linspace(0, 1, self.n_buckets + 1)[1:-1]
+        self.edges_ = np.unique(np.quantile(F[:, 0], inner))
+        buckets = self._bucket(F)
+        counts = np.zeros((len(self.edges_) + 1, 3))
+        np.add.at(counts, (buckets, y), 1.0)
+        prior = np.bincount(y, minlength=3) / len(y)
+        counts += self.smoothing * prior
+        self.table_ = counts / counts.sum(axis=1, keepdims=True)
+
+    def _proba_features(self, F: np.ndarray) -> np.ndarray:
+        return self.table_[self._bucket(F)]
+
+
+#: LightGBM settings for a few thousand pairs: shallow trees, strong row/column subsampling.
+GBDT_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 300,
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_child_samples": 40,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.6,
+    "reg_lambda": 5.0,
+}
+
+
+class _GBDTModel(PairFeatureModel):
+    """LightGBM multiclass on pair features; subclasses say which features."""
+
+    n_estimators: int
+    learning_rate: float
+    num_leaves: int
+    min_child_samples: int
+    seed: int
+    n_jobs: int
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        from lightgbm import LGBMClassifier
+
+        self.model_ = LGBMClassifier(
+            objective="multiclass",
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=GBDT_DEFAULTS["subsample"],
+            subsample_freq=GBDT_DEFAULTS["subsample_freq"],
+            colsample_bytree=GBDT_DEFAULTS["colsample_bytree"],
+            reg_lambda=GBDT_DEFAULTS["reg_lambda"],
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+            verbose=-1,
+        )
+        self.model_.fit(F, y)
+
+    def _proba_features(self, F: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(F))
+
+
+class FeaturesGBDT(_GBDTModel):
+    """LightGBM on the cheap text features of :mod:`crowdtune.preference.features`."""
+
+    def __init__(
+        self,
+        n_estimators: int = GBDT_DEFAULTS["n_estimators"],
+        learning_rate: float = GBDT_DEFAULTS["learning_rate"],
+        num_leaves: int = GBDT_DEFAULTS["num_leaves"],
+        min_child_samples: int = GBDT_DEFAULTS["min_child_samples"],
+        seed: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return text_features(X)
+
+
+class EmbeddingGBDT(_GBDTModel):
+    """LightGBM on MiniLM embeddings of prompt and responses plus the cheap text features.
+
+    Embedding features: the difference and absolute difference of the two responses' embeddings,
+    reduced by a PCA fitted on the training differences to ``n_components`` dimensions (a few
+    thousand pairs cannot support 768 raw dimensions), each response's cosine similarity to the
+    prompt, and the cosine similarity between the responses.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 32,
+        encoder: str = "minilm",
+        n_estimators: int = GBDT_DEFAULTS["n_estimators"],
+        learning_rate: float = GBDT_DEFAULTS["learning_rate"],
+        num_leaves: int = GBDT_DEFAULTS["num_leaves"],
+        min_child_samples: int = GBDT_DEFAULTS["min_child_samples"],
+        seed: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.n_components = n_components
+        self.encoder = encoder
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def _embed(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from crowdtune.spaces.text import embed_texts
+
+        columns = ("prompt", "response_a", "response_b")
+        texts = [X[c].astype(str).tolist() for c in columns]
+        flat = embed_texts([t for column in texts for t in column], encoder=self.encoder)
+        n = len(X)
+        return flat[:n], flat[n : 2 * n], flat[2 * n :]
+
+    def fit(self, X: pd.DataFrame, y: Any) -> EmbeddingGBDT:
+        _, e_a, e_b = self._embed(check_frame(X))
+        diff = e_a - e_b
+        k = max(1, min(self.n_components, len(X) - 1, diff.shape[1]))
+        # Fitted on both orders, so the projection of -d is minus the projection of d.
+        self.pca_ = PCA(n_components=k, random_state=self.seed).fit(np.vstack([diff, -diff]))
+        super().fit(X, y)
+        return self
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        cheap_ab, cheap_ba = text_features(X)
+        e_p, e_a, e_b = self._embed(X)
+        # The PCA is centred on the mean of (d, -d), which is zero: projecting is a matrix product,
+        # and the swapped pair's projection is exactly minus this one.
+        proj = (e_a - e_b) @ self.pca_.components_.T
+        abs_proj = np.abs(e_a - e_b) @ self.pca_.components_.T
+        sim_a = np.einsum("ij,ij->i", e_p, e_a)[:, None]
+        sim_b = np.einsum("ij,ij->i", e_p, e_b)[:, None]
+        sim_ab = np.einsum("ij,ij->i", e_a, e_b)[:, None]
+        emb_ab, emb_ba = pair_features(sim_a, sim_b, np.hstack([abs_proj, sim_ab]))
+        return np.hstack([cheap_ab, emb_ab, proj]), np.hstack([cheap_ba, emb_ba, -proj])

