@@ -112,12 +112,16 @@ def test_difference_buckets_predict_each_buckets_training_rates():
 
 def test_text_features_swap_is_a_column_permutation(toy):
     train, _ = toy
-    ab, ba = text_features(train)
+    ab, ba = text_features(train, relative=False)
     k = len(RESPONSE_FEATURES)
     np.testing.assert_array_equal(ab[:, :k], ba[:, k : 2 * k])
     np.testing.assert_array_equal(ab[:, 2 * k : 3 * k], -ba[:, 2 * k : 3 * k])
-    swapped_ab, _ = text_features(swap_frame(train))
+    swapped_ab, _ = text_features(swap_frame(train), relative=False)
     np.testing.assert_array_equal(swapped_ab, ba)
+    rel_ab, rel_ba = text_features(train)  # differences, |differences|, overlap
+    np.testing.assert_array_equal(rel_ab[:, :k], ab[:, 2 * k : 3 * k])
+    np.testing.assert_array_equal(rel_ba[:, :k], -rel_ab[:, :k])
+    np.testing.assert_array_equal(rel_ab[:, k:], rel_ba[:, k:])
     assert repeated_ngram_share("a b c a b c".split()) == pytest.approx(0.5)
     assert repeated_ngram_share("a b c d".split()) == 0.0
 
@@ -249,3 +253,14 @@ def test_saved_model_predicts_the_same(tmp_path, toy):
     np.testing.assert_array_equal(loaded.predict_proba(test), model.predict_proba(test))
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         load_model(tmp_path)
+
+
+def test_training_without_ties_warns_and_predicts_no_ties(toy):
+    train, test = toy
+    no_ties = train[train["label"] != 2]
+    with pytest.warns(UserWarning, match="no ties"):
+        model = LengthModel().fit(no_ties, no_ties["label"])
+    proba = model.predict_proba(test)
+    assert proba.shape == (len(test), 3)
+    assert (proba[:, 2] == 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)

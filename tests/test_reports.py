@@ -279,3 +279,48 @@ def test_empty_runs_and_points_give_notes_not_crashes(data: dict) -> None:
     sections = grouping_sections(**empty)
     assert "No runs with a final distance to show." in sections[2].html
     assert "No run handed out any points." in sections[3].html
+
+
+def test_preference_sections_show_cv_calibration_and_leaderboard(tmp_path):
+    from crowdtune.preference import DifferenceBucketModel, LengthModel
+    from crowdtune.preference.cv import compare_models
+    from crowdtune.preference.leaderboard import bradley_terry, synthetic_battles
+    from crowdtune.reports import render_report
+    from crowdtune.reports.preference import preference_sections
+
+    rng = np.random.default_rng(0)
+    n = 240
+    lengths = rng.integers(1, 60, size=(n, 2))
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "prompt": [f"prompt <{i % 40}>" for i in range(n)],
+            "response_a": ["x " * a for a in lengths[:, 0]],
+            "response_b": ["x " * b for b in lengths[:, 1]],
+            "label": np.where(
+                abs(lengths[:, 0] - lengths[:, 1]) < 5,
+                2,
+                (lengths[:, 1] > lengths[:, 0]).astype(int),
+            ),
+            "source": np.where(np.arange(n) < 120, "first", "second"),
+        }
+    )
+    models = {"length": LengthModel(), "difference-bucket": DifferenceBucketModel(n_buckets=10)}
+    table, preds = compare_models(models, frame, n_splits=3)
+    board = bradley_terry(
+        synthetic_battles(n_models=5, n_battles=500, seed=1).battles, n_bootstrap=50
+    )
+    sections = preference_sections(
+        table, n=n, sources="toy <data>", labels=frame["label"].to_numpy(),
+        calibrated_proba=preds[("grouped", "length")], calibrated_name="length",
+        leaderboard=board, leaderboard_title="toy battles",
+    )  # fmt: skip
+    assert [s.title for s in sections] == [
+        "Preferences: predicting A / B / tie",
+        "Preferences: calibration",
+        "Leaderboard: toy battles",
+    ]
+    page = render_report(tmp_path / "r.html", title="t", sections=sections).read_text()
+    assert "toy &lt;data&gt;" in page and "toy <data>" not in page  # data text is escaped
+    assert page.count("data:image/png;base64,") == 2
+    assert "leave-one-dataset-out" in page and "difference-bucket" in page

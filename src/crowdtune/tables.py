@@ -39,6 +39,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as JSON-ready dicts (numpy scalars unwrapped, NaN as ``None``)."""
+    return [jsonable(row) for row in frame.to_dict("records")]
+
+
 def write_json(obj: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")

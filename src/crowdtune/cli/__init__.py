@@ -13,7 +13,7 @@ import typer
 from crowdtune import __version__
 from crowdtune.cli.data import data_app
 from crowdtune.cli.demo import demo_cmd
-from crowdtune.cli.preference import preference_app
+from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app
 
@@ -26,6 +26,8 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(shapley_app, name="shapley")
 app.add_typer(data_app, name="data")
 app.add_typer(preference_app, name="preference")
+app.command("leaderboard")(leaderboard_cmd)
+app.command("agreement")(agreement_cmd)
 app.command("demo")(demo_cmd)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from crowdtune.cli.common import (
@@ -34,3 +36,56 @@ def data_download_cmd(
     except OSError as exc:
         fail(f"could not download {name}: {exc}")
     typer.echo(str(folder))
+
+
+@data_app.command("list")
+def data_list_cmd() -> None:
+    """List the comparison datasets that --data accepts as @NAME."""
+    from crowdtune.datasets.preference_sets import PREFERENCE_DATASETS
+
+    for name, description in PREFERENCE_DATASETS.items():
+        typer.echo(f"@{name}\t{description}")
+
+
+EXPORT_FORMATS = ("arena-csv", "jsonl", "trl")
+
+
+@data_app.command("export")
+def data_export_cmd(
+    data: list[str] = typer.Option(
+        ..., "--data", help="SRC: a file or @dataset (see `crowdtune data list`); repeatable."
+    ),
+    out: Path = typer.Option(..., "--out", help="File to write (.gz compresses)."),
+    export_format: str = typer.Option(
+        "jsonl",
+        "--format",
+        help="arena-csv (the Kaggle competition's columns), jsonl (one Comparison per line) or "
+        "trl (prompt, chosen, rejected for TRL's reward and DPO trainers).",
+    ),
+    ties: str = typer.Option(
+        "drop", "--ties", help="trl only: drop ties, or keep them with a boolean `tie` field."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the A/B randomisation of @datasets."),
+) -> None:
+    """Convert comparisons from any source into one file."""
+    from crowdtune.cli.preference import load_records
+    from crowdtune.datasets.comparisons import write_arena_csv, write_jsonl, write_trl_jsonl
+
+    if export_format not in EXPORT_FORMATS:
+        fail(f"unknown --format {export_format!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
+    if ties not in ("drop", "keep"):
+        fail(f"unknown --ties {ties!r}; choose drop or keep")
+    records = load_records(data, seed)
+    try:
+        if export_format == "arena-csv":
+            write_arena_csv(records, out)
+        elif export_format == "jsonl":
+            write_jsonl(records, out)
+        else:
+            write_trl_jsonl(records, out, ties="keep" if ties == "keep" else "drop")
+    except ValueError as exc:
+        fail(f"--out {out}: {exc}")
+    dropped = sum(r.verdict.name == "TIE" for r in records) if export_format == "trl" else 0
+    dropped = dropped if ties == "drop" else 0
+    note = f" ({dropped:,} ties dropped)" if dropped else ""
+    typer.echo(f"wrote {len(records) - dropped:,} comparisons to {out}{note}")

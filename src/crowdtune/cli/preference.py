@@ -31,21 +31,26 @@ DataOpt = typer.Option(
 PrefSeedOpt = typer.Option(0, "--seed", help="Seed of A/B randomisation, folds and models.")
 
 
-def load_frame(sources: list[str], seed: int = 0) -> pd.DataFrame:
-    """The comparisons of every SRC as one frame, or a clean exit naming the bad source."""
+def load_records(sources: list[str], seed: int = 0) -> list[Any]:
+    """The comparisons of every SRC in order, or a clean exit naming the bad source."""
     from crowdtune.datasets.preference_sets import load_comparisons
-    from crowdtune.records import comparisons_frame
 
-    frames = []
+    records = []
     for src in sources:
         try:
-            frames.append(comparisons_frame(load_comparisons(src, seed=seed)))
+            records += load_comparisons(src, seed=seed)
         except (OSError, ValueError) as exc:
             fail(f"--data {src}: {exc}")
-    frame = pd.concat(frames, ignore_index=True)
-    if frame.empty:
+    if not records:
         fail(f"--data {' '.join(sources)}: no comparisons")
-    return frame
+    return records
+
+
+def load_frame(sources: list[str], seed: int = 0) -> pd.DataFrame:
+    """The comparisons of every SRC as one frame (see :func:`load_records`)."""
+    from crowdtune.records import comparisons_frame
+
+    return comparisons_frame(load_records(sources, seed))
 
 
 def resolve_calibration(model: str, calibration: str) -> str:
@@ -179,9 +184,6 @@ def evaluate_cmd(
     )
 
 
-SCHEMES = ("grouped", "leave-one-dataset-out")
-
-
 @preference_app.command("cv")
 def cv_cmd(
     data: list[str] = DataOpt,
@@ -191,7 +193,7 @@ def cv_cmd(
         help="Comma-separated model names.",
     ),
     scheme: list[str] = typer.Option(
-        list(SCHEMES),
+        ["grouped", "leave-one-dataset-out"],
         "--scheme",
         help="grouped (k-fold, folds grouped by prompt) and/or leave-one-dataset-out (train on "
         "all sources but one, test on it); repeat for both (the default).",
@@ -208,38 +210,35 @@ def cv_cmd(
     per-dataset rows are in --json and cv.csv).
     """
     from crowdtune.preference import MODELS, make_model
-    from crowdtune.preference.cv import cross_validate, n_folds
+    from crowdtune.preference.cv import SCHEMES as CV_SCHEMES
+    from crowdtune.preference.cv import compare_models, n_folds
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
         if name not in MODELS:
             fail(f"unknown model {name!r} in --models; choose from: {', '.join(MODELS)}")
     for s in scheme:
-        if s not in SCHEMES:
-            fail(f"unknown --scheme {s!r}; choose from: {', '.join(SCHEMES)}")
+        if s not in CV_SCHEMES:
+            fail(f"unknown --scheme {s!r}; choose from: {', '.join(CV_SCHEMES)}")
     if folds < 2:
         fail("--folds must be at least 2")
     frame = load_frame(data, seed)
-    tables, predictions = [], []
-    for s in scheme:
-        total = len(names) * n_folds(frame, s, folds)
-        with progress_bar(total, f"cv {s}", progress) as advance:
-            try:
-                table, preds = cross_validate(
-                    {n: make_model(n, seed=seed) for n in names}, frame, s, folds, seed,
-                    on_fold=lambda: advance(1),
-                )  # fmt: skip
-            except ValueError as exc:
-                fail(str(exc))
-        tables.append(table)
-        for name, proba in preds.items():
-            predictions.append(
-                pd.DataFrame(
-                    {"scheme": s, "model": name, "id": frame["id"], "label": frame["label"],
-                     "p_a": proba[:, 0], "p_b": proba[:, 1], "p_tie": proba[:, 2]}
-                )
+    total = len(names) * sum(n_folds(frame, s, folds) for s in scheme)
+    with progress_bar(total, "cross-validation", progress) as advance:
+        try:
+            result, preds = compare_models(
+                {n: make_model(n, seed=seed) for n in names}, frame, scheme, folds, seed,
+                on_fold=lambda: advance(1),
             )  # fmt: skip
-    result = pd.concat(tables, ignore_index=True)
+        except ValueError as exc:
+            fail(str(exc))
+    predictions = [
+        pd.DataFrame(
+            {"scheme": s, "model": name, "id": frame["id"], "label": frame["label"],
+             "p_a": proba[:, 0], "p_b": proba[:, 1], "p_tie": proba[:, 2]}
+        )
+        for (s, name), proba in preds.items()
+    ]  # fmt: skip
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         result.to_csv(out / "cv.csv", index=False)
@@ -277,3 +276,117 @@ def print_cv_table(table: pd.DataFrame, title: str) -> None:
             f"{row['predict_pairs_per_s']:,.0f}",
         )
     Console().print(out)
+
+
+def leaderboard_cmd(
+    data: list[str] = DataOpt,
+    ties: str = typer.Option(
+        "half",
+        "--ties",
+        help="half (a tie is half a win and half a loss, as Chatbot Arena) or davidson (an "
+        "explicit tie parameter fitted by maximum likelihood).",
+    ),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap draws for the 95% CIs."),
+    base: float = typer.Option(1000.0, "--base", help="Rating of the anchor (or of the mean)."),
+    anchor: str | None = typer.Option(None, "--anchor", help="Model pinned to --base."),
+    style_control: bool = typer.Option(
+        False, "--style-control", help="Length and markdown differences as covariates."
+    ),
+    online: bool = typer.Option(False, "--online-elo", help="Also the sequential Elo (k=4)."),
+    seed: int = PrefSeedOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Bradley-Terry ratings of the models in the comparisons, on the Elo scale, with bootstrap
+    95% intervals; rank = 1 + the number of models whose interval lies wholly above."""
+    from crowdtune.preference.leaderboard import bradley_terry, online_elo
+
+    frame = load_frame(data, seed)
+    battles = frame.dropna(subset=["model_a", "model_b"])
+    if battles.empty:
+        fail(f"--data {' '.join(data)}: no comparison names its models (model_a, model_b)")
+    try:
+        board = bradley_terry(
+            battles, ties=ties, base=base, anchor=anchor, style_control=style_control,
+            n_bootstrap=bootstrap, seed=seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        fail(str(exc))
+    result = board.to_dict()
+    elo = online_elo(battles, base=base) if online else None
+    if elo is not None:
+        result["online_elo"] = {str(k): float(v) for k, v in elo.items()}
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        typer.echo(json.dumps(jsonable(result)))
+        return
+    table = Table(title=f"Bradley-Terry ({ties} ties), {len(battles):,} battles")
+    for column in ("rank", "model", "rating [95% CI]", "battles", "W / L / T"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    if elo is not None:
+        table.add_column("online Elo", justify="right")
+    for row in board.table.to_dict("records"):
+        cells = [
+            str(row["rank"]),
+            row["model"],
+            f"{row['rating']:.0f} [{row['ci_low']:.0f}, {row['ci_high']:.0f}]",
+            f"{row['n_battles']:,}",
+            f"{row['wins']:g} / {row['losses']:g} / {row['ties']:g}",
+        ]
+        table.add_row(*cells, *([f"{elo[row['model']]:.0f}"] if elo is not None else []))
+    Console().print(table)
+    for row in board.parameters.to_dict("records"):
+        err.print(
+            f"{row['parameter']}: {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
+
+
+def agreement_cmd(
+    data: list[str] = DataOpt,
+    min_shared: int = typer.Option(
+        10, "--min-shared", help="Items two annotators must share for their Cohen's kappa."
+    ),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap draws over items."),
+    seed: int = PrefSeedOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Agreement among annotators who voted on the same items: Cohen's kappa per pair, Fleiss'
+    kappa, Krippendorff's alpha (nominal), each annotator against the majority of the others.
+
+    Items are matched by content (prompt and the two responses, in either order).
+    """
+    from crowdtune.preference.agreement import agreement
+
+    frame = load_frame(data, seed)
+    if frame["annotator"].isna().all():
+        fail(f"--data {' '.join(data)}: no comparison names its annotator")
+    try:
+        result = agreement(frame, min_shared=min_shared, n_bootstrap=bootstrap, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        typer.echo(json.dumps(jsonable(result.to_dict())))
+        return
+    console = Console()
+    console.print(
+        f"{result.n_items:,} items with 2+ votes, {result.n_annotators} annotators, "
+        f"{result.n_votes:,} votes"
+    )
+    for name, c in (
+        ("Fleiss' kappa", result.fleiss),
+        ("Krippendorff's alpha", result.krippendorff),
+    ):
+        console.print(
+            f"{name}: {c.estimate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}] ({c.n_items} items)"
+        )
+    table = Table(title=f"Cohen's kappa, pairs sharing >= {min_shared} items")
+    for column in ("annotator 1", "annotator 2", "shared", "kappa", "equal labels"):
+        table.add_column(column)
+    for row in result.pairwise.to_dict("records"):
+        table.add_row(
+            row["annotator_1"], row["annotator_2"], str(row["n_shared"]),
+            f"{row['kappa']:.3f}", f"{row['observed']:.3f}",
+        )  # fmt: skip
+    console.print(table)

@@ -46,6 +46,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
+from crowdtune.tables import json_records
+
 #: Columns :func:`agreement` reads.
 COLUMNS = ("prompt", "response_a", "response_b", "label", "annotator")
 #: Nominal categories, in canonical order: first response better, second better, tie.
@@ -116,12 +118,6 @@ class Agreement:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary with both tables as lists of rows."""
-
-        def rows(frame: pd.DataFrame) -> list[dict[str, object]]:
-            clean = frame.astype(object).where(frame.notna(), None)
-            return [{str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                    for r in clean.to_dict("records")]  # fmt: skip
-
         mean = self.mean_cohen_kappa
         return {
             "n_items": self.n_items,
@@ -131,8 +127,8 @@ class Agreement:
             "fleiss_kappa": self.fleiss.to_dict(),
             "krippendorff_alpha": self.krippendorff.to_dict(),
             "mean_cohen_kappa": None if np.isnan(mean) else mean,
-            "pairwise": rows(self.pairwise),
-            "majority": rows(self.majority),
+            "pairwise": json_records(self.pairwise),
+            "majority": json_records(self.majority),
         }
 
 

@@ -9,6 +9,7 @@ shown first cannot matter.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,14 @@ def swap_labels(y: np.ndarray) -> np.ndarray:
     return np.asarray(SWAP_CLASSES)[y]
 
 
+def expand_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Probabilities over ``classes`` (a model's ``classes_``) as float[n, 3] in [A, B, TIE] order;
+    a class the model never saw gets probability 0."""
+    out = np.zeros((len(proba), len(LABELS)))
+    out[:, np.asarray(classes, dtype=int)] = proba
+    return out
+
+
 def symmetrize(p_ab: np.ndarray, p_ba: np.ndarray) -> np.ndarray:
     """Average the prediction for (a, b) with the one for (b, a) mapped back to (a, b)'s classes."""
     return 0.5 * (p_ab + p_ba[:, SWAP_CLASSES])
@@ -90,6 +99,11 @@ class PairFeatureModel(ClassifierMixin, BaseEstimator):
         """Fit on every pair in both orders."""
         X = check_frame(X)
         labels = check_labels(y, len(X))
+        if len(labels) and not (labels == 2).any():
+            warnings.warn(
+                "the training comparisons have no ties: this model will predict P(tie) = 0",
+                stacklevel=2,
+            )
         f_ab, f_ba = self._pair_features(X)
         self._fit_features(np.vstack([f_ab, f_ba]), np.concatenate([labels, swap_labels(labels)]))
         self.classes_ = np.arange(len(LABELS))

@@ -8,7 +8,7 @@ one and tested on the one left out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from sklearn.model_selection import GroupKFold
 
 from crowdtune.preference.calibration import prompt_groups
 from crowdtune.preference.metrics import evaluate_proba
+from crowdtune.validation import check_choice
 
 
 def dataset_of(frame: pd.DataFrame) -> pd.Series:
@@ -136,3 +137,25 @@ def cross_validate(
 def n_folds(frame: pd.DataFrame, scheme: str, n_splits: int = 5) -> int:
     """How many folds :func:`cross_validate` runs per model (for progress bars)."""
     return n_splits if scheme == "grouped" else int(dataset_of(frame).nunique())
+
+
+#: Cross-validation schemes.
+SCHEMES = ("grouped", "leave-one-dataset-out")
+
+
+def compare_models(
+    models: Mapping[str, Any],
+    frame: pd.DataFrame,
+    schemes: Sequence[str] = SCHEMES,
+    n_splits: int = 5,
+    seed: int = 0,
+    on_fold: Callable[[], None] = lambda: None,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """:func:`cross_validate` under each scheme: one table; predictions by ``(scheme, model)``."""
+    tables, predictions = [], {}
+    for scheme in schemes:
+        check_choice(scheme, SCHEMES, "cross-validation scheme")
+        table, preds = cross_validate(models, frame, scheme, n_splits, seed, on_fold)
+        tables.append(table)
+        predictions.update({(scheme, name): proba for name, proba in preds.items()})
+    return pd.concat(tables, ignore_index=True), predictions

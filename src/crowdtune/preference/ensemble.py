@@ -12,7 +12,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from crowdtune.preference.base import check_frame, check_labels
 from crowdtune.preference.calibration import apply_temperature, fit_temperature, out_of_fold_proba
+from crowdtune.preference.cv import dataset_of
 from crowdtune.preference.metrics import EPS
+from crowdtune.validation import check_choice
 
 
 def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
@@ -41,7 +43,13 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
     members
         ``[(name, estimator), ...]``; ``None`` means the CPU models of :func:`default_members`.
     n_splits, seed
-        Grouped folds (by prompt) for the out-of-fold predictions.
+        Folds for the out-of-fold predictions.
+    fold_groups
+        ``"dataset"`` (default): when the training rows come from two or more datasets (the
+        ``source`` column, see :func:`~crowdtune.preference.cv.dataset_of`), each member is
+        predicted on each dataset by a fit on the others, so weights and temperature reward what
+        transfers to data a model never saw; with one dataset, folds are grouped by prompt.
+        ``"prompt"``: always folds grouped by prompt (best in-distribution).
     calibrate
         Fit a temperature on the pooled out-of-fold predictions.
     """
@@ -51,18 +59,26 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         members: list[tuple[str, Any]] | None = None,
         n_splits: int = 5,
         seed: int = 0,
+        fold_groups: str = "dataset",
         calibrate: bool = True,
     ) -> None:
         self.members = members
         self.n_splits = n_splits
         self.seed = seed
+        self.fold_groups = fold_groups
         self.calibrate = calibrate
 
     def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
         from crowdtune.preference.registry import default_members
 
+        check_choice(self.fold_groups, ("dataset", "prompt"), "fold grouping")
         X = check_frame(X)
         labels = check_labels(y, len(X))
+        self.fold_groups_ = "prompt" if groups is None else "given"
+        if groups is None and self.fold_groups == "dataset" and "source" in X.columns:
+            datasets = dataset_of(X)
+            if datasets.nunique() > 1:
+                groups, self.fold_groups_ = pd.factorize(datasets)[0], "dataset"
         members = self.members if self.members is not None else default_members(self.seed)
         self.names_ = [name for name, _ in members]
         oof = [

@@ -103,21 +103,27 @@ def pair_features(
     return ab, ba
 
 
-def text_features(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def text_features(X: pd.DataFrame, relative: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The cheap pair features of a comparison frame, in both orders (see :func:`pair_features`).
 
-    Shared columns: the prompt's log length and word overlap (Jaccard) between the two responses.
+    ``relative=True`` keeps only what compares the two sides: their differences, absolute
+    differences and word overlap (Jaccard). Each side's own values and the prompt's length also
+    identify which dataset a pair comes from (PandaLM's one-line answers, MT-Bench's essays), and
+    models that use them fit each dataset's quirks: in leave-one-dataset-out tests the relative
+    set generalises much better (see benchmarks/RESULTS.md). ``relative=False`` adds them.
     """
     prompts = X["prompt"].astype(str).tolist()
     side_a = response_features(X["response_a"].astype(str).tolist(), prompts)
     side_b = response_features(X["response_b"].astype(str).tolist(), prompts)
-    shared = np.column_stack(
-        [
-            np.log1p(X["prompt"].astype(str).str.len().to_numpy()),
-            _jaccard(X["response_a"].astype(str).tolist(), X["response_b"].astype(str).tolist()),
-        ]
-    )
-    return pair_features(side_a, side_b, shared)
+    overlap = _jaccard(X["response_a"].astype(str).tolist(), X["response_b"].astype(str).tolist())
+    if relative:
+        diff = side_a - side_b
+        return (
+            np.column_stack([diff, np.abs(diff), overlap]),
+            np.column_stack([-diff, np.abs(diff), overlap]),
+        )
+    prompt_length = np.log1p(X["prompt"].astype(str).str.len().to_numpy())
+    return pair_features(side_a, side_b, np.column_stack([prompt_length, overlap]))
 
 
 def length_features(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

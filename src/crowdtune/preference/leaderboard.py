@@ -47,6 +47,7 @@ import scipy.sparse.csgraph
 import scipy.special
 from threadpoolctl import threadpool_limits
 
+from crowdtune.tables import json_records
 from crowdtune.validation import check_choice
 
 #: How ties are modelled.
@@ -141,18 +142,9 @@ class Leaderboard:
             "confidence": self.confidence,
             "seed": self.seed,
             "style_features": list(self.style_features),
-            "models": _records(self.table),
-            "parameters": _records(self.parameters),
+            "models": json_records(self.table),
+            "parameters": json_records(self.parameters),
         }
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    """Rows as dicts of plain Python values; NaN becomes ``None``."""
-    clean = frame.astype(object).where(frame.notna(), None)
-    return [
-        {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        for row in clean.to_dict("records")
-    ]
 
 
 @dataclass(frozen=True)

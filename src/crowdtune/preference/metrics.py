@@ -68,8 +68,10 @@ def evaluate_proba(y: Any, proba: Any, n_bootstrap: int = 2000, seed: int = 0) -
     }
 
 
-def reliability_table(y: Any, proba: Any, n_bins: int = 10) -> pd.DataFrame:
-    """Reliability diagram data over all three classes (one-vs-rest, pooled).
+def reliability_table(
+    y: Any, proba: Any, n_bins: int = 10, label: int | None = None
+) -> pd.DataFrame:
+    """Reliability diagram data: one class's probabilities, or all three pooled (one-vs-rest).
 
     Each (row, class) probability falls into one of ``n_bins`` equal-width bins; per bin: the mean
     predicted probability, the observed frequency of that class, and the count. Also the expected
@@ -77,8 +79,11 @@ def reliability_table(y: Any, proba: Any, n_bins: int = 10) -> pd.DataFrame:
     """
     labels = np.asarray(y)
     p = np.asarray(proba, dtype=float)
+    hits = labels[:, None] == np.arange(3)[None, :]
+    if label is not None:
+        p, hits = p[:, [label]], hits[:, [label]]
     predicted = p.ravel()
-    observed = (labels[:, None] == np.arange(3)[None, :]).ravel().astype(float)
+    observed = hits.ravel().astype(float)
     bins = np.minimum((predicted * n_bins).astype(int), n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore"):

@@ -170,9 +170,11 @@ def encode_pairs(
     def ids(texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
-        encoded = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)[
-            "input_ids"
-        ]
+        # Whole texts are tokenized, then cut by allocate_lengths; verbose=False silences the
+        # "longer than the maximum sequence length" warning, which does not apply here.
+        encoded = tokenizer(
+            list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False
+        )["input_ids"]
         return [list(e) for e in encoded]
 
     prefix, suffix = _special_affixes(tokenizer)
