@@ -37,6 +37,8 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_rounds.py
 	$(BIN)/python benchmarks/bench_shapley.py
+	$(BIN)/python benchmarks/bench_preference.py
+	$(BIN)/python benchmarks/bench_leaderboard.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

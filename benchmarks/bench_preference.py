@@ -96,10 +96,11 @@ def main() -> None:
             gap, low, high = paired_gap(y, preds[anchor], preds[best])
             target = 0.02 if anchor == "length" else 0.0
             verdict = "met" if gap >= target else "NOT met"
+            ratio = pooled[best] / pooled[anchor]
             print(
                 f"  best ({best}) vs {anchor}: {pooled[anchor]:.4f} - {pooled[best]:.4f} = "
-                f"{gap:+.4f} nats [{low:+.4f}, {high:+.4f}]; ratio {pooled[best] / pooled[anchor]:.3f}; "
-                f"target > {target:.2f}: {verdict}"
+                f"{gap:+.4f} nats [{low:+.4f}, {high:+.4f}]; ratio {ratio:.3f}; "
+                f"target >= {target:.2f}: {verdict}"
             )
         print()
 

@@ -27,6 +27,8 @@ def _cv_section(table: pd.DataFrame, n: int, sources: str) -> Section:
         "predict_pairs_per_s": "predict pairs/s",
     }  # fmt: skip
     shown = table[list(columns)].rename(columns=columns)
+    for rate in ("train pairs/s", "predict pairs/s"):
+        shown[rate] = shown[rate].round().astype(int)
     text = paragraph(
         f"Which answer will people prefer: A, B or a tie? {n:,} comparisons from {sources}, each "
         "predicted by a model that never saw it. grouped: 5 folds grouped by prompt. "

@@ -134,8 +134,11 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Unit-length embeddings, one row per text (float32)."""
+    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
+        """Unit-length embeddings, one row per text (float32).
+
+        ``progress=None`` shows a progress bar (stderr) when 500 or more texts are not cached.
+        """
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         self._read_disk(missing)
         missing = [t for t in missing if t not in self._cache]
@@ -146,7 +149,7 @@ class TextEncoder:
                 order,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
-                show_progress_bar=progress,
+                show_progress_bar=len(order) >= 500 if progress is None else progress,
                 convert_to_numpy=True,
             )
             self._cache.update(zip(order, vectors, strict=True))
@@ -163,7 +166,7 @@ def shared_encoder(name: str = "minilm") -> TextEncoder:
 
 
 def embed_texts(
-    texts: Sequence[str], encoder: str = "minilm", progress: bool = False
+    texts: Sequence[str], encoder: str = "minilm", progress: bool | None = None
 ) -> np.ndarray:
     """Embed ``texts`` with the process-wide encoder ``encoder`` (cached by text)."""
     return shared_encoder(encoder).encode(texts, progress=progress)
