@@ -103,7 +103,8 @@ def fit_cmd(
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
         estimator = CalibratedPreferenceModel(estimator, method=method, seed=seed)
-    err.print(f"fitting {model} on {len(frame):,} comparisons ({method} calibration)")
+    how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
+    err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
     start = time.perf_counter()
     try:
         estimator.fit(frame, frame["label"].to_numpy())
