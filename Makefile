@@ -39,6 +39,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_shapley.py
 	$(BIN)/python benchmarks/bench_preference.py
 	$(BIN)/python benchmarks/bench_leaderboard.py
+	$(BIN)/python benchmarks/bench_distribution.py
+	$(BIN)/python benchmarks/bench_curation.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

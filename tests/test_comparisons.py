@@ -193,7 +193,7 @@ def test_jsonl_bad_json_line(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(sample_comparisons()[0].to_dict()) + "\n{not json\n", encoding="utf-8"
     )
-    with pytest.raises(DatasetFormatError, match="not valid JSON") as err:
+    with pytest.raises(DatasetFormatError, match="malformed JSON") as err:
         read_jsonl(path)
     assert err.value.row == 2
 

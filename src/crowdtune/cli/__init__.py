@@ -11,6 +11,8 @@ import sys
 import typer
 
 from crowdtune import __version__
+from crowdtune.cli.analyze import analyze_app
+from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
@@ -26,6 +28,8 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(shapley_app, name="shapley")
 app.add_typer(data_app, name="data")
 app.add_typer(preference_app, name="preference")
+app.add_typer(curate_app, name="curate")
+app.add_typer(analyze_app, name="analyze")
 app.command("leaderboard")(leaderboard_cmd)
 app.command("agreement")(agreement_cmd)
 app.command("demo")(demo_cmd)

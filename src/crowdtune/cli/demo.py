@@ -37,8 +37,10 @@ def demo_cmd(
     """The main job on the shipped defaults: compare the three grouping strategies on MovieLens
     (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05), then
     the point schemes against accurate Shapley values, then preference predictors on PandaLM,
-    LLMEval² and MT-Bench (grouped and leave-one-dataset-out CV) and the MT-Bench leaderboard;
-    print summaries and write an HTML report to OUT/index.html."""
+    LLMEval² and MT-Bench (grouped and leave-one-dataset-out CV) and the MT-Bench leaderboard,
+    then curation: quality scorers on CaR's expert pairs, a CaR selection, and the linguistic
+    distributions of HH-RLHF helpful vs harmless prompts; print summaries and write an HTML
+    report to OUT/index.html."""
     from crowdtune.crowd.credit import compare_credit
     from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
@@ -71,8 +73,13 @@ def demo_cmd(
         )
     Console().print(table)
     preferences = preference_demo(embeddings=embeddings, seed=seed, progress=progress)
+    curation = curation_demo(seed=seed, progress=progress)
     save_grouping(
-        result, out, "csv", title="crowdtune demo", extra=credit_sections(credit) + preferences
+        result,
+        out,
+        "csv",
+        title="crowdtune demo",
+        extra=credit_sections(credit) + preferences + curation,
     )
     index = (out / "report.html").replace(out / "index.html")
     err.print(f"report: {index}")
@@ -112,4 +119,59 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
         calibrated_name="ensemble (temperature-calibrated)",
         leaderboard=board,
         leaderboard_title="MT-Bench human votes",
+    )
+
+
+def curation_demo(*, seed: int, progress: bool) -> list[Any]:
+    """Quality scorers against the length rule, a CaR selection, HH-RLHF helpful vs harmless."""
+    from crowdtune.curation.distribution import compare_distributions, text_features
+    from crowdtune.curation.quality import default_scorer, evaluate_on_car
+    from crowdtune.curation.select import car_select
+    from crowdtune.datasets.car import car_items
+    from crowdtune.datasets.texts import load_texts
+    from crowdtune.reports.curation import curation_sections
+    from crowdtune.reports.distribution import distribution_sections
+
+    # model2vec embeddings keep the demo to seconds; `curate quality evaluate` uses MiniLM.
+    fast = {"encoder": "m2v"}
+    err.print("curation: quality scorers on CaR's 254 expert test pairs")
+    evaluations = {
+        f"embedding (m2v, {model})": evaluate_on_car(
+            "embedding", seed=seed, params={**fast, "model": model}
+        )
+        for model in ("linear", "gbdt")
+    }
+    evaluations = {"length": evaluate_on_car("length", seed=seed), **evaluations}
+    table = Table(title="Instruction quality: pairwise accuracy on CaR's expert test pairs")
+    for column in ("scorer", "accuracy [95% CI]", "where longer is worse"):
+        table.add_column(column)
+    for name, r in evaluations.items():
+        table.add_row(
+            name,
+            f"{r['accuracy']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]",
+            f"{r['accuracy_longer_worse']:.1%} of {r['n_longer_worse']}",
+        )
+    Console().print(table)
+    pool = "CaR's expert pairs (both sides) and its published selection"
+    selection = car_select(
+        car_items(), default_scorer(params=fast), top_n=200, per_cluster=1, encoder="m2v",
+        seed=seed, progress=progress,
+    )  # fmt: skip
+    coverage = selection.diversity
+    covered = {name: d["clusters_covered"] for name, d in coverage.items()}
+    err.print(
+        f"selection: {len(selection.indices)} items cover {covered['selection']} of "
+        f"{selection.k} clusters (random: {covered['random']}, top-n only: {covered['top_n_only']})"
+    )
+    err.print("distribution: HH-RLHF helpful-base vs harmless-base prompts")
+    helpful = load_texts("@hh-rlhf:helpful-base")
+    harmless = load_texts("@hh-rlhf:harmless-base")
+    comparison = compare_distributions(
+        text_features(helpful["text"].tolist()),
+        text_features(harmless["text"].tolist()),
+        rng=seed,
+        test_ids=harmless["id"].tolist(),
+    )
+    return curation_sections(evaluations, selection, pool) + distribution_sections(
+        comparison, "HH-RLHF helpful-base prompts", "HH-RLHF harmless-base prompts"
     )

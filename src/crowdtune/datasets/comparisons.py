@@ -20,18 +20,16 @@ interrupted write never leaves a truncated file in place of a good one.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Literal, cast
 
 import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.datasets.textfile import atomic_path, json_lines
 from crowdtune.records import Comparison, Verdict
 from crowdtune.validation import check_choice
 
@@ -86,18 +84,6 @@ def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
     if path.name.endswith(".gz"):
         return cast(IO[str], gzip.open(path, f"{mode}t", encoding="utf-8", newline=""))
     return path.open(mode, encoding="utf-8", newline="")
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffixes), renamed onto ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{''.join(path.suffixes)}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +234,7 @@ def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path
             }
         )
     frame = pd.DataFrame(rows, columns=list(ARENA_COLUMNS))
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
     return path
 
@@ -292,28 +278,6 @@ def _comparison_from_json(data: object) -> Comparison:
     return Comparison.from_dict({**data, "verdict": verdict})
 
 
-def read_json_lines(path: Path, how: str) -> list[tuple[int, dict[str, object]]]:
-    """(1-based line number, object) for each non-blank line of a (gzipped) JSON Lines file."""
-    rows = []
-    try:
-        with _open_text(path, "r") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DatasetFormatError(
-                        path, f"not valid JSON ({err.msg} at character {err.pos})", how, row=number
-                    ) from None
-                if not isinstance(data, dict):
-                    raise DatasetFormatError(path, "expected a JSON object", how, row=number)
-                rows.append((number, data))
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
-        raise DatasetFormatError(path, f"not a readable UTF-8 text file ({err})", how) from err
-    return rows
-
-
 def read_jsonl(path: str | Path) -> list[Comparison]:
     """Read comparisons written by :func:`write_jsonl` (one JSON object per line).
 
@@ -345,7 +309,7 @@ def read_jsonl(path: str | Path) -> list[Comparison]:
     how = _HOW_TO_FIX.format(writer="write_jsonl")
     comparisons: list[Comparison] = []
     first_line: dict[str, int] = {}
-    for number, data in read_json_lines(path, how):
+    for number, data in json_lines(path, how):
         try:
             comparison = _comparison_from_json(data)
         except KeyError as err:
@@ -388,7 +352,7 @@ def write_jsonl(comparisons: Iterable[Comparison], path: str | Path) -> Path:
 
 
 def _write_json_lines(rows: Iterable[dict[str, object]], path: Path) -> Path:
-    with _atomic_path(path) as tmp, _open_text(tmp, "w") as out:
+    with atomic_path(path) as tmp, _open_text(tmp, "w") as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path

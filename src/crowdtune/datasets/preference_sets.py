@@ -26,8 +26,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from crowdtune.datasets.comparisons import read_arena_csv, read_json_lines, read_jsonl
+from crowdtune.datasets.comparisons import read_arena_csv, read_jsonl
 from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
+from crowdtune.datasets.textfile import json_lines
 from crowdtune.records import Comparison, Verdict
 from crowdtune.validation import check_choice
 
@@ -258,7 +259,7 @@ def load_llmeval2() -> list[Comparison]:
         folder, "LLMEval2_benchmark.json", f"{folder}/LLMEval2_benchmark.json.gz (JSON Lines)", how
     )
     comparisons = []
-    for index, (row, data) in enumerate(read_json_lines(path, how)):
+    for index, (row, data) in enumerate(json_lines(path, how)):
         text = {
             key: _string(data.get(key), path, how, row, key)
             for key in ("query", "response1", "response2", "human", "dataset")
@@ -535,7 +536,7 @@ def load_hh_rlhf(
             f"{folder}/{split}.jsonl.gz (JSON Lines, chosen/rejected)",
             how,
         )
-        for index, (row, data) in enumerate(read_json_lines(path, how)):
+        for index, (row, data) in enumerate(json_lines(path, how)):
             chosen = _string(data.get("chosen"), path, how, row, "chosen")
             rejected = _string(data.get("rejected"), path, how, row, "rejected")
             try:

@@ -61,7 +61,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TEMPLATE_HEADERS",
+    "LoraSequenceModel",
     "TransformerPreferenceModel",
     "allocate_lengths",
     "encode_pairs",
@@ -198,7 +199,244 @@ def encode_pairs(
     return a_first, b_first
 
 
-class TransformerPreferenceModel(ClassifierMixin, BaseEstimator):
+class LoraSequenceModel(BaseEstimator):
+    """What every LoRA-on-a-language-model estimator here shares: parameter checks, device and
+    bf16 resolution, the LoRA config, the base model with a ``_num_labels``-output head, a forked
+    RNG, and :meth:`save` / :meth:`load`. Subclasses define ``__init__`` with the parameters of
+    :class:`TransformerPreferenceModel`, ``fit`` and the prediction methods."""
+
+    #: Outputs of the sequence-classification head.
+    _num_labels: int = len(LABELS)
+
+    model: str
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: str | list[str]
+    max_length: int
+    learning_rate: float
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    gradient_accumulation: int
+    warmup_ratio: float
+    seed: int
+    device: str
+    bf16: str | bool
+
+    # ----------------------------------------------------------------------------------- setup
+
+    def _validate_params(self) -> None:
+        positive_ints = {
+            "lora_r": self.lora_r,
+            "max_length": self.max_length,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "gradient_accumulation": self.gradient_accumulation,
+        }
+        if self.max_steps is not None:
+            positive_ints["max_steps"] = self.max_steps
+        for name, value in positive_ints.items():
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.bf16 not in ("auto", True, False):
+            raise ValueError(f"bf16 must be 'auto', True or False, got {self.bf16!r}")
+
+    def _resolve_device(self) -> tuple[torch.device, bool]:
+        import torch
+
+        if self.device == "auto":
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            device = torch.device(self.device)
+        if self.bf16 == "auto":
+            bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else:
+            bf16 = bool(self.bf16)
+        return device, bf16
+
+    def _lora_config(self) -> Any:
+        from peft import LoraConfig
+
+        target = self.target_modules
+        return LoraConfig(
+            task_type="SEQ_CLS",  # also makes the classification head ("score") trainable
+            r=int(self.lora_r),
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=target if isinstance(target, str) else list(target),
+        )
+
+    def _base_model(self, bf16: bool) -> tuple[Any, Any]:
+        import torch
+
+        from crowdtune.training.models import load_model
+
+        options: dict[str, Any] = {}
+        if self.model == "tiny":
+            options["n_positions"] = max(1024, int(self.max_length))
+        return load_model(
+            self.model,
+            "sequence-classification",
+            num_labels=self._num_labels,
+            dtype=torch.bfloat16 if bf16 else None,
+            seed=self.seed,
+            **options,
+        )
+
+    def _forked_rng(self, device: torch.device) -> Any:
+        import torch
+
+        if device.type != "cuda":
+            return torch.random.fork_rng(devices=[])
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.random.fork_rng(devices=[index])
+
+    # ------------------------------------------------------------------------------ save, load
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted model to ``directory`` so that :meth:`load` can read it elsewhere.
+
+        Layout: ``params.json`` (parameters, loss history), ``tokenizer/``, ``adapter/`` (PEFT
+        adapter and classification head); for a model built here from a config (``"tiny"``)
+        also ``base/`` (its config and every weight), since no name can reload it. A named base
+        model is not copied: :meth:`load` reads it again from the same name or path.
+        """
+        from safetensors.torch import save_model
+
+        check_is_fitted(self, "model_")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        embedded = self.model in _LOCAL_MODELS
+        params = self.get_params()
+        params["target_modules"] = (
+            params["target_modules"]
+            if isinstance(params["target_modules"], str)
+            else list(params["target_modules"])
+        )
+        manifest = {
+            "format": _SAVE_FORMAT,
+            "estimator": type(self).__name__,
+            "params": params,
+            "base_embedded": embedded,
+            "loss_history": list(self.loss_history_),
+        }
+        (directory / "params.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        self.tokenizer_.save_pretrained(directory / "tokenizer")
+        self.model_.save_pretrained(directory / "adapter")
+        if embedded:
+            (directory / "base").mkdir(exist_ok=True)
+            self.model_.get_base_model().config.save_pretrained(directory / "base")
+            save_model(self.model_, str(directory / "base" / "model.safetensors"))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str | None = None) -> Self:
+        """Read a model written by :meth:`save`, ready to predict.
+
+        ``device`` overrides the saved ``device`` parameter (e.g. ``"cpu"`` to read on a laptop
+        a model trained on a GPU); ``"auto"`` is resolved on this machine.
+        """
+        import torch
+        from peft import PeftConfig, PeftModel
+        from safetensors.torch import load_model as load_weights
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        directory = Path(directory)
+        manifest_path = directory / "params.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{manifest_path} not found: not a directory written by "
+                f"{cls.__name__}.save (expected params.json, tokenizer/, adapter/)"
+            )
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("estimator") != cls.__name__ or manifest.get("format") != _SAVE_FORMAT:
+            raise ValueError(
+                f"{manifest_path}: expected format {_SAVE_FORMAT} of {cls.__name__}, got format "
+                f"{manifest.get('format')!r} of {manifest.get('estimator')!r}"
+            )
+        estimator = cls(**manifest["params"])
+        if device is not None:
+            estimator.device = device
+        resolved, bf16 = estimator._resolve_device()
+        tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+        if manifest["base_embedded"]:
+            config = AutoConfig.from_pretrained(directory / "base")
+            with estimator._forked_rng(torch.device("cpu")):
+                # Random init, overwritten below; the fork keeps the global RNG as it was.
+                base = AutoModelForSequenceClassification.from_config(config)
+            model = _with_lora(base, PeftConfig.from_pretrained(str(directory / "adapter")))
+            load_weights(model, str(directory / "base" / "model.safetensors"))
+            if bf16:
+                model.to(torch.bfloat16)
+        else:
+            base, _ = estimator._base_model(bf16)
+            with _quiet_peft():
+                model = PeftModel.from_pretrained(base, str(directory / "adapter"))
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        model.to(resolved)
+        model.eval()
+        estimator.model_ = model
+        estimator.tokenizer_ = tokenizer
+        estimator.device_ = resolved
+        estimator.bf16_ = bf16
+        estimator.loss_history_ = list(manifest["loss_history"])
+        estimator._after_load()
+        return estimator
+
+    def _after_load(self) -> None:
+        """Set what ``fit`` sets besides the model (a hook for subclasses)."""
+
+    def _optimize(
+        self, model: Any, n_examples: int, batch_loss: Callable[[list[int]], torch.Tensor]
+    ) -> list[float]:
+        """The training loop every subclass shares: AdamW over the trainable (LoRA and head)
+        parameters, linear warmup and decay, shuffled batches of ``batch_size`` example indices,
+        gradient accumulation and clipping. ``batch_loss(rows)`` returns the mean loss of those
+        examples. Returns the loss of every optimizer step."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        micro_per_epoch = math.ceil(n_examples / self.batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / self.gradient_accumulation)
+        total_steps = (
+            int(self.max_steps) if self.max_steps is not None else self.epochs * steps_per_epoch
+        )
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            trainable, lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(self.warmup_ratio * total_steps), total_steps
+        )
+        order = torch.Generator().manual_seed(int(self.seed))
+        batches = _shuffled_batches(n_examples, int(self.batch_size), order)
+        model.train()
+        history: list[float] = []
+        with _progress(self.verbose, total_steps, "training") as advance:
+            for _ in range(total_steps):
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for _ in range(self.gradient_accumulation):
+                    loss = batch_loss(next(batches))
+                    (loss / self.gradient_accumulation).backward()
+                    step_loss += loss.item() / self.gradient_accumulation
+                torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                history.append(step_loss)
+                advance(step_loss)
+        return history
+
+
+class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
     """A LoRA-tuned language model with a 3-way head: P(A better), P(B better), P(tie).
 
     Parameters
@@ -304,80 +542,6 @@ class TransformerPreferenceModel(ClassifierMixin, BaseEstimator):
         self.bf16 = bf16
         self.verbose = verbose
 
-    # ----------------------------------------------------------------------------------- setup
-
-    def _validate_params(self) -> None:
-        positive_ints = {
-            "lora_r": self.lora_r,
-            "max_length": self.max_length,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "gradient_accumulation": self.gradient_accumulation,
-        }
-        if self.max_steps is not None:
-            positive_ints["max_steps"] = self.max_steps
-        for name, value in positive_ints.items():
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.bf16 not in ("auto", True, False):
-            raise ValueError(f"bf16 must be 'auto', True or False, got {self.bf16!r}")
-
-    def _resolve_device(self) -> tuple[torch.device, bool]:
-        import torch
-
-        if self.device == "auto":
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            device = torch.device(self.device)
-        if self.bf16 == "auto":
-            bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        else:
-            bf16 = bool(self.bf16)
-        return device, bf16
-
-    def _lora_config(self) -> Any:
-        from peft import LoraConfig
-
-        target = self.target_modules
-        return LoraConfig(
-            task_type="SEQ_CLS",  # also makes the classification head ("score") trainable
-            r=int(self.lora_r),
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=target if isinstance(target, str) else list(target),
-        )
-
-    def _base_model(self, bf16: bool) -> tuple[Any, Any]:
-        import torch
-
-        from crowdtune.training.models import load_model
-
-        options: dict[str, Any] = {}
-        if self.model == "tiny":
-            options["n_positions"] = max(1024, int(self.max_length))
-        return load_model(
-            self.model,
-            "sequence-classification",
-            num_labels=len(LABELS),
-            dtype=torch.bfloat16 if bf16 else None,
-            seed=self.seed,
-            **options,
-        )
-
-    def _forked_rng(self, device: torch.device) -> Any:
-        import torch
-
-        if device.type != "cuda":
-            return torch.random.fork_rng(devices=[])
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return torch.random.fork_rng(devices=[index])
-
     # -------------------------------------------------------------------------------- training
 
     def fit(self, X: pd.DataFrame, y: Any) -> TransformerPreferenceModel:
@@ -435,45 +599,16 @@ class TransformerPreferenceModel(ClassifierMixin, BaseEstimator):
         bf16: bool,
     ) -> list[float]:
         import torch
-        from transformers import get_linear_schedule_with_warmup
 
-        micro_per_epoch = math.ceil(len(texts) / self.batch_size)
-        steps_per_epoch = math.ceil(micro_per_epoch / self.gradient_accumulation)
-        total_steps = (
-            int(self.max_steps) if self.max_steps is not None else self.epochs * steps_per_epoch
-        )
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            trainable, lr=self.learning_rate, weight_decay=self.weight_decay
-        )
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, round(self.warmup_ratio * total_steps), total_steps
-        )
-        order = torch.Generator().manual_seed(int(self.seed))
-        batches = _shuffled_batches(len(texts), int(self.batch_size), order)
-        pad_id = tokenizer.pad_token_id
-        model.train()
-        history: list[float] = []
-        with _progress(self.verbose, total_steps, "training") as advance:
-            for _ in range(total_steps):
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = 0.0
-                for _ in range(self.gradient_accumulation):
-                    rows = next(batches)
-                    input_ids, attention_mask = _pad([texts[i] for i in rows], pad_id, device)
-                    with _autocast(device, bf16):
-                        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.float(), targets[rows].to(device)
-                    )
-                    (loss / self.gradient_accumulation).backward()
-                    step_loss += loss.item() / self.gradient_accumulation
-                torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                history.append(step_loss)
-                advance(step_loss)
-        return history
+        def batch_loss(rows: list[int]) -> torch.Tensor:
+            input_ids, attention_mask = _pad(
+                [texts[i] for i in rows], tokenizer.pad_token_id, device
+            )
+            with _autocast(device, bf16):
+                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return torch.nn.functional.cross_entropy(logits.float(), targets[rows].to(device))
+
+        return self._optimize(model, len(texts), batch_loss)
 
     # ------------------------------------------------------------------------------ prediction
 
@@ -494,6 +629,9 @@ class TransformerPreferenceModel(ClassifierMixin, BaseEstimator):
         """The most probable class index per row (``0`` A, ``1`` B, ``2`` tie)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
+    def _after_load(self) -> None:
+        self.classes_ = np.arange(len(LABELS))
+
     def _proba_ids(self, texts: list[list[int]]) -> np.ndarray:
         import torch
 
@@ -512,101 +650,6 @@ class TransformerPreferenceModel(ClassifierMixin, BaseEstimator):
                     logits = self.model_(input_ids=input_ids, attention_mask=attention_mask).logits
                 out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
-
-    # ------------------------------------------------------------------------------ save, load
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the fitted model to ``directory`` so that :meth:`load` can read it elsewhere.
-
-        Layout: ``params.json`` (parameters, loss history), ``tokenizer/``, ``adapter/`` (PEFT
-        adapter and classification head); for a model built here from a config (``"tiny"``)
-        also ``base/`` (its config and every weight), since no name can reload it. A named base
-        model is not copied: :meth:`load` reads it again from the same name or path.
-        """
-        from safetensors.torch import save_model
-
-        check_is_fitted(self, "model_")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        embedded = self.model in _LOCAL_MODELS
-        params = self.get_params()
-        params["target_modules"] = (
-            params["target_modules"]
-            if isinstance(params["target_modules"], str)
-            else list(params["target_modules"])
-        )
-        manifest = {
-            "format": _SAVE_FORMAT,
-            "estimator": type(self).__name__,
-            "params": params,
-            "base_embedded": embedded,
-            "loss_history": list(self.loss_history_),
-        }
-        (directory / "params.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        self.tokenizer_.save_pretrained(directory / "tokenizer")
-        self.model_.save_pretrained(directory / "adapter")
-        if embedded:
-            (directory / "base").mkdir(exist_ok=True)
-            self.model_.get_base_model().config.save_pretrained(directory / "base")
-            save_model(self.model_, str(directory / "base" / "model.safetensors"))
-        return directory
-
-    @classmethod
-    def load(
-        cls, directory: str | Path, *, device: str | None = None
-    ) -> TransformerPreferenceModel:
-        """Read a model written by :meth:`save`, ready to predict.
-
-        ``device`` overrides the saved ``device`` parameter (e.g. ``"cpu"`` to read on a laptop
-        a model trained on a GPU); ``"auto"`` is resolved on this machine.
-        """
-        import torch
-        from peft import PeftConfig, PeftModel
-        from safetensors.torch import load_model as load_weights
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-        directory = Path(directory)
-        manifest_path = directory / "params.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(
-                f"{manifest_path} not found: not a directory written by "
-                f"{cls.__name__}.save (expected params.json, tokenizer/, adapter/)"
-            )
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("estimator") != cls.__name__ or manifest.get("format") != _SAVE_FORMAT:
-            raise ValueError(
-                f"{manifest_path}: expected format {_SAVE_FORMAT} of {cls.__name__}, got format "
-                f"{manifest.get('format')!r} of {manifest.get('estimator')!r}"
-            )
-        estimator = cls(**manifest["params"])
-        if device is not None:
-            estimator.device = device
-        resolved, bf16 = estimator._resolve_device()
-        tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
-        if manifest["base_embedded"]:
-            config = AutoConfig.from_pretrained(directory / "base")
-            with estimator._forked_rng(torch.device("cpu")):
-                # Random init, overwritten below; the fork keeps the global RNG as it was.
-                base = AutoModelForSequenceClassification.from_config(config)
-            model = _with_lora(base, PeftConfig.from_pretrained(str(directory / "adapter")))
-            load_weights(model, str(directory / "base" / "model.safetensors"))
-            if bf16:
-                model.to(torch.bfloat16)
-        else:
-            base, _ = estimator._base_model(bf16)
-            with _quiet_peft():
-                model = PeftModel.from_pretrained(base, str(directory / "adapter"))
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        model.to(resolved)
-        model.eval()
-        estimator.model_ = model
-        estimator.tokenizer_ = tokenizer
-        estimator.device_ = resolved
-        estimator.bf16_ = bf16
-        estimator.loss_history_ = list(manifest["loss_history"])
-        estimator.classes_ = np.arange(len(LABELS))
-        return estimator
 
 
 @contextlib.contextmanager

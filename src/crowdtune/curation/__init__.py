@@ -1,0 +1,11 @@
+"""Instruction-data curation: what feedback data is worth training on.
+
+- :mod:`~crowdtune.curation.quality`: instruction quality scorers trained pairwise on CaR's
+  expert revisions (length baseline, MiniLM embedding scorer, LoRA cross-encoder).
+- :mod:`~crowdtune.curation.select`: CaR selection (embed, PCA to 95% variance, k-means with
+  k = round(sqrt(n/2)), top-n by score plus the best items of every cluster) and diversity.
+- :mod:`~crowdtune.curation.distribution`: linguistic features of text sets (spaCy, VADER,
+  repetition), tests and divergences between a training and a test set, mismatched texts.
+
+Submodules are imported on use: the distribution analysis loads spaCy, the scorers torch.
+"""

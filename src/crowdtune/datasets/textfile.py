@@ -1,0 +1,86 @@
+"""Reading text files for the loaders: gzip-aware, UTF-8, errors that name the line.
+
+Every loader of user files (comparisons, instruction data, text sets) reads through these
+functions, so a bad byte or a bad JSON line gets the same message everywhere; writers replace
+files atomically through :func:`atomic_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from crowdtune.datasets.home import DatasetFormatError
+
+
+def read_text(path: Path, how: str) -> str:
+    """The whole file (``.gz`` decompressed) decoded as UTF-8, a byte-order mark dropped.
+
+    Raises
+    ------
+    DatasetFormatError
+        The gzip stream is broken, or a byte is not UTF-8: the message names its line.
+    """
+    try:
+        raw = path.read_bytes()
+        if path.name.endswith(".gz"):
+            raw = gzip.decompress(raw)
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise DatasetFormatError(path, f"not a readable gzip file ({err})", how) from err
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DatasetFormatError(
+            path,
+            f"line {line}: not UTF-8 (byte {raw[err.start]:#04x} at offset {err.start}); "
+            "save the file as UTF-8",
+            how,
+            row=line,
+        ) from None
+
+
+def json_lines(path: Path, how: str) -> list[tuple[int, dict[str, object]]]:
+    """``(1-based line number, object)`` for each non-blank line of a JSON Lines file.
+
+    Raises
+    ------
+    DatasetFormatError
+        A line is not JSON or not a JSON object (the message names the line), or see
+        :func:`read_text`.
+    """
+    rows = []
+    for number, line in enumerate(read_text(path, how).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(
+                path, f"line {number}: malformed JSON ({err.msg}, column {err.colno})", how,
+                row=number,
+            ) from None  # fmt: skip
+        if not isinstance(data, dict):
+            raise DatasetFormatError(
+                path, f"line {number}: expected a JSON object", how, row=number
+            )
+        rows.append((number, data))
+    return rows
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffixes), renamed onto ``path`` on success,
+    so a failed write leaves the old file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{''.join(path.suffixes)}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
