@@ -1,0 +1,160 @@
+"""Engines, sessions and migrations.
+
+:func:`make_engine` opens SQLite (WAL journal, foreign keys on, a busy timeout) or PostgreSQL
+(through psycopg 3); :func:`upgrade` brings a database to the newest schema by running the
+Alembic migrations shipped inside the package, with no ``alembic.ini``, so it works from an
+installed wheel as well as from a checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+#: Where the store lives when no URL is given: a file in the working directory.
+DEFAULT_URL = "sqlite:///./crowdtune.db"
+#: How long a SQLite connection waits for another writer before giving up, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# Execution option naming how a SQLite transaction begins ("DEFERRED" or "IMMEDIATE"). A writer
+# that reads first (assignment) begins IMMEDIATE: it takes the write lock up front, so two
+# writers queue on the busy timeout instead of one failing when it upgrades its read lock.
+SQLITE_BEGIN = "crowdtune_sqlite_begin"
+
+
+def normalize_url(url: str | URL | None = None) -> URL:
+    """Parse a database URL; ``postgresql://`` and ``postgres://`` get the psycopg 3 driver.
+
+    Raises
+    ------
+    ValueError
+        The URL cannot be parsed, or names a database other than SQLite or PostgreSQL.
+    """
+    text = DEFAULT_URL if url is None else url
+    try:
+        parsed = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(
+            f"not a database URL: {str(text)!r} ({exc}); expected e.g. {DEFAULT_URL} or "
+            "postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql") and "+" not in parsed.drivername:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)!r};"
+            " use sqlite:///FILE or postgresql+psycopg://user@host/dbname"
+        )
+    return parsed
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, say when transactions begin (see on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL: readers never block the writer and the writer never blocks readers.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (default :data:`DEFAULT_URL`), set up for concurrent use.
+
+    SQLite connections use the WAL journal, enforce foreign keys and wait up to
+    :data:`SQLITE_BUSY_TIMEOUT_MS` for a lock; PostgreSQL goes through psycopg 3 with
+    ``pool_pre_ping``. Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`normalize_url`.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of crowdtune."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS}"
+    return head
+
+
+def _engine(target: str | URL | Engine | None) -> tuple[Engine, bool]:
+    if isinstance(target, Engine):
+        return target, False
+    return make_engine(target), True
+
+
+def upgrade(target: str | URL | Engine | None = None, revision: str = "head") -> str | None:
+    """Migrate a database to ``revision`` (default: the newest); a no-op when it is there.
+
+    Parameters
+    ----------
+    target
+        A URL (default :data:`DEFAULT_URL`) or an engine from :func:`make_engine`.
+    revision
+        An Alembic revision id or ``"head"``.
+
+    Returns
+    -------
+    str or None
+        The revision the database is at afterwards.
+    """
+    engine, owned = _engine(target)
+    try:
+        config = _alembic_config()
+        with engine.begin() as connection:
+            # env.py runs the migrations on this connection (and so with our SQLite pragmas).
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        return current_revision(engine)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current_revision(target: str | URL | Engine | None = None) -> str | None:
+    """The migration a database is at (None for an empty database)."""
+    engine, owned = _engine(target)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        if owned:
+            engine.dispose()

@@ -1,0 +1,19 @@
+"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A row named by id or name does not exist."""
+
+
+class ConflictError(StoreError):
+    """The request contradicts what is stored: a duplicate name, a task answered already."""
+
+
+class ForbiddenError(StoreError):
+    """The row exists but belongs to another contributor."""

@@ -1,0 +1,218 @@
+"""The tables of the feedback store, as SQLAlchemy 2 declarative models.
+
+``contributor`` (people, with a role and the SHA-256 of their token), ``project`` (a set of
+items to compare and the overlap *k*: how many distinct people see each item), ``item`` (one
+prompt and two responses), ``task`` (an item handed to one contributor; never twice to the same
+one), ``response`` (one vote per task) and ``round`` (results of Crowd-SFT rounds, for later).
+
+Turns are stored as JSON lists of strings, like :class:`~crowdtune.records.Comparison` holds
+them; verdicts as ``'a'``, ``'b'`` or ``'tie'`` (:class:`VerdictType` maps them to
+:class:`~crowdtune.records.Verdict`). Every table has an integer ``id`` and a timezone-aware
+``created_at``. The migrations in ``migrations/versions`` create exactly this schema (a test
+compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from crowdtune.records import Verdict
+
+#: Contributor roles: admins create projects and users, annotators vote.
+ROLES = ("admin", "annotator")
+#: Project kinds; only pairwise comparisons are collected so far.
+PROJECT_KINDS = ("pairwise", "rating", "revision")
+#: How a verdict is spelled in the database.
+VERDICT_CODES = {Verdict.A: "a", Verdict.B: "b", Verdict.TIE: "tie"}
+
+# Stable constraint names, so later migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class VerdictType(TypeDecorator[Verdict]):
+    """A :class:`~crowdtune.records.Verdict` stored as ``'a'``, ``'b'`` or ``'tie'``."""
+
+    impl = String(3)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else VERDICT_CODES[Verdict.parse(value)]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Verdict | None:
+        return None if value is None else Verdict.parse(value)
+
+
+def _verdict_check(column: str) -> CheckConstraint:
+    codes = ", ".join(f"'{code}'" for code in VERDICT_CODES.values())
+    return CheckConstraint(f"{column} IN ({codes})", name=f"{column}_valid")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Contributor(Base):
+    """A person who gives feedback (annotator) or runs projects (admin)."""
+
+    __tablename__ = "contributor"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'annotator')", name="role_valid"),
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # SHA-256 hex of the bearer token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    def __repr__(self) -> str:
+        return f"Contributor(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+
+class Project(Base):
+    """A set of items, each to be judged by ``overlap`` distinct contributors."""
+
+    __tablename__ = "project"
+    __table_args__ = (
+        CheckConstraint("kind IN ('pairwise', 'rating', 'revision')", name="kind_valid"),
+        CheckConstraint("overlap >= 1", name="overlap_positive"),
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="pairwise")
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    items: Mapped[list[Item]] = relationship(back_populates="project")
+
+    def __repr__(self) -> str:
+        return f"Project(id={self.id!r}, name={self.name!r}, overlap={self.overlap!r})"
+
+
+class Item(Base):
+    """One prompt and two responses to compare (turns as JSON lists of strings)."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        _verdict_check("gold"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    prompt: Mapped[list[str]] = mapped_column(JSON)
+    response_a: Mapped[list[str]] = mapped_column(JSON)
+    response_b: Mapped[list[str]] = mapped_column(JSON)
+    model_a: Mapped[str | None] = mapped_column(String(200))
+    model_b: Mapped[str | None] = mapped_column(String(200))
+    # The known answer, for quality checks and scoring candidates; None for most items.
+    gold: Mapped[Verdict | None] = mapped_column(VerdictType)
+    # The id the item had in its source file (unique within the project when given).
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    project: Mapped[Project] = relationship(back_populates="items")
+
+    def __repr__(self) -> str:
+        return f"Item(id={self.id!r}, project_id={self.project_id!r})"
+
+
+class Task(Base):
+    """An item handed to one contributor; open until its :class:`Response` arrives."""
+
+    __tablename__ = "task"
+    # An item never goes twice to the same person.
+    __table_args__ = (
+        UniqueConstraint("item_id", "contributor_id"),
+        Index(None, "contributor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id"))
+    contributor_id: Mapped[int] = mapped_column(ForeignKey("contributor.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    item: Mapped[Item] = relationship()
+    contributor: Mapped[Contributor] = relationship()
+    response: Mapped[Response | None] = relationship(back_populates="task")
+
+    def __repr__(self) -> str:
+        return (
+            f"Task(id={self.id!r}, item_id={self.item_id!r}, contributor={self.contributor_id!r})"
+        )
+
+
+class Response(Base):
+    """The vote that closes a task (one per task)."""
+
+    __tablename__ = "response"
+    __table_args__ = (
+        # A retried submission with the same key finds the stored response.
+        UniqueConstraint("contributor_id", "idempotency_key"),
+        _verdict_check("verdict"),
+        CheckConstraint("seconds_spent IS NULL OR seconds_spent >= 0", name="seconds_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id"), unique=True)
+    # The task's contributor, repeated so that idempotency keys are unique per person.
+    contributor_id: Mapped[int] = mapped_column(ForeignKey("contributor.id"))
+    verdict: Mapped[Verdict] = mapped_column(VerdictType)
+    reason: Mapped[str | None] = mapped_column(Text)
+    seconds_spent: Mapped[float | None] = mapped_column()
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    task: Mapped[Task] = relationship(back_populates="response")
+
+    def __repr__(self) -> str:
+        return f"Response(id={self.id!r}, task_id={self.task_id!r}, verdict={self.verdict!r})"
+
+
+class Round(Base):
+    """The outcome of one Crowd-SFT round of a project (filled in by later work)."""
+
+    __tablename__ = "round"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    strategy: Mapped[str] = mapped_column(String(100))
+    scheme: Mapped[str] = mapped_column(String(100))
+    winner: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    def __repr__(self) -> str:
+        return f"Round(id={self.id!r}, project_id={self.project_id!r}, winner={self.winner!r})"

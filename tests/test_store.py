@@ -1,0 +1,323 @@
+"""The feedback store: migrations match the models, tokens are hashed, assignment respects the
+overlap under concurrency, submissions are idempotent; on SQLite and on PostgreSQL."""
+
+import hashlib
+import threading
+import uuid
+from collections import Counter
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select, text
+from typer.testing import CliRunner
+
+from crowdtune.cli.db import db_app, users_app
+from crowdtune.datasets.comparisons import read_jsonl, write_jsonl
+from crowdtune.records import Comparison, Verdict
+from crowdtune.store import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+    upgrade,
+)
+from crowdtune.store.models import Base, Contributor, Item, Response, Task
+from crowdtune.store.repository import (
+    add_items,
+    contributor_by_token,
+    create_contributor,
+    create_project,
+    next_task,
+    progress,
+    project_comparisons,
+    submit_response,
+)
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a uniquely named PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    name = f"crowdtune_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(url):
+    upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def Session(engine):  # noqa: N802 (a session factory, named like the class it makes)
+    return session_factory(engine)
+
+
+def items(n):
+    return [
+        {"prompt": f"question {i}", "response_a": f"a{i}", "response_b": f"b{i}", "id": f"q{i}"}
+        for i in range(n)
+    ]
+
+
+def test_migrations_create_exactly_the_models(url):
+    assert current_revision(url) is None
+    assert upgrade(url) == head_revision() == current_revision(url)
+    assert upgrade(url) == head_revision()  # idempotent
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_sqlite_uses_wal_foreign_keys_and_a_busy_timeout(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    engine.dispose()
+
+
+def test_bad_urls_are_value_errors():
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        make_engine("mysql://x@y/z")
+    with pytest.raises(ValueError, match="not a database URL"):
+        make_engine("no url at all")
+    assert make_engine("postgresql://u@h/d").url.drivername == "postgresql+psycopg"
+
+
+def test_tokens_are_stored_only_as_hashes(url, engine, Session):
+    with Session() as session:
+        alice, token = create_contributor(session, "alice", "annotator")
+        assert len(token) >= 40
+        assert contributor_by_token(session, token).id == alice.id
+        assert contributor_by_token(session, token + "x") is None
+        assert contributor_by_token(session, "") is None
+    with engine.connect() as connection:
+        rows = connection.execute(select(Contributor.__table__)).all()
+    assert [row.token_hash for row in rows] == [hashlib.sha256(token.encode()).hexdigest()]
+    assert all(token not in str(tuple(row)) for row in rows)
+    if url.startswith("sqlite"):
+        engine.dispose()  # checkpoint the WAL into the file
+        path = url.removeprefix("sqlite:///")
+        for suffix in ("", "-wal"):
+            try:
+                data = open(path + suffix, "rb").read()
+            except FileNotFoundError:
+                continue
+            assert token.encode() not in data
+
+
+def test_names_and_roles_are_checked(engine, Session):
+    with Session() as session:
+        create_contributor(session, "alice", "admin")
+        with pytest.raises(ConflictError, match="alice"):
+            create_contributor(session, "alice", "annotator")
+        with pytest.raises(ValueError, match="role"):
+            create_contributor(session, "bob", "owner")
+        create_project(session, "p", overlap=2)
+        with pytest.raises(ConflictError, match="'p'"):
+            create_project(session, "p")
+        with pytest.raises(ValueError, match="overlap"):
+            create_project(session, "q", overlap=0)
+        assert session.scalar(select(func.count(Contributor.id))) == 1
+
+
+def test_add_items_validates_all_before_storing(engine, Session):
+    with Session() as session:
+        project = create_project(session, "p")
+        with pytest.raises(ValueError, match=r"item 1: unknown field\(s\) \['winner'\]"):
+            add_items(session, project.id, [items(1)[0], {**items(2)[1], "winner": "a"}])
+        with pytest.raises(ValueError, match="item 0: gold"):
+            add_items(session, project.id, [{**items(1)[0], "gold": "c"}])
+        with pytest.raises(ConflictError, match="'q0'"):
+            add_items(session, project.id, items(1) + items(1))
+        assert session.scalar(select(func.count(Item.id))) == 0
+        add_items(session, project.id, items(2))
+        with pytest.raises(ConflictError, match="'q1'"):
+            add_items(session, project.id, items(2)[1:])
+        with pytest.raises(NotFoundError):
+            add_items(session, 999, items(1))
+        assert session.scalar(select(func.count(Item.id))) == 2
+
+
+def test_assignment_gives_each_item_to_k_distinct_contributors(engine, Session):
+    with Session() as session:
+        project = create_project(session, "p", overlap=2)
+        add_items(session, project.id, items(5))
+        people = [create_contributor(session, f"u{i}", "annotator")[0] for i in range(4)]
+        # Open tasks come back until answered.
+        first = next_task(session, project.id, people[0].id)
+        assert next_task(session, project.id, people[0].id).id == first.id
+        submit_response(session, first.id, people[0].id, "a", idempotency_key="k0")
+        done = 1
+        while True:
+            handed = [next_task(session, project.id, person.id) for person in people]
+            if all(task is None for task in handed):
+                break
+            for task in handed:
+                if task is not None:
+                    submit_response(session, task.id, task.contributor_id, "tie")
+                    done += 1
+        pairs = session.execute(select(Task.item_id, Task.contributor_id)).all()
+        assert done == len(pairs) == 10
+        assert set(Counter(item for item, _ in pairs).values()) == {2}
+        assert len(set(pairs)) == len(pairs)
+        stats = progress(session, project.id)
+        assert stats.to_dict() == {
+            "items": 5,
+            "tasks": 10,
+            "responses": 10,
+            "open_tasks": 0,
+            "items_complete": 5,
+            "overlap": 2,
+        }
+
+
+def test_assignment_prefers_the_least_assigned_item(engine, Session):
+    with Session() as session:
+        project = create_project(session, "p", overlap=3)
+        add_items(session, project.id, items(3))
+        people = [create_contributor(session, f"u{i}", "annotator")[0] for i in range(3)]
+        handed = [next_task(session, project.id, person.id).item_id for person in people]
+        assert handed == sorted(set(handed))  # one each, lowest id first
+
+
+def test_concurrent_assignment_never_exceeds_the_overlap(engine, Session):
+    n_threads, n_items, overlap = 8, 12, 3
+    with Session() as session:
+        project = create_project(session, "p", overlap=overlap)
+        add_items(session, project.id, items(n_items))
+        people = [create_contributor(session, f"u{i}", "annotator")[0].id for i in range(8)]
+    barrier = threading.Barrier(n_threads)
+    errors = []
+
+    def annotate(contributor_id):
+        try:
+            with Session() as session:
+                barrier.wait()
+                while (task := next_task(session, project.id, contributor_id)) is not None:
+                    submit_response(session, task.id, contributor_id, "b")
+        except Exception as exc:  # reported below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=annotate, args=(person,)) for person in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    with Session() as session:
+        pairs = session.execute(select(Task.item_id, Task.contributor_id)).all()
+        per_item = Counter(item for item, _ in pairs)
+        assert len(set(pairs)) == len(pairs)
+        # Every item reached the overlap exactly: none exceeded it, none was abandoned early.
+        assert sorted(per_item.values()) == [overlap] * n_items
+        assert session.scalar(select(func.count(Response.id))) == n_items * overlap
+
+
+def test_submissions_are_idempotent_and_owned(engine, Session):
+    with Session() as session:
+        project = create_project(session, "p")
+        add_items(session, project.id, items(2))
+        alice, _ = create_contributor(session, "alice", "annotator")
+        bob, _ = create_contributor(session, "bob", "annotator")
+        task = next_task(session, project.id, alice.id)
+        first, created = submit_response(
+            session, task.id, alice.id, "a", "clearer", 12.5, idempotency_key="key-1"
+        )
+        again, created_again = submit_response(
+            session, task.id, alice.id, "a", "clearer", 12.5, idempotency_key="key-1"
+        )
+        assert created and not created_again and again.id == first.id
+        assert session.scalar(select(func.count(Response.id))) == 1
+        with pytest.raises(ConflictError, match="answered already"):
+            submit_response(session, task.id, alice.id, "b", idempotency_key="key-2")
+        with pytest.raises(ForbiddenError, match="another contributor"):
+            submit_response(session, task.id, bob.id, "b", idempotency_key="key-3")
+        with pytest.raises(NotFoundError):
+            submit_response(session, 999, alice.id, "b", idempotency_key="key-4")
+        with pytest.raises(ValueError, match="verdict"):
+            submit_response(session, task.id, alice.id, "c", idempotency_key="key-5")
+        other = next_task(session, project.id, bob.id)
+        assert other.item_id != task.item_id
+        submit_response(session, other.id, bob.id, "a", idempotency_key="x")
+        with pytest.raises(ConflictError, match="used for task"):
+            submit_response(session, task.id, bob.id, "a", idempotency_key="x")
+        assert session.scalar(select(func.count(Response.id))) == 2
+
+
+def test_project_comparisons_round_trip_verdicts(engine, Session, tmp_path):
+    records = [
+        Comparison(f"c{i}", (f"p{i}",), (f"a{i}",), (f"b{i}",), v, model_a="m1", model_b="m2")
+        for i, v in enumerate([Verdict.A, Verdict.B, Verdict.TIE])
+    ]
+    with Session() as session:
+        project = create_project(session, "arena", overlap=1)
+        stored = add_items(session, project.id, records, verdict_as_gold=True)
+        assert [item.gold for item in stored] == [Verdict.A, Verdict.B, Verdict.TIE]
+        carol, _ = create_contributor(session, "carol", "annotator")
+        for record in records:
+            task = next_task(session, project.id, carol.id)
+            submit_response(session, task.id, carol.id, record.verdict.name.lower())
+        assert next_task(session, project.id, carol.id) is None
+        votes = project_comparisons(session, project.id)
+    assert [v.verdict for v in votes] == [r.verdict for r in records]
+    assert [v.id for v in votes] == ["c0/carol", "c1/carol", "c2/carol"]
+    assert {(v.annotator, v.source, v.model_a) for v in votes} == {("carol", "arena", "m1")}
+    assert [v.prompt for v in votes] == [r.prompt for r in records]
+    assert read_jsonl(write_jsonl(votes, tmp_path / "votes.jsonl")) == votes
+    with engine.connect() as connection:  # stored as 'a', 'b', 'tie'
+        codes = connection.execute(text("SELECT verdict FROM response ORDER BY id")).scalars()
+        assert list(codes) == ["a", "b", "tie"]
+
+
+def test_cli_users_create_prints_the_token_last_and_upgrade_is_idempotent(tmp_path):
+    import typer
+
+    app = typer.Typer()
+    app.add_typer(db_app, name="db")
+    app.add_typer(users_app, name="users")
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    created = runner.invoke(
+        app, ["users", "create", "--db", url, "--name", "ann", "--role", "admin"]
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[-1]
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        assert contributor_by_token(session, token).role == "admin"
+    engine.dispose()
+    for _ in range(2):
+        upgraded = runner.invoke(app, ["db", "upgrade", "--db", url])
+        assert upgraded.exit_code == 0 and upgraded.stdout.strip() == head_revision()
+    for args, message in [
+        (["--name", "ann"], "exists already"),
+        (["--name", "bob", "--role", "owner"], "unknown --role 'owner'"),
+        (["--name", "bob", "--db", "mysql://x/y"], "unsupported database"),
+        (["--name", "bob", "--db", f"sqlite:///{tmp_path}/missing/dir.db"], "cannot open"),
+    ]:
+        failed = runner.invoke(app, ["users", "create", "--db", url, *args])
+        assert failed.exit_code == 2 and message in failed.output, failed.output
