@@ -1,6 +1,8 @@
 """Shared test setup: the data home points at the real datasets, plots never need a display."""
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,22 @@ def movielens_available() -> bool:
         "`crowdtune data download movielens`"
     )
     return True
+
+
+#: The PostgreSQL server that runs beside the tests (trust auth); see the README.
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"crowdtune_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

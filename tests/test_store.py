@@ -3,10 +3,8 @@ overlap under concurrency, submissions are idempotent; on SQLite and on PostgreS
 
 import hashlib
 import threading
-import uuid
 from collections import Counter
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -38,8 +36,6 @@ from crowdtune.store.repository import (
     submit_response,
 )
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-
 
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
@@ -47,16 +43,8 @@ PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 def url(request, tmp_path):
     """A fresh, empty database: a SQLite file, or a uniquely named PostgreSQL database."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    name = f"crowdtune_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

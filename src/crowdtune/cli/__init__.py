@@ -17,6 +17,7 @@ from crowdtune.cli.data import data_app
 from crowdtune.cli.db import db_app, users_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
+from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app
 
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.command("leaderboard")(leaderboard_cmd)
 app.command("agreement")(agreement_cmd)
+app.command("serve")(serve_cmd)
 app.command("demo")(demo_cmd)
 
 

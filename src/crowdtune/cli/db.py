@@ -16,7 +16,7 @@ DbOpt = typer.Option(
 )
 
 
-def _upgrade(url: str) -> str | None:
+def upgrade_or_exit(url: str) -> str | None:
     """Migrate the database to the newest schema, or exit 2 naming what went wrong."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,7 +37,7 @@ def _upgrade(url: str) -> str | None:
 @db_app.command("upgrade")
 def db_upgrade_cmd(db: str = DbOpt) -> None:
     """Create the database's tables or migrate them to the newest schema; prints the revision."""
-    typer.echo(_upgrade(db))
+    typer.echo(upgrade_or_exit(db))
 
 
 @users_app.command("create")
@@ -53,7 +53,7 @@ def users_create_cmd(
 
     if role not in ROLES:
         fail(f"unknown --role {role!r}; choose one of: {', '.join(ROLES)}")
-    _upgrade(db)
+    upgrade_or_exit(db)
     engine = make_engine(db)
     try:
         with session_factory(engine)() as session:

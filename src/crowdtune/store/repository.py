@@ -587,3 +587,36 @@ def progress(session: Session, project_id: int) -> Progress:
         items_complete=complete,
         overlap=project.overlap,
     )
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One stored vote with what scoring it needs: the item, its gold answer and the voter."""
+
+    response_id: int
+    item_id: int
+    contributor_id: int
+    contributor: str
+    verdict: Verdict
+    #: The item's known answer, or None.
+    gold: Verdict | None
+
+
+def project_votes(session: Session, project_id: int) -> list[Vote]:
+    """Every vote of a project with its item id and gold answer, oldest first.
+
+    Raises
+    ------
+    NotFoundError
+        No such project.
+    """
+    get_project(session, project_id)
+    rows = session.execute(
+        select(Response.id, Item.id, Contributor.id, Contributor.name, Response.verdict, Item.gold)
+        .join(Task, Response.task_id == Task.id)
+        .join(Item, Task.item_id == Item.id)
+        .join(Contributor, Response.contributor_id == Contributor.id)
+        .where(Item.project_id == project_id)
+        .order_by(Response.id)
+    ).all()
+    return [Vote(*row) for row in rows]
