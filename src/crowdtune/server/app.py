@@ -231,6 +231,9 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     _routes(app)
+    from crowdtune.server.pages import install as install_pages  # imports this module
+
+    install_pages(app)  # web pages, their error pages and /static
     return app
 
 

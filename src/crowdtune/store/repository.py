@@ -181,6 +181,11 @@ def get_project(session: Session, project_id: int) -> Project:
     return project
 
 
+def list_projects(session: Session) -> list[Project]:
+    """Every project, oldest first."""
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
 def project_by_name(session: Session, name: str) -> Project:
     """The project with this name; :class:`NotFoundError` when there is none."""
     project = session.scalar(select(Project).where(Project.name == name))
