@@ -123,6 +123,31 @@ Annotator = Annotated[Contributor, require_role("annotator", "admin")]
 SignedIn = Annotated[Contributor, Depends(current_contributor)]
 
 
+def export_download(
+    session: Session, project_id: int, format: str, ties: Literal["drop", "keep"] = "drop"
+) -> HTTPResponse:
+    """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
+    TRL preference JSONL (the API route and the admin page share it)."""
+    project = repo.get_project(session, project_id)
+    comparisons = repo.project_comparisons(session, project_id)
+    suffix, media_type = _EXPORTS[format]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"export{suffix}"
+        if format == "arena-csv":
+            write_arena_csv(comparisons, path)
+        elif format == "jsonl":
+            write_jsonl(comparisons, path)
+        else:
+            write_trl_jsonl(comparisons, path, ties)
+        content = path.read_bytes()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
+    return HTTPResponse(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{slug}-votes{suffix}"'},
+    )
+
+
 def _unprocessable(message: str) -> HTTPException:
     return HTTPException(422, message)
 
@@ -366,25 +391,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
     ) -> HTTPResponse:
         """Download every vote: an arena CSV, crowdtune JSONL (one line per vote), or TRL
         preference JSONL (ties dropped unless ``ties=keep``)."""
-        project = repo.get_project(session, project_id)
-        comparisons = repo.project_comparisons(session, project_id)
-        suffix, media_type = _EXPORTS[format]
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"export{suffix}"
-            if format == "arena-csv":
-                write_arena_csv(comparisons, path)
-            elif format == "jsonl":
-                write_jsonl(comparisons, path)
-            else:
-                write_trl_jsonl(comparisons, path, ties)
-            content = path.read_bytes()
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
-        filename = f"{slug}-votes{suffix}"
-        return HTTPResponse(
-            content,
-            media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+        return export_download(session, project_id, format, ties)
 
     @app.get(f"{API_PREFIX}/projects/{{project_id}}/stats", response_model=StatsOut, tags=["admin"])
     def stats(project_id: int, session: SessionDep, admin: Admin) -> StatsOut:

@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +33,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from crowdtune.datasets.comparisons import write_arena_csv, write_jsonl, write_trl_jsonl
 from crowdtune.records import comparisons_frame, join_turns
-from crowdtune.server.app import _EXPORTS, STATS_BOOTSTRAP, _csv_items, get_session
+from crowdtune.server.app import _EXPORTS, STATS_BOOTSTRAP, _csv_items, export_download, get_session
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import ConflictError, ForbiddenError, NotFoundError
 from crowdtune.store import repository as repo
@@ -438,24 +436,8 @@ def export_page(
     """The API's export, for a signed-in admin's browser."""
     me, _ = _signed_in(request, session)
     _require(me, "admin")
-    project = _project(session, project_id)
-    comparisons = repo.project_comparisons(session, project_id)
-    suffix, media_type = _EXPORTS[format]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"export{suffix}"
-        if format == "arena-csv":
-            write_arena_csv(comparisons, path)
-        elif format == "jsonl":
-            write_jsonl(comparisons, path)
-        else:
-            write_trl_jsonl(comparisons, path, "drop")
-        content = path.read_bytes()
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
-    return HTTPResponse(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{slug}-votes{suffix}"'},
-    )
+    _project(session, project_id)
+    return export_download(session, project_id, format)
 
 
 def install(app: Any) -> None:
