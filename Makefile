@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_leaderboard.py
 	$(BIN)/python benchmarks/bench_distribution.py
 	$(BIN)/python benchmarks/bench_curation.py
+	$(BIN)/python benchmarks/bench_server.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

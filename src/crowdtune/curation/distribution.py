@@ -255,11 +255,12 @@ def text_features(
     chunks = [order[i : i + _CHUNK] for i in range(0, len(order), _CHUNK)]
     tasks = [([texts[i] for i in chunk], batch_size) for chunk in chunks]
     lemma_lists: list[list[str]] = [[] for _ in texts]
-    load_pipeline()  # once here, so that forked workers inherit it
     if n_process > 1 and len(chunks) > 1:
         import multiprocessing
 
-        with multiprocessing.get_context().Pool(min(n_process, len(chunks))) as pool:
+        # spawn, not fork: forking a process that already runs threads (torch, tokenizers, a
+        # test runner) can deadlock the child; each spawned worker loads spaCy itself (~1 s).
+        with multiprocessing.get_context("spawn").Pool(min(n_process, len(chunks))) as pool:
             results = pool.imap(_analyze_task, tasks)
             for chunk, (chunk_rows, chunk_lemmas) in zip(chunks, results, strict=True):
                 rows[chunk] = chunk_rows
