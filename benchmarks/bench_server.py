@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,6 +31,7 @@ import httpx
 import numpy as np
 from sqlalchemy import func, insert, select
 
+from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.models import Item, Response, Task
 from crowdtune.store.repository import add_items, create_contributor, create_project
@@ -41,46 +39,6 @@ from crowdtune.store.repository import add_items, create_contributor, create_pro
 API = "/api/v1"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONCURRENCY = (1, 10, 50)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def crowdtune_command() -> list[str]:
-    script = Path(sys.executable).with_name("crowdtune")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "crowdtune.cli"]
-
-
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    """``crowdtune serve`` on ``url``, waiting until it answers."""
-    process = subprocess.Popen(
-        [*crowdtune_command(), "serve", "--db", url, "--port", str(port),
-         "--rate-limit", "100000000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"crowdtune serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("crowdtune serve did not answer within 60 s")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def seed(url: str, annotators: int, items: int) -> tuple[int, list[str]]:

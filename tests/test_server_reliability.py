@@ -16,18 +16,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.models import Item, Response, Task
 from crowdtune.store.repository import add_items, create_contributor, create_project
@@ -42,43 +39,6 @@ VOTES = int(os.environ.get("CROWDTUNE_RELIABILITY_VOTES", "1200"))
 CLIENTS = 50
 #: How long a client keeps retrying a request that fails on the connection.
 RETRY_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``crowdtune serve`` on ``url`` and ``port``, once it answers HTTP."""
-    script = Path(sys.executable).with_name("crowdtune")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "crowdtune.cli"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*command, "serve", "--db", url, "--port", str(port), "--rate-limit", "100000000"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"crowdtune serve exited: {log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"crowdtune serve did not answer in 60 s: {log.read_text()[-2000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def seed(url: str, annotators: int, items: int) -> tuple[int, list[str], str]:
@@ -184,7 +144,7 @@ def test_concurrent_votes_are_stored_exactly_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'load.db'}"
     project_id, tokens, _ = seed(url, CLIENTS, VOTES)
     port = free_port()
-    server = start_server(url, port, tmp_path / "server.log")
+    server = start_server(url, port, log=tmp_path / "server.log")
     votes = Votes()
     try:
 
@@ -193,7 +153,7 @@ def test_concurrent_votes_are_stored_exactly_once(tmp_path):
 
         asyncio.run(run())
     finally:
-        stop(server)
+        stop_server(server)
     check_exactly_once(url, project_id, votes)
 
 
@@ -202,7 +162,7 @@ def test_votes_survive_a_killed_server(tmp_path):
     project_id, tokens, _ = seed(url, CLIENTS, VOTES)
     port = free_port()
     log = tmp_path / "server.log"
-    servers = [start_server(url, port, log)]
+    servers = [start_server(url, port, log=log)]
     votes = Votes()
     before_kill: set[str] = set()
 
@@ -219,14 +179,14 @@ def test_votes_survive_a_killed_server(tmp_path):
         on_disk = {key for key, _, _ in await asyncio.to_thread(stored, url, project_id)}
         assert before_kill <= on_disk, f"{len(before_kill - on_disk)} acknowledged votes lost"
         await asyncio.sleep(0.5)  # clients hit a dead port and retry
-        servers.append(await asyncio.to_thread(start_server, url, port, log))
+        servers.append(await asyncio.to_thread(start_server, url, port, log=log))
         await asyncio.gather(*running)
 
     try:
         asyncio.run(run())
     finally:
         for server in servers:
-            stop(server)
+            stop_server(server)
     assert servers[0].returncode == -signal.SIGKILL
     assert 0 < len(before_kill) < VOTES
     assert votes.retries > 0, "no client saw the server go away"
@@ -238,7 +198,7 @@ def test_malformed_votes_get_422_naming_the_field(tmp_path):
     url = f"sqlite:///{tmp_path / 'bad.db'}"
     project_id, tokens, admin = seed(url, 1, 3)
     port = free_port()
-    server = start_server(url, port, tmp_path / "server.log")
+    server = start_server(url, port, log=tmp_path / "server.log")
     me = {"Authorization": f"Bearer {tokens[0]}"}
     root = {"Authorization": f"Bearer {admin}"}
     try:
@@ -279,7 +239,7 @@ def test_malformed_votes_get_422_naming_the_field(tmp_path):
             )
             assert reply.status_code == 201, reply.text
     finally:
-        stop(server)
+        stop_server(server)
     engine = make_engine(url)
     try:
         with engine.connect() as connection:

@@ -118,15 +118,9 @@ def _decoded_lines(path: Path) -> list[str]:
 def _score(value: object, path: Path, line: int, column: str) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         return math.nan
-    if isinstance(value, bool):
-        raise DatasetFormatError(
-            path,
-            f"line {line}: expected a number, got {value!r}",
-            _FILE_HOW,
-            row=line,
-            column=column,
-        )
     try:
+        if isinstance(value, bool):  # float(True) is 1.0: a flag is not a score
+            raise TypeError
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise DatasetFormatError(

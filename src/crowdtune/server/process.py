@@ -1,0 +1,73 @@
+"""Running ``crowdtune serve`` as a subprocess: for load tests and the server benchmark."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def crowdtune_command() -> list[str]:
+    """The ``crowdtune`` console script beside this interpreter, else ``python -m``."""
+    script = Path(sys.executable).with_name("crowdtune")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "crowdtune.cli"]
+
+
+def start_server(
+    url: str,
+    port: int,
+    *,
+    log: Path | None = None,
+    rate_limit: int = 100_000_000,
+    timeout: float = 60.0,
+) -> subprocess.Popen[bytes]:
+    """``crowdtune serve`` on database ``url`` and ``port``, returned once it answers HTTP.
+
+    Its output is appended to ``log`` (discarded without one). Raises ``RuntimeError`` with the
+    log's tail when the server exits or does not answer within ``timeout`` seconds.
+    """
+    command = [*crowdtune_command(), "serve", "--db", url, "--port", str(port),
+               "--rate-limit", str(rate_limit)]  # fmt: skip
+    if log is None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        with log.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-2000:] if log is not None else ""
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"crowdtune serve exited with {process.returncode}: {tail()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"crowdtune serve did not answer within {timeout:.0f} s: {tail()}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the server (kill it after 10 s) and wait for it to exit."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
