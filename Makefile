@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup chromium demo serve test bench lint clean
 
 setup: $(STAMP)
 
@@ -28,10 +28,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download needs the
+# internet). A failed install does not stop `make test`: the browser test then fails, saying why.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	} || echo "warning: could not install chromium; tests/test_browser.py will fail"
+
 demo: setup
 	$(BIN)/crowdtune demo
 
-test: setup
+# A feedback server on ./crowdtune-demo.db with a sample project of 200 PandaLM comparisons
+# (made, and its tokens printed, on the first run; delete the file to start afresh).
+SERVE_DB ?= sqlite:///./crowdtune-demo.db
+SERVE_PORT ?= 8000
+serve: setup
+	$(BIN)/crowdtune serve --db $(SERVE_DB) --port $(SERVE_PORT) --sample @pandalm
+
+test: setup chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: setup

@@ -5,8 +5,12 @@ starts a real ``crowdtune serve`` subprocess and prints, side by side from the s
 
 - the anchor (the ceiling): the raw rate of the same database through SQLAlchemy Core, one
   transaction per vote inserting the task row and the response row, as the server must;
-- crowdtune over HTTP with 1, 10 and 50 concurrent clients (``httpx.AsyncClient``, one
-  annotator each): every vote is ``GET tasks/next`` then ``POST`` the response with a unique
+- the repository path without HTTP: ``next_task`` then ``submit_response`` called in this
+  process, one thread, one session per call (what the two requests of a vote run, minus the
+  web framework): the most one server process can reach, since its writes take turns;
+- crowdtune over HTTP with 1, 10 and 50 concurrent clients (``aiohttp``, one annotator each;
+  httpx's async client tops out near 700 requests/s on this machine, below the server):
+  every vote is ``GET tasks/next`` then ``POST`` the response with a unique
   ``Idempotency-Key``; votes/s, p50 and p99 of the vote ``POST`` and of the whole GET+POST cycle;
 - the ratio HTTP / raw, and the lost votes (acknowledged but not in the database, counted
   directly after each run; must be 0).
@@ -27,14 +31,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 from sqlalchemy import func, insert, select
 
 from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.models import Item, Response, Task
-from crowdtune.store.repository import add_items, create_contributor, create_project
+from crowdtune.store.repository import (
+    add_items,
+    create_contributor,
+    create_project,
+    next_task,
+    submit_response,
+)
 
 API = "/api/v1"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -73,24 +83,26 @@ class Load:
 
 async def client_votes(base: str, project_id: int, token: str, votes: int, load: Load) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as client:
         for _ in range(votes):
             start = time.perf_counter()
-            reply = await client.get(f"{API}/projects/{project_id}/tasks/next")
-            if reply.status_code == 204:
-                return
-            reply.raise_for_status()
-            task_id = reply.json()["task_id"]
+            async with client.get(f"{API}/projects/{project_id}/tasks/next") as reply:
+                if reply.status == 204:
+                    return
+                reply.raise_for_status()
+                task_id = (await reply.json())["task_id"]
             key = uuid.uuid4().hex
             posted = time.perf_counter()
-            reply = await client.post(
+            async with client.post(
                 f"{API}/tasks/{task_id}/responses",
                 json={"verdict": "a"},
                 headers={"Idempotency-Key": key},
-            )
+            ) as reply:
+                text = await reply.text()
             end = time.perf_counter()
-            if reply.status_code not in (200, 201):
-                raise RuntimeError(f"vote not acknowledged: {reply.status_code} {reply.text}")
+            if reply.status not in (200, 201):
+                raise RuntimeError(f"vote not acknowledged: {reply.status} {text}")
             load.acknowledged.add(key)
             load.post_seconds.append(end - posted)
             load.cycle_seconds.append(end - start)
@@ -124,10 +136,10 @@ def stored_keys(url: str, project_id: int) -> set[str]:
         engine.dispose()
 
 
-def raw_insert_rate(url: str, votes: int) -> float:
+def raw_insert_rate(url: str, votes: int, synchronous: str = "NORMAL") -> float:
     """Votes/s inserting task + response rows through SQLAlchemy Core, one commit per vote."""
     project_id, _ = seed(url, 0, votes)
-    engine = make_engine(url)
+    engine = make_engine(url, sqlite_synchronous=synchronous)
     try:
         with session_factory(engine)() as session:
             contributor, _ = create_contributor(session, f"raw-{uuid.uuid4().hex[:8]}")
@@ -162,10 +174,37 @@ def raw_insert_rate(url: str, votes: int) -> float:
         engine.dispose()
 
 
+def repository_rate(url: str, votes: int) -> float:
+    """Votes/s through the repository functions a vote's two requests call, without HTTP."""
+    project_id, _ = seed(url, 0, votes)
+    engine = make_engine(url)
+    try:
+        sessions = session_factory(engine)
+        with sessions() as session:
+            contributor_id = create_contributor(session, f"repo-{uuid.uuid4().hex[:8]}")[0].id
+        start = time.perf_counter()
+        for _ in range(votes):
+            with sessions() as session:
+                task = next_task(session, project_id, contributor_id)
+                assert task is not None
+            with sessions() as session:
+                submit_response(
+                    session, task.id, contributor_id, "a", idempotency_key=uuid.uuid4().hex
+                )
+        return votes / (time.perf_counter() - start)
+    finally:
+        engine.dispose()
+
+
 def bench_database(name: str, url: str, votes: int, raw_votes: int) -> list[dict[str, object]]:
     raw = raw_insert_rate(url, raw_votes)
-    rows: list[dict[str, object]] = [{"db": name, "what": "raw Core insert (ceiling)",
-                                      "votes": raw_votes, "rate": raw}]  # fmt: skip
+    rows: list[dict[str, object]] = [
+        {"db": name, "what": "raw Core insert (ceiling)", "votes": raw_votes, "rate": raw},
+        *([{"db": name, "what": "raw, synchronous=FULL", "votes": raw_votes // 2,
+            "rate": raw_insert_rate(url, raw_votes // 2, "FULL")}] if name == "sqlite" else []),
+        {"db": name, "what": "repository, no HTTP, 1 thread", "votes": raw_votes // 2,
+         "rate": repository_rate(url, raw_votes // 2)},
+    ]  # fmt: skip
     port = free_port()
     server = start_server(url, port)
     try:
@@ -226,13 +265,16 @@ def main() -> None:
     header = (f"  {'db':<9} {'run':<27} {'votes':>7} {'votes/s':>9} {'/raw':>6} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'cycle p99':>9} {'lost':>5}")  # fmt: skip
     print(header)
-    raw_rate = {row["db"]: row["rate"] for row in rows if "p50" not in row}
+    raw_rate = {
+        row["db"]: row["rate"] for row in rows if row["what"] == "raw Core insert (ceiling)"
+    }
     for row in rows:
         rate = float(row["rate"])  # type: ignore[arg-type]
         line = f"  {row['db']!s:<9} {row['what']!s:<27} {row['votes']:>7,} {rate:>9,.0f}"
+        if not str(row["what"]).startswith("raw"):
+            line += f" {rate / float(raw_rate[row['db']]):>6.2f}"  # type: ignore[arg-type]
         if "p50" in row:
-            ratio = rate / float(raw_rate[row["db"]])  # type: ignore[arg-type]
-            line += (f" {ratio:>6.2f} {row['p50']:>7.1f} {row['p99']:>7.1f} "
+            line += (f" {row['p50']:>7.1f} {row['p99']:>7.1f} "
                      f"{row['cycle_p99']:>9.1f} {row['lost']:>5}")  # fmt: skip
         print(line)
     at50 = next(r for r in rows if r["db"] == "sqlite" and r["what"] == "HTTP, 50 clients")

@@ -1,6 +1,7 @@
 """Shared test setup: the data home points at the real datasets, plots never need a display."""
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Files tests leave for people to look at (screenshots); git ignores the folder.
+TEST_OUTPUT = Path(__file__).resolve().parent / "output"
+_SESSION_START = time.time()
 os.environ.setdefault("MPLBACKEND", "Agg")
 if "CROWDTUNE_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["CROWDTUNE_DATA"] = str(SHARED_DATA)
@@ -43,3 +47,16 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the files this run left under tests/output (the browser test's screenshot)."""
+    written = sorted(
+        path
+        for path in TEST_OUTPUT.rglob("*")
+        if path.is_file() and path.stat().st_mtime >= _SESSION_START
+    )
+    if written:
+        terminalreporter.section("test output files")
+        for path in written:
+            terminalreporter.write_line(str(path))

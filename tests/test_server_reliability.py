@@ -6,9 +6,10 @@ acknowledged vote is stored exactly once, no task has two votes, no item exceeds
 One run SIGKILLs the server half-way and restarts it on the same file; nothing acknowledged
 before the kill may be missing. Malformed votes get 422 naming the field and store nothing.
 
-The issue asks for :data:`ISSUE_VOTES` votes; the server does about 45 votes/s on 2 cores
-(see ``benchmarks/bench_server.py``), so CI runs :data:`VOTES` (set
-``CROWDTUNE_RELIABILITY_VOTES=20000`` for the full run, which takes several minutes).
+Each load test submits :data:`VOTES` votes from :data:`CLIENTS` clients (20,000 and 50, as the
+issue asks; about two minutes each at the 150-200 votes/s the server does on 2 cores, see
+``benchmarks/bench_server.py``). ``CROWDTUNE_RELIABILITY_VOTES=2000`` makes a quick run. The
+clients use aiohttp: httpx's async client tops out near 700 requests/s here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 
+import aiohttp
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -32,10 +34,8 @@ from crowdtune.store.repository import add_items, create_contributor, create_pro
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="server_reliability")]
 
 API = "/api/v1"
-#: Votes the issue asks for.
-ISSUE_VOTES = 20_000
-#: Votes one run submits here: sized so each test stays well under a minute on 2 cores.
-VOTES = int(os.environ.get("CROWDTUNE_RELIABILITY_VOTES", "1200"))
+#: Votes one run submits (the issue asks for 20,000).
+VOTES = int(os.environ.get("CROWDTUNE_RELIABILITY_VOTES", "20000"))
 CLIENTS = 50
 #: How long a client keeps retrying a request that fails on the connection.
 RETRY_SECONDS = 60.0
@@ -68,14 +68,17 @@ class Votes:
         self.retries = 0
 
 
-async def retried(client: httpx.AsyncClient, votes: Votes, method: str, path: str,
-                  **kwargs: object) -> httpx.Response:  # fmt: skip
-    """The request, repeated unchanged (same Idempotency-Key) while the connection fails."""
+async def retried(
+    client: aiohttp.ClientSession, votes: Votes, method: str, path: str, **kwargs: object
+) -> tuple[int, dict[str, object]]:
+    """Status and JSON body of the request, repeated unchanged (same Idempotency-Key) while the
+    connection fails."""
     deadline = time.monotonic() + RETRY_SECONDS
     while True:
         try:
-            return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.TransportError:
+            async with client.request(method, path, **kwargs) as reply:  # type: ignore[arg-type]
+                return reply.status, await reply.json()
+        except (TimeoutError, aiohttp.ClientConnectionError):
             votes.retries += 1
             if time.monotonic() > deadline:
                 raise
@@ -84,19 +87,22 @@ async def retried(client: httpx.AsyncClient, votes: Votes, method: str, path: st
 
 async def annotator(base: str, project_id: int, token: str, count: int, votes: Votes) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as client:
         for _ in range(count):
-            reply = await retried(client, votes, "GET", f"{API}/projects/{project_id}/tasks/next")
-            assert reply.status_code == 200, reply.text
-            task_id = reply.json()["task_id"]
+            status, body = await retried(
+                client, votes, "GET", f"{API}/projects/{project_id}/tasks/next"
+            )
+            assert status == 200, body
+            task_id = body["task_id"]
             key = uuid.uuid4().hex
-            reply = await retried(
+            status, body = await retried(
                 client, votes, "POST", f"{API}/tasks/{task_id}/responses",
                 json={"verdict": "a"}, headers={"Idempotency-Key": key},
             )  # fmt: skip
-            assert reply.status_code in (200, 201), reply.text
-            assert reply.json()["task_id"] == task_id
-            votes.acknowledged[key] = task_id
+            assert status in (200, 201), body
+            assert body["task_id"] == task_id
+            votes.acknowledged[key] = task_id  # type: ignore[assignment]
 
 
 def clients(base: str, project_id: int, tokens: list[str], votes: Votes) -> list[asyncio.Task]:

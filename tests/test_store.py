@@ -84,6 +84,83 @@ def test_sqlite_uses_wal_foreign_keys_and_a_busy_timeout(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    engine.dispose()
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="full")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+    with pytest.raises(ValueError, match="unknown sqlite_synchronous 'OFF'"):
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="off")
+
+
+def test_sqlite_writers_of_one_process_take_turns_on_one_lock(tmp_path):
+    from crowdtune.store.db import write_lock
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    inside, most = 0, 0
+    guard = threading.Lock()
+
+    def writer() -> None:
+        nonlocal inside, most
+        for _ in range(50):
+            with write_lock(engine):
+                with guard:
+                    inside += 1
+                    most = max(most, inside)
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
+    engine.dispose()
+    # PostgreSQL arbitrates its own writers: no lock, nothing held.
+    with write_lock(make_engine("postgresql://u@h/d")):
+        pass
+
+
+def test_migration_0002_backfills_the_assignment_counters(url):
+    upgrade(url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        run = connection.exec_driver_sql
+        run(
+            "INSERT INTO contributor (id, name, role, token_hash, created_at) VALUES "
+            "(1, 'a', 'annotator', 'h1', '2026-01-01'), (2, 'b', 'annotator', 'h2', '2026-01-01')"
+        )
+        run(
+            "INSERT INTO project (id, name, kind, overlap, created_at) "
+            "VALUES (1, 'p', 'pairwise', 2, '2026-01-01')"
+        )
+        for item in (1, 2, 3):
+            run(
+                "INSERT INTO item (id, project_id, prompt, response_a, response_b, created_at) "
+                f"VALUES ({item}, 1, '[\"q\"]', '[\"a\"]', '[\"b\"]', '2026-01-01')"
+            )
+        run(
+            "INSERT INTO task (id, item_id, contributor_id, created_at) VALUES "
+            "(1, 1, 1, '2026-01-01'), (2, 1, 2, '2026-01-01'), (3, 2, 1, '2026-01-01')"
+        )
+        run("INSERT INTO response (id, task_id, contributor_id, verdict, idempotency_key, "
+            "created_at) VALUES (1, 1, 1, 'a', 'k1', '2026-01-01')")  # fmt: skip
+    engine.dispose()
+    assert upgrade(url) == head_revision()
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assigned = dict(connection.execute(select(Item.id, Item.assigned)).all())
+        answered = dict(connection.execute(select(Task.id, Task.answered)).all())
+    engine.dispose()
+    assert assigned == {1: 2, 2: 1, 3: 0}
+    assert answered == {1: True, 2: False, 3: False}
+    # The counters then drive assignment: contributor 2 gets its open task, then item 2.
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        assert next_task(session, 1, 2).id == 2
+        assert next_task(session, 1, 1).id == 3
     engine.dispose()
 
 
@@ -309,3 +386,61 @@ def test_cli_users_create_prints_the_token_last_and_upgrade_is_idempotent(tmp_pa
     ]:
         failed = runner.invoke(app, ["users", "create", "--db", url, *args])
         assert failed.exit_code == 2 and message in failed.output, failed.output
+
+
+def test_cli_projects_import_real_items_with_a_share_of_gold(tmp_path):
+    import typer
+
+    from crowdtune.cli.db import projects_app
+    from crowdtune.store.models import Project
+
+    app = typer.Typer()
+    app.add_typer(projects_app, name="projects")
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'projects.db'}"
+    created = runner.invoke(
+        app, ["projects", "create", "--db", url, "--name", "p", "--overlap", "2"]
+    )
+    assert created.exit_code == 0 and "overlap 2" in created.stdout, created.output
+    args = ["--project", "p", "--data", "@pandalm", "--limit", "20", "--gold-share", "0.25"]
+    imported = runner.invoke(app, ["projects", "import", "--db", url, *args])
+    assert imported.exit_code == 0, imported.output
+    assert "imported 20 items (5 with gold answers)" in imported.stdout
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+        assert session.scalar(select(Project.overlap)) == 2
+    engine.dispose()
+    assert len(items) == 20 and sum(item.gold is not None for item in items) == 5
+    assert all(item.prompt and item.response_a and item.response_b for item in items)
+    assert len({item.external_id for item in items}) == 20
+    for args, message in [
+        (["--project", "nope", "--data", "@pandalm"], "no project named 'nope'"),
+        (["--project", "p", "--data", "@pandalm", "--gold-share", "2"], "between 0 and 1"),
+        (["--project", "p", "--data", "@nosuch"], "--data @nosuch"),
+        # The same ids again: nothing is half-imported.
+        (["--project", "p", "--data", "@pandalm", "--limit", "3"], "already has an item"),
+    ]:
+        failed = runner.invoke(app, ["projects", "import", "--db", url, *args])
+        assert failed.exit_code == 2 and message in failed.output, failed.output
+
+
+def test_serve_sample_sets_up_an_empty_database_once(tmp_path, capsys):
+    from crowdtune.cli.serve import sample_campaign
+
+    url = f"sqlite:///{tmp_path / 'sample.db'}"
+    upgrade(url)
+    sample_campaign(url, "@pandalm", 30, "http://127.0.0.1:8000")
+    first = capsys.readouterr().out
+    tokens = {line.split()[0]: line.split()[-1] for line in first.splitlines()
+              if line.startswith("  ")}  # fmt: skip
+    assert set(tokens) == {"admin", "annotator-1", "annotator-2", "annotator-3"}
+    sample_campaign(url, "@pandalm", 30, "http://127.0.0.1:8000")
+    assert "has projects already" in capsys.readouterr().out
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        assert contributor_by_token(session, tokens["admin"]).role == "admin"
+        assert session.scalar(select(func.count(Contributor.id))) == 4
+        assert session.scalar(select(func.count(Item.id))) == 30
+        assert session.scalar(select(func.count(Item.id)).where(Item.gold.is_not(None))) == 6
+    engine.dispose()

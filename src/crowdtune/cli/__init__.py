@@ -14,7 +14,7 @@ from crowdtune import __version__
 from crowdtune.cli.analyze import analyze_app
 from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
-from crowdtune.cli.db import db_app, users_app
+from crowdtune.cli.db import db_app, projects_app, users_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
 from crowdtune.cli.serve import serve_cmd
@@ -34,6 +34,7 @@ app.add_typer(curate_app, name="curate")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(projects_app, name="projects")
 app.command("leaderboard")(leaderboard_cmd)
 app.command("agreement")(agreement_cmd)
 app.command("serve")(serve_cmd)

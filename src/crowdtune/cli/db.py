@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from crowdtune.cli.common import fail
@@ -64,3 +66,97 @@ def users_create_cmd(
         engine.dispose()
     typer.echo(f"created {contributor.role} {contributor.name!r} (id {contributor.id}); token:")
     typer.echo(token)
+
+
+projects_app = typer.Typer(help="Feedback projects: create them and import items to compare.")
+
+
+def _open_store(db: str) -> Any:
+    from crowdtune.store import make_engine
+
+    upgrade_or_exit(db)
+    return make_engine(db)
+
+
+def gold_items(records: list[Any], gold_share: float, seed: int) -> list[dict[str, Any]]:
+    """Items from comparisons; a random ``gold_share`` of them keep their verdict as gold."""
+    import numpy as np
+
+    from crowdtune.store.repository import comparison_item
+
+    rng = np.random.default_rng(seed)
+    n_gold = round(gold_share * len(records))
+    gold = set(rng.choice(len(records), size=n_gold, replace=False).tolist())
+    return [comparison_item(c, i in gold) for i, c in enumerate(records)]
+
+
+def import_items(
+    db: str, project: str, data: str, limit: int | None, gold_share: float, seed: int,
+    overlap: int | None = None,
+) -> tuple[int, int, int]:  # fmt: skip
+    """Create ``project`` when ``overlap`` is given (else it must exist) and import the first
+    ``limit`` comparisons of ``data`` into it; (project id, items, gold items)."""
+    from crowdtune.cli.preference import load_records
+    from crowdtune.store import ConflictError, NotFoundError, session_factory
+    from crowdtune.store import repository as repo
+
+    if not 0 <= gold_share <= 1:
+        fail(f"--gold-share must be between 0 and 1, got {gold_share}")
+    records = load_records([data])[:limit]
+    items = gold_items(records, gold_share, seed)
+    engine = _open_store(db)
+    try:
+        with session_factory(engine)() as session:
+            if overlap is not None:
+                target = repo.create_project(session, project, overlap)
+            else:
+                target = repo.project_by_name(session, project)
+            repo.add_items(session, target.id, items)
+            return target.id, len(items), sum(item["gold"] is not None for item in items)
+    except (ConflictError, NotFoundError, ValueError) as exc:
+        fail(str(exc))
+        raise  # pragma: no cover (fail exits)
+    finally:
+        engine.dispose()
+
+
+@projects_app.command("create")
+def projects_create_cmd(
+    name: str = typer.Option(..., "--name", help="Unique name of the project."),
+    overlap: int = typer.Option(3, "--overlap", help="Distinct annotators per item (k)."),
+    db: str = DbOpt,
+) -> None:
+    """Create a pairwise project; prints its id."""
+    from crowdtune.store import ConflictError, session_factory
+    from crowdtune.store.repository import create_project
+
+    engine = _open_store(db)
+    try:
+        with session_factory(engine)() as session:
+            project = create_project(session, name, overlap)
+    except (ConflictError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    typer.echo(f"created project {project.name!r} (id {project.id}, overlap {project.overlap})")
+
+
+@projects_app.command("import")
+def projects_import_cmd(
+    project: str = typer.Option(..., "--project", help="Name of an existing project."),
+    data: str = typer.Option(
+        ..., "--data", help="@pandalm, @llmeval2, @mt-bench, @hh-rlhf, @car, an arena CSV or JSONL."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Import only the first N items."),
+    gold_share: float = typer.Option(
+        0.0,
+        "--gold-share",
+        help="Share of items (chosen at random) whose known verdict is kept as a gold answer, "
+        "for quality checks and for scoring the candidates of Crowd-SFT rounds.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the gold choice and A/B order."),
+    db: str = DbOpt,
+) -> None:
+    """Import comparisons from a dataset or file as items to annotate (all or none)."""
+    project_id, n, n_gold = import_items(db, project, data, limit, gold_share, seed)
+    typer.echo(f"imported {n} items ({n_gold} with gold answers) into project {project_id}")

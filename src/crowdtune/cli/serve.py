@@ -17,13 +17,71 @@ def serve_cmd(
     rate_limit: int = typer.Option(
         600, "--rate-limit", help="Requests per minute per token (more: 429)."
     ),
+    sqlite_sync: str = typer.Option(
+        "normal",
+        "--sqlite-sync",
+        help="SQLite only. 'normal': a committed vote survives the server being killed, the "
+        "last ones may be lost if the machine loses power. 'full': fsync every commit (safe "
+        "against power loss, several times slower).",
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log every request (costs throughput)."
+    ),
+    sample: str | None = typer.Option(
+        None,
+        "--sample",
+        help="When the database has no project yet: create an admin, three annotators and a "
+        "project of --sample-items comparisons from this source (e.g. @pandalm; a fifth keep "
+        "their verdict as gold), and print the tokens. `make serve` uses @pandalm.",
+    ),
+    sample_items: int = typer.Option(200, "--sample-items", help="Items of the sample project."),
 ) -> None:
-    """Migrate the database, then serve the API (docs at /docs) until interrupted."""
+    """Migrate the database, then serve the API (docs at /docs) and the web pages until
+    interrupted. Uses uvloop and httptools when they are installed."""
     import uvicorn
 
     from crowdtune.server import create_app
 
     upgrade_or_exit(db)
-    app = create_app(db, max_body_bytes=max_body_bytes, rate_limit_per_minute=rate_limit)
-    typer.echo(f"crowdtune API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port)
+    if sample is not None:
+        sample_campaign(db, sample, sample_items, f"http://{host}:{port}")
+    try:
+        app = create_app(
+            db,
+            max_body_bytes=max_body_bytes,
+            rate_limit_per_minute=rate_limit,
+            sqlite_synchronous=sqlite_sync,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None
+    typer.echo(f"crowdtune on http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
+    """Set up a sample project on an empty database and print how to sign in."""
+    from crowdtune.cli.db import import_items
+    from crowdtune.store import make_engine, session_factory
+    from crowdtune.store import repository as repo
+
+    engine = make_engine(db)
+    try:
+        with session_factory(engine)() as session:
+            if repo.list_projects(session):
+                typer.echo(
+                    "the database has projects already: sign in with the tokens printed when "
+                    "they were made, or add people with `crowdtune users create`"
+                )
+                return
+            people = [("admin", "admin")] + [(f"annotator-{i}", "annotator") for i in (1, 2, 3)]
+            tokens = [(name, role, repo.create_contributor(session, name, role)[1])
+                      for name, role in people]  # fmt: skip
+    finally:
+        engine.dispose()
+    project_id, n, n_gold = import_items(
+        db, f"sample {source}", source, items, gold_share=0.2, seed=0, overlap=3
+    )
+    typer.echo(f"sample project {project_id}: {n} items from {source} ({n_gold} gold), overlap 3")
+    typer.echo(f"sign in at {base_url}/ with one of these tokens (shown once):")
+    for name, role, token in tokens:
+        typer.echo(f"  {name:<12} {role:<10} {token}")

@@ -2,7 +2,8 @@
 
 Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown one) and
 checks the caller's role (403). Store errors map to statuses: :class:`NotFoundError` 404,
-:class:`ForbiddenError` 403, :class:`ConflictError` 409; malformed input is 422 naming the field
+:class:`ForbiddenError` 403, :class:`ConflictError` 409, :class:`BusyError` (the database
+stayed locked) 503; malformed input is 422 naming the field
 (or, for a CSV upload, the row and column). Every error body is ``{"detail": ...}``. Each
 request gets one SQLAlchemy session; writes are committed by the repository before the route
 answers, so an acknowledged vote is stored.
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Response as HTTPResponse
 from fastapi.exceptions import RequestValidationError
@@ -28,11 +30,13 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from crowdtune.datasets.comparisons import write_arena_csv, write_jsonl, write_trl_jsonl
 from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.records import comparisons_frame, join_turns
+from crowdtune.server.auth import Caller, TokenCache
 from crowdtune.server.limits import BodySizeLimit, RateLimit
 from crowdtune.server.schemas import (
     Created,
@@ -42,6 +46,9 @@ from crowdtune.server.schemas import (
     ProjectIn,
     ResponseIn,
     ResponseOut,
+    RoundIn,
+    RoundOut,
+    RowId,
     StatsOut,
     TaskItem,
     TaskOut,
@@ -50,22 +57,24 @@ from crowdtune.server.schemas import (
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import (
     DEFAULT_URL,
+    BusyError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
     StoreError,
     make_engine,
+    normalize_url,
     session_factory,
     upgrade,
 )
 from crowdtune.store import repository as repo
-from crowdtune.store.models import VERDICT_CODES, Contributor
+from crowdtune.store.models import VERDICT_CODES
 from crowdtune.tables import jsonable
 
 API_PREFIX = "/api/v1"
 #: Bootstrap resamples behind the agreement intervals of ``/stats``.
 STATS_BOOTSTRAP = 200
-_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409}
+_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
 _ITEMS = TypeAdapter(list[ItemIn])
 _EXPORTS = {
     # format: (file suffix, media type)
@@ -81,46 +90,71 @@ bearer = HTTPBearer(auto_error=False, description="The token `crowdtune users cr
 # dependencies
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, closed (and any open transaction rolled back) afterwards."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request. Creating it touches no database, and routes commit what they
+    do, so closing it seldom does: only a session with a transaction still open is closed (its
+    transaction rolled back) on a worker thread, off the event loop."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_contributor(
+def _lookup(session: Session, token: str) -> Caller | None:
+    contributor = repo.contributor_by_token(session, token)
+    # End the read: the connection goes back to the pool while the request waits for the route.
+    session.commit()
+    if contributor is None:
+        return None
+    return Caller(contributor.id, contributor.name, contributor.role)
+
+
+async def current_contributor(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Contributor:
-    """The contributor whose bearer token came with the request; 401 otherwise."""
+) -> Caller:
+    """The contributor whose bearer token came with the request; 401 otherwise. Tokens seen
+    in the last :data:`~crowdtune.server.auth.TOKEN_TTL_SECONDS` are checked without the
+    database."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
-    contributor = repo.contributor_by_token(session, credentials.credentials)
-    if contributor is None:
-        raise HTTPException(401, "unknown bearer token", challenge)
-    return contributor
+    cache: TokenCache = request.app.state.tokens
+    token_hash = repo.hash_token(credentials.credentials)
+    caller = cache.get(token_hash)
+    if caller is None:
+        caller = await run_in_threadpool(_lookup, session, credentials.credentials)
+        if caller is None:
+            raise HTTPException(401, "unknown bearer token", challenge)
+        cache.put(token_hash, caller)
+    return caller
 
 
 def require_role(*roles: str) -> Any:
     """A dependency giving the signed-in contributor if their role is one of ``roles``; 403."""
 
-    def check(contributor: Annotated[Contributor, Depends(current_contributor)]) -> Contributor:
-        if contributor.role not in roles:
+    async def check(caller: Annotated[Caller, Depends(current_contributor)]) -> Caller:
+        if caller.role not in roles:
             raise HTTPException(
-                403, f"this needs the role {' or '.join(roles)}; you are {contributor.role}"
+                403, f"this needs the role {' or '.join(roles)}; you are {caller.role}"
             )
-        return contributor
+        return caller
 
     return Depends(check)
 
 
-Admin = Annotated[Contributor, require_role("admin")]
-Annotator = Annotated[Contributor, require_role("annotator", "admin")]
-SignedIn = Annotated[Contributor, Depends(current_contributor)]
+Admin = Annotated[Caller, require_role("admin")]
+Annotator = Annotated[Caller, require_role("annotator", "admin")]
+SignedIn = Annotated[Caller, Depends(current_contributor)]
 
 
 def export_download(
@@ -193,18 +227,7 @@ async def _csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
                 f", column {exc.column!r}" if exc.column else ""
             )
             raise _unprocessable(f"{name}{where}: {exc.problem}") from None
-    return [
-        {
-            "prompt": list(c.prompt),
-            "response_a": list(c.response_a),
-            "response_b": list(c.response_b),
-            "model_a": c.model_a,
-            "model_b": c.model_b,
-            "gold": c.verdict if gold else None,
-            "id": c.id,
-        }
-        for c in comparisons
-    ]
+    return [repo.comparison_item(c, gold) for c in comparisons]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +239,7 @@ def create_app(
     *,
     max_body_bytes: int = 1_000_000,
     rate_limit_per_minute: int = 600,
+    sqlite_synchronous: str = "NORMAL",
 ) -> FastAPI:
     """The crowdtune API for the database at ``db_url`` (default ``sqlite:///./crowdtune.db``).
 
@@ -228,12 +252,22 @@ def create_app(
     rate_limit_per_minute
         Requests one token (or, without a token, one client address) may send to the API in
         any 60 seconds; more get 429 with ``Retry-After``.
+    sqlite_synchronous
+        ``NORMAL`` or ``FULL``, for a SQLite database (see
+        :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
     """
     url = DEFAULT_URL if db_url is None else db_url
+    make_engine(url, sqlite_synchronous=sqlite_synchronous).dispose()  # bad settings fail here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(url)
+        # Sync routes run on AnyIO's worker threads (40 by default); each holds at most one
+        # connection at a time, so a pool that size never makes a request wait for one.
+        threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        in_memory = normalize_url(url).database in (None, "", ":memory:")
+        pool = {} if in_memory else {"pool_size": min(threads, 40), "max_overflow": 10}
+        engine = make_engine(url, sqlite_synchronous=sqlite_synchronous, **pool)
+        app.state.tokens = TokenCache()
         upgrade(engine)
         app.state.sessions = session_factory(engine)
         try:
@@ -306,7 +340,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         },
     )
     def add_items(
-        project_id: int,
+        project_id: RowId,
         session: SessionDep,
         admin: Admin,
         items: Annotated[list[dict[str, Any]], Depends(item_payload)],
@@ -326,7 +360,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         responses={204: {"description": "Nothing is left for you in this project."}},
         tags=["annotate"],
     )
-    def next_task(project_id: int, session: SessionDep, me: Annotator) -> Any:
+    def next_task(project_id: RowId, session: SessionDep, me: Annotator) -> Any:
         """Your open task in the project, or a new one; 204 when nothing is left for you."""
         task = repo.next_task(session, project_id, me.id)
         if task is None:
@@ -349,7 +383,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         tags=["annotate"],
     )
     def submit(
-        task_id: int,
+        task_id: RowId,
         body: ResponseIn,
         session: SessionDep,
         me: Annotator,
@@ -383,7 +417,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         tags=["admin"],
     )
     def export(
-        project_id: int,
+        project_id: RowId,
         session: SessionDep,
         admin: Admin,
         format: Annotated[Literal["arena-csv", "jsonl", "trl"], Query()] = "jsonl",
@@ -394,7 +428,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         return export_download(session, project_id, format, ties)
 
     @app.get(f"{API_PREFIX}/projects/{{project_id}}/stats", response_model=StatsOut, tags=["admin"])
-    def stats(project_id: int, session: SessionDep, admin: Admin) -> StatsOut:
+    def stats(project_id: RowId, session: SessionDep, admin: Admin) -> StatsOut:
         """Progress counts, and inter-annotator agreement once two annotators share an item
         (otherwise ``agreement`` is null and ``agreement_reason`` says why)."""
         from crowdtune.preference.agreement import agreement
@@ -413,12 +447,50 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         response_model=LeaderboardOut,
         tags=["annotate"],
     )
-    def leaderboard(project_id: int, session: SessionDep, me: SignedIn) -> dict[str, Any]:
-        """Per contributor: votes, gold items answered and accuracy on them, and agreement with
-        the majority of the other voters on shared items. Credit is null until rounds run."""
+    def leaderboard(project_id: RowId, session: SessionDep, me: SignedIn) -> dict[str, Any]:
+        """Per contributor: votes, gold items answered and accuracy on them, agreement with
+        the majority of the other voters on shared items, and credit: points summed over the
+        project's Crowd-SFT rounds (null before any; ``credit_note`` says how they were earned)."""
+        from crowdtune.server.rounds import project_credit
+
         votes = repo.project_votes(session, project_id)
+        credit, note = project_credit(session, project_id)
         return {
             "project_id": project_id,
-            "contributors": contributor_breakdown(votes),
-            "credit_note": "Shapley points come from Crowd-SFT rounds; none have run yet.",
+            "contributors": contributor_breakdown(votes, credit),
+            "credit_note": note,
         }
+
+    @app.post(
+        f"{API_PREFIX}/projects/{{project_id}}/rounds",
+        status_code=201,
+        response_model=RoundOut,
+        tags=["admin"],
+    )
+    def run_round(
+        project_id: RowId, body: RoundIn, session: SessionDep, admin: Admin
+    ) -> dict[str, Any]:
+        """Run one Crowd-SFT round on the feedback collected so far: contributors are grouped
+        by ``strategy``, each group's votes outside the gold items train a candidate preference
+        model, candidates are scored on the gold items (log loss), the winner is recorded and
+        points are paid by ``scheme``. 422 when the round cannot run (no gold items, fewer
+        contributors than ``n_groups``, no group with enough votes), saying why."""
+        from crowdtune.crowd.feedback_round import RoundSettings
+        from crowdtune.server.rounds import round_out, run_project_round
+
+        try:
+            stored = run_project_round(session, project_id, RoundSettings(**body.model_dump()))
+        except ValueError as exc:
+            raise _unprocessable(str(exc)) from None
+        return round_out(stored)
+
+    @app.get(
+        f"{API_PREFIX}/projects/{{project_id}}/rounds",
+        response_model=list[RoundOut],
+        tags=["admin"],
+    )
+    def list_rounds(project_id: RowId, session: SessionDep, admin: Admin) -> list[dict[str, Any]]:
+        """Every Crowd-SFT round of the project, oldest first."""
+        from crowdtune.server.rounds import round_out
+
+        return [round_out(stored) for stored in repo.project_rounds(session, project_id)]

@@ -24,7 +24,7 @@ import hmac
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi import Response as HTTPResponse
@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from crowdtune.records import comparisons_frame, join_turns
 from crowdtune.server.app import _EXPORTS, STATS_BOOTSTRAP, _csv_items, export_download, get_session
+from crowdtune.server.schemas import MAX_ROW_ID, RoundIn, RoundModel, RoundScheme, RoundStrategy
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import ConflictError, ForbiddenError, NotFoundError
 from crowdtune.store import repository as repo
@@ -166,10 +167,17 @@ def _headers() -> dict[str, str]:
 
 
 def _project(session: Session, project_id: int) -> Project:
+    _check_id(project_id, "project")
     try:
         return repo.get_project(session, project_id)
     except NotFoundError as exc:
         raise PageError(404, str(exc)) from None
+
+
+def _check_id(row_id: int, what: str) -> None:
+    # An id past what the database holds would fail inside the query (a 500): no such row.
+    if not 1 <= row_id <= MAX_ROW_ID:
+        raise PageError(404, f"no {what} with id {row_id}")
 
 
 def _projects(session: Session) -> list[Project]:
@@ -319,6 +327,7 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
         _check_csrf(request, token, sent_csrf)
         _require(me, "annotator", "admin")
         _project(session, project_id)
+        _check_id(task_id, "task")
         verdict = body.get("verdict")
         if verdict not in ("a", "b", "tie"):
             return _vote_error(is_json, 422, "verdict must be 'a', 'b' or 'tie'")
@@ -364,11 +373,20 @@ def _require(me: Contributor, *roles: str) -> None:
 
 @router.get("/projects/{project_id}/leaderboard", response_class=HTMLResponse)
 def leaderboard_page(project_id: int, request: Request, session: Session = SessionDep) -> Any:
+    from crowdtune.server.rounds import project_credit
+
     me, token = _signed_in(request, session)
     project = _project(session, project_id)
-    rows = contributor_breakdown(repo.project_votes(session, project_id))
+    credit, note = project_credit(session, project_id)
+    rows = contributor_breakdown(repo.project_votes(session, project_id), credit)
     return _page(
-        request, "leaderboard.html", me=me, csrf=csrf_token(token), project=project, rows=rows
+        request,
+        "leaderboard.html",
+        me=me,
+        csrf=csrf_token(token),
+        project=project,
+        rows=rows,
+        credit_note=note,
     )
 
 
@@ -399,7 +417,56 @@ def admin_page(project_id: int, request: Request, session: Session = SessionDep)
         stats=_stats(session, project_id),
         formats=list(_EXPORTS),
         message=request.query_params.get("imported"),
+        rounds=[stored.details for stored in repo.project_rounds(session, project_id)],
+        round_choices=ROUND_CHOICES,
+        ran=request.query_params.get("round"),
     )
+
+
+#: The choices of the admin page's round form: the API's (``RoundIn``).
+ROUND_CHOICES = {
+    "strategy": get_args(RoundStrategy),
+    "scheme": get_args(RoundScheme),
+    "model": get_args(RoundModel),
+}
+
+
+@router.post("/projects/{project_id}/admin/rounds")
+def run_round_page(
+    project_id: int,
+    request: Request,
+    csrf_token_field: str = Form("", alias=CSRF_FIELD),
+    strategy: str = Form("random"),
+    scheme: str = Form("rank"),
+    model: str = Form("length"),
+    n_groups: str = Form("4"),
+    seed: str = Form(""),
+    session: Session = SessionDep,
+) -> Any:
+    """Run a Crowd-SFT round from the admin page (the API's settings, as form fields) and
+    go back to the page, which lists the rounds. A plain (synchronous) route: the round is
+    CPU-bound and runs in the server's thread pool, not on its event loop."""
+    from pydantic import ValidationError
+
+    from crowdtune.crowd.feedback_round import RoundSettings
+    from crowdtune.server.rounds import run_project_round
+
+    me, token = _signed_in(request, session)
+    _check_csrf(request, token, csrf_token_field)
+    _require(me, "admin")
+    _project(session, project_id)
+    fields = {"strategy": strategy, "scheme": scheme, "model": model, "n_groups": n_groups}
+    try:
+        body = RoundIn.model_validate({**fields, "seed": seed.strip() or None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PageError(422, problems) from None
+    try:
+        stored = run_project_round(session, project_id, RoundSettings(**body.model_dump()))
+    except ValueError as exc:
+        raise PageError(422, str(exc)) from None
+    number = stored.details["round_number"]
+    return RedirectResponse(f"/projects/{project_id}/admin?round={number}#rounds", 303)
 
 
 @router.post("/projects/{project_id}/admin/items")

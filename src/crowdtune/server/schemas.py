@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 Turns = Annotated[
@@ -11,6 +13,12 @@ Turns = Annotated[
     Field(description="One text, or a list of turns."),
 ]
 VerdictCode = Literal["a", "b", "tie"]
+#: Largest row id the store can hold: its ``Integer`` columns are 32-bit on PostgreSQL (and
+#: SQLite refuses integers past 64 bits), so a larger id in a URL must be refused before it
+#: reaches a query, where it would be a database error (500) instead of a 404 or 422.
+MAX_ROW_ID = 2**31 - 1
+#: A row id in a URL path (``project_id``, ``task_id``): 422 when out of range.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -90,7 +98,7 @@ class LeaderboardRow(BaseModel):
     gold_accuracy: float | None
     majority_agreement: MajorityAgreement
     credit: float | None = Field(
-        None, description="Shapley points; filled in by Crowd-SFT rounds (not yet)."
+        None, description="Points summed over the project's Crowd-SFT rounds; null before any."
     )
 
 
@@ -98,3 +106,70 @@ class LeaderboardOut(BaseModel):
     project_id: int
     contributors: list[LeaderboardRow]
     credit_note: str
+
+
+# Crowd-SFT rounds. The choices repeat crowdtune.crowd's constants (STRATEGIES, ROUND_SCHEMES,
+# ROUND_MODELS; a test keeps them equal) so that the app starts without loading the crowd and
+# preference packages, and the OpenAPI docs list them.
+RoundStrategy = Literal["random", "epsilon-greedy", "interleaved"]
+RoundScheme = Literal["rank", "marginal", "leave-one-out", "shapley"]
+RoundModel = Literal["length", "difference-bucket", "features-gbdt"]
+
+
+class RoundIn(BaseModel):
+    """Settings of one Crowd-SFT round (:class:`crowdtune.crowd.feedback_round.RoundSettings`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: RoundStrategy = Field("random", description="How contributors are grouped.")
+    scheme: RoundScheme = Field("rank", description="How contributors earn points.")
+    n_groups: Annotated[int, Field(ge=1, le=100, description="Groups (G) competing.")] = 4
+    model: RoundModel = Field("length", description="The preference model each group trains.")
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = Field(
+        None, description="Seed of every random draw; null draws one (the round records it)."
+    )
+
+
+class CandidateOut(BaseModel):
+    group: int
+    members: list[str]
+    n_votes: int = Field(description="The members' votes outside the gold items.")
+    log_loss: float | None = Field(description="Mean log loss on the gold items (lower wins).")
+    accuracy: float | None = Field(description="Share of gold items predicted right.")
+    rank: int | None = Field(description="0 = the winner; null without a candidate.")
+    reason: str | None = Field(description="Why the group has no candidate.")
+
+
+class RoundContributor(BaseModel):
+    contributor: str
+    group: int
+    votes: int = Field(description="Votes outside the gold items (the training votes).")
+    points: float = Field(description="Points earned this round.")
+
+
+class RoundOut(BaseModel):
+    id: int
+    project_id: int
+    created_at: datetime
+    round_number: int = Field(description="1 for the project's first round.")
+    strategy: str
+    scheme: str
+    model: str
+    n_groups: int
+    seed: int = Field(description="The seed used; pass it again to repeat the round.")
+    winner: int = Field(description="The group of the best candidate.")
+    improved: bool = Field(description="Whether the winner beat the base (and replaced it).")
+    base_log_loss: float = Field(description="Gold log loss of the model the round started from.")
+    base_source: str
+    model_after: dict[str, Any] = Field(description="The current model after this round.")
+    n_gold: int
+    n_votes: int
+    n_training_votes: int
+    n_gold_votes_excluded: int = Field(description="Votes on gold items, never trained on.")
+    skipped: list[str] = Field(description="Voters with votes on gold items only.")
+    candidates: list[CandidateOut]
+    contributors: list[RoundContributor]
+    extra_fits: int = Field(description="Models trained for the point scheme.")
+    credit_methods: dict[str, str]
+    settings: dict[str, Any]
+    evaluation: str = Field(description="Fingerprint of the gold items and the scoring.")

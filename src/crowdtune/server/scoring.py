@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crowdtune.store.repository import Vote
 
 
-def contributor_breakdown(votes: Sequence[Vote]) -> list[dict[str, Any]]:
-    """Per contributor: votes, gold items answered and correct, gold accuracy, and agreement
-    with the majority of the *other* voters on shared items.
+def contributor_breakdown(
+    votes: Sequence[Vote], credit: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Per contributor: votes, gold items answered and correct, gold accuracy, agreement
+    with the majority of the *other* voters on shared items, and credit: the contributor's
+    points in ``credit`` (from :func:`crowdtune.server.rounds.project_credit`), else None.
 
     An item counts for majority agreement when at least one other person voted on it and the
     others' most common verdict is unique (a tied majority says nothing, as in
@@ -48,7 +51,7 @@ def contributor_breakdown(votes: Sequence[Vote]) -> list[dict[str, Any]]:
                 "gold_correct": row["gold_correct"],
                 "gold_accuracy": row["gold_correct"] / answered if answered else None,
                 "majority_agreement": {"share": row["agree"] / n if n else None, "n": n},
-                "credit": None,
+                "credit": None if credit is None else credit.get(row["contributor"]),
             }
         )
     return sorted(out, key=lambda r: (-r["votes"], r["contributor"]))

@@ -25,10 +25,17 @@ from crowdtune.store.db import (
     session_factory,
     upgrade,
 )
-from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, StoreError
+from crowdtune.store.errors import (
+    BusyError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    StoreError,
+)
 
 __all__ = [
     "DEFAULT_URL",
+    "BusyError",
     "ConflictError",
     "ForbiddenError",
     "NotFoundError",

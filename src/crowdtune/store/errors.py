@@ -1,4 +1,4 @@
-"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403)."""
+"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 503)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,7 @@ class ConflictError(StoreError):
 
 class ForbiddenError(StoreError):
     """The row exists but belongs to another contributor."""
+
+
+class BusyError(StoreError):
+    """The database stayed locked by other writers for longer than the busy timeout."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -128,6 +130,8 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "external_id"),
         _verdict_check("gold"),
+        # Assignment walks this index: the least assigned items of a project first.
+        Index("ix_item_project_id_assigned_id", "project_id", "assigned", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -141,6 +145,9 @@ class Item(Base):
     gold: Mapped[Verdict | None] = mapped_column(VerdictType)
     # The id the item had in its source file (unique within the project when given).
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # How many tasks the item has: kept by assignment in the transaction that adds a task, so
+    # choosing the next item reads one index instead of counting every item's tasks.
+    assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     project: Mapped[Project] = relationship(back_populates="items")
@@ -157,11 +164,15 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "contributor_id"),
         Index(None, "contributor_id"),
+        # A contributor's open tasks, found without reading the answered ones.
+        Index("ix_task_contributor_id_answered", "contributor_id", "answered"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id"))
     contributor_id: Mapped[int] = mapped_column(ForeignKey("contributor.id"))
+    # Set in the transaction that stores the task's response.
+    answered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     item: Mapped[Item] = relationship()

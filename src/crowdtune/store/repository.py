@@ -21,14 +21,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import CursorResult, exists, false, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from crowdtune.records import Comparison, Verdict
-from crowdtune.store.db import SQLITE_BEGIN
+from crowdtune.store.db import SQLITE_BEGIN, write_lock
 from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError
 from crowdtune.store.models import (
     PROJECT_KINDS,
@@ -37,6 +37,7 @@ from crowdtune.store.models import (
     Item,
     Project,
     Response,
+    Round,
     Task,
 )
 from crowdtune.validation import check_choice
@@ -69,18 +70,22 @@ def _writing(session: Session) -> Iterator[None]:
     """Commit the session's open transaction, begin one that will write, and roll it back if
     the block raises (so an error never leaves a transaction, or SQLite's write lock, open).
 
-    On SQLite it begins IMMEDIATE, taking the write lock up front: a transaction that reads and
-    then writes would otherwise fail at once ("database is locked") if another writer committed
-    in between, instead of waiting on the busy timeout.
+    On SQLite the block holds this process's write lock (:func:`~crowdtune.store.db.write_lock`)
+    and its transaction begins IMMEDIATE, taking SQLite's lock up front: a transaction that
+    reads and then writes would otherwise fail at once ("database is locked") if another writer
+    committed in between, instead of waiting on the busy timeout. The block must commit.
     """
     if session.in_transaction():
         session.commit()
-    session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
+    with write_lock(session.get_bind()):
+        session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        try:
+            yield
+        except BaseException:
+            session.rollback()
+            raise
+        if session.in_transaction():  # a block that forgot to commit must not keep the lock
+            session.rollback()
 
 
 def _commit_or_conflict(session: Session, message: str) -> None:
@@ -211,17 +216,25 @@ def _optional_label(value: object, where: str) -> str | None:
     return _name(str(value), where, MAX_LABEL)
 
 
+def comparison_item(comparison: Comparison, gold: bool = False) -> dict[str, Any]:
+    """The item fields of a comparison (its id as the external id); its verdict becomes the
+    gold answer when ``gold``."""
+    return {
+        "prompt": list(comparison.prompt),
+        "response_a": list(comparison.response_a),
+        "response_b": list(comparison.response_b),
+        "model_a": comparison.model_a,
+        "model_b": comparison.model_b,
+        "gold": comparison.verdict if gold else None,
+        "external_id": comparison.id,
+    }
+
+
 def _item_values(entry: Mapping[str, Any] | Comparison, index: int, gold: bool) -> dict[str, Any]:
     if isinstance(entry, Comparison):
-        return {
-            "prompt": list(entry.prompt),
-            "response_a": list(entry.response_a),
-            "response_b": list(entry.response_b),
-            "model_a": entry.model_a,
-            "model_b": entry.model_b,
-            "gold": entry.verdict if gold else None,
-            "external_id": _optional_label(entry.id, f"item {index}: id"),
-        }
+        values = comparison_item(entry, gold)
+        values["external_id"] = _optional_label(entry.id, f"item {index}: id")
+        return values
     if not isinstance(entry, Mapping):
         raise ValueError(
             f"item {index}: expected a dict or a Comparison, got {type(entry).__name__}"
@@ -316,10 +329,11 @@ def _open_task(session: Session, project_id: int, contributor_id: int) -> Task |
     return session.scalar(
         select(Task)
         .join(Item, Task.item_id == Item.id)
+        .options(contains_eager(Task.item))
         .where(
             Item.project_id == project_id,
             Task.contributor_id == contributor_id,
-            ~exists().where(Response.task_id == Task.id),
+            Task.answered == false(),
         )
         .order_by(Task.id)
         .limit(1)
@@ -328,30 +342,33 @@ def _open_task(session: Session, project_id: int, contributor_id: int) -> Task |
 
 def _candidate(
     session: Session, project: Project, contributor_id: int, *, skip_locked: bool
-) -> int | None:
-    """The id of the least assigned item still short of ``overlap`` and new to the contributor,
-    locked (PostgreSQL) until the transaction ends."""
-    assigned = (
-        select(func.count(Task.id)).where(Task.item_id == Item.id).correlate(Item).scalar_subquery()
-    )
+) -> Item | None:
+    """The least assigned item still short of ``overlap`` and new to the contributor,
+    locked (PostgreSQL) until the transaction ends. Reads the (project, assigned, id) index in
+    order and stops at the first item the contributor has not had."""
     mine = exists().where(Task.item_id == Item.id, Task.contributor_id == contributor_id)
     return session.scalar(
-        select(Item.id)
-        .where(Item.project_id == project.id, assigned < project.overlap, ~mine)
-        .order_by(assigned, Item.id)
+        select(Item)
+        .where(Item.project_id == project.id, Item.assigned < project.overlap, ~mine)
+        .order_by(Item.assigned, Item.id)
         .limit(1)
         .with_for_update(of=Item, skip_locked=skip_locked)
     )
 
 
-def _still_free(session: Session, item_id: int, contributor_id: int, overlap: int) -> bool:
-    # A fresh statement, run while holding the item's lock: under READ COMMITTED it sees every
-    # task committed by whoever held the lock before, which the candidate query may have missed.
-    count = session.scalar(select(func.count(Task.id)).where(Task.item_id == item_id)) or 0
-    mine = session.scalar(
-        select(exists().where(Task.item_id == item_id, Task.contributor_id == contributor_id))
+def _claim(session: Session, item_id: int, overlap: int) -> bool:
+    """Count one more task on the item if it is still short of ``overlap``.
+
+    One conditional UPDATE: under READ COMMITTED it waits for, and then re-reads, the row a
+    concurrent assignment changed, so the count never passes ``overlap``.
+    """
+    claimed = session.execute(
+        update(Item)
+        .where(Item.id == item_id, Item.assigned < overlap)
+        .values(assigned=Item.assigned + 1)
+        .execution_options(synchronize_session=False)
     )
-    return count < overlap and not mine
+    return cast(CursorResult[Any], claimed).rowcount == 1
 
 
 def next_task(session: Session, project_id: int, contributor_id: int) -> Task | None:
@@ -362,10 +379,12 @@ def next_task(session: Session, project_id: int, contributor_id: int) -> Task | 
     than the project's ``overlap`` and none for this contributor (ties go to the lower item id).
     None when nothing is left for this contributor.
 
-    Safe when many annotators ask at once: on PostgreSQL the chosen item's row is locked
-    (``FOR UPDATE SKIP LOCKED``, then waiting for it when every candidate is locked) and its
-    count checked again under the lock; on SQLite the transaction takes the write lock as it
-    begins. The unique (item, contributor) constraint catches the rest, and the function retries.
+    Items keep their task count (``Item.assigned``), so the choice reads one index. Safe when
+    many annotators ask at once: on PostgreSQL the chosen item's row is locked (``FOR UPDATE
+    SKIP LOCKED``, then waiting for it when every candidate is locked) and its count raised by
+    a conditional UPDATE that fails if it reached the overlap meanwhile; on SQLite the
+    transaction takes the write lock as it begins. The unique (item, contributor) constraint
+    catches the rest, and the function retries.
     A transaction already open on ``session`` is committed first.
 
     Raises
@@ -376,36 +395,32 @@ def next_task(session: Session, project_id: int, contributor_id: int) -> Task | 
         Assignment kept losing races for :data:`ASSIGN_ATTEMPTS` attempts.
     """
     for _ in range(ASSIGN_ATTEMPTS):
-        if session.in_transaction():
-            session.commit()
-        session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         try:
-            project = get_project(session, project_id)
-            _contributor(session, contributor_id)
-            task = _open_task(session, project_id, contributor_id)
-            if task is not None:
+            with _writing(session):
+                project = get_project(session, project_id)
+                _contributor(session, contributor_id)
+                task = _open_task(session, project_id, contributor_id)
+                if task is not None:
+                    session.commit()
+                    return task
+                item = _candidate(session, project, contributor_id, skip_locked=True)
+                if item is None:
+                    # Every candidate may be locked by a concurrent assignment that could still
+                    # leave room (overlap > 1, or it rolls back): wait for one instead.
+                    item = _candidate(session, project, contributor_id, skip_locked=False)
+                if item is None:
+                    session.commit()
+                    return None
+                if not _claim(session, item.id, project.overlap):
+                    session.rollback()
+                    continue
+                # The item comes loaded with the task: nothing is read after the commit.
+                task = Task(item=item, contributor_id=contributor_id)
+                session.add(task)
                 session.commit()
                 return task
-            item_id = _candidate(session, project, contributor_id, skip_locked=True)
-            if item_id is None:
-                # Every candidate may be locked by a concurrent assignment that could still
-                # leave room (overlap > 1, or it rolls back): wait for one instead.
-                item_id = _candidate(session, project, contributor_id, skip_locked=False)
-            if item_id is None:
-                session.commit()
-                return None
-            if not _still_free(session, item_id, contributor_id, project.overlap):
-                session.rollback()
-                continue
-            task = Task(item_id=item_id, contributor_id=contributor_id)
-            session.add(task)
-            session.commit()
-            return task
         except IntegrityError:
-            session.rollback()
-        except BaseException:
-            session.rollback()
-            raise
+            continue  # lost a race for this item; _writing rolled back
     raise ConflictError(
         f"could not assign an item of project {project_id} to contributor {contributor_id} "
         f"after {ASSIGN_ATTEMPTS} attempts; try again"
@@ -496,6 +511,7 @@ def submit_response(
                 idempotency_key=key,
             )
             session.add(response)
+            task.answered = True
             try:
                 session.commit()
             except IntegrityError:
@@ -625,3 +641,85 @@ def project_votes(session: Session, project_id: int) -> list[Vote]:
         .order_by(Response.id)
     ).all()
     return [Vote(*row) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Crowd-SFT rounds
+
+
+def project_gold_items(session: Session, project_id: int) -> list[Comparison]:
+    """The project's items that have a gold answer, as :class:`~crowdtune.records.Comparison`
+    records whose ``verdict`` is that answer (``id`` the external id, else ``item-{id}``;
+    no annotator), in item order.
+
+    Raises
+    ------
+    NotFoundError
+        No such project.
+    """
+    project = get_project(session, project_id)
+    items = session.scalars(
+        select(Item).where(Item.project_id == project_id, Item.gold.is_not(None)).order_by(Item.id)
+    )
+    return [
+        Comparison(
+            id=item.external_id or f"item-{item.id}",
+            prompt=tuple(item.prompt),
+            response_a=tuple(item.response_a),
+            response_b=tuple(item.response_b),
+            verdict=cast(Verdict, item.gold),
+            model_a=item.model_a,
+            model_b=item.model_b,
+            source=project.name,
+        )
+        for item in items
+    ]
+
+
+def record_round(
+    session: Session,
+    project_id: int,
+    *,
+    strategy: str,
+    scheme: str,
+    winner: str | None,
+    details: Mapping[str, Any],
+) -> Round:
+    """Store the outcome of a Crowd-SFT round (``details`` must be JSON-ready). Commits.
+
+    Raises
+    ------
+    NotFoundError
+        No such project.
+    ValueError
+        ``strategy``, ``scheme`` or ``winner`` is empty or too long.
+    """
+    strategy = _name(strategy, "strategy", MAX_NAME)
+    scheme = _name(scheme, "scheme", MAX_NAME)
+    winner = None if winner is None else _name(winner, "winner", MAX_LABEL)
+    with _writing(session):
+        get_project(session, project_id)
+        stored = Round(
+            project_id=project_id,
+            strategy=strategy,
+            scheme=scheme,
+            winner=winner,
+            details=dict(details),
+        )
+        session.add(stored)
+        session.commit()
+    return stored
+
+
+def project_rounds(session: Session, project_id: int) -> list[Round]:
+    """Every round of a project, oldest first.
+
+    Raises
+    ------
+    NotFoundError
+        No such project.
+    """
+    get_project(session, project_id)
+    return list(
+        session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.id))
+    )
