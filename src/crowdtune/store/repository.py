@@ -232,9 +232,9 @@ def comparison_item(comparison: Comparison, gold: bool = False) -> dict[str, Any
 
 def _item_values(entry: Mapping[str, Any] | Comparison, index: int, gold: bool) -> dict[str, Any]:
     if isinstance(entry, Comparison):
-        values = comparison_item(entry, gold)
-        values["external_id"] = _optional_label(entry.id, f"item {index}: id")
-        return values
+        item = comparison_item(entry, gold)
+        item["external_id"] = _optional_label(entry.id, f"item {index}: id")
+        return item
     if not isinstance(entry, Mapping):
         raise ValueError(
             f"item {index}: expected a dict or a Comparison, got {type(entry).__name__}"
