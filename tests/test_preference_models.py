@@ -255,12 +255,16 @@ def test_saved_model_predicts_the_same(tmp_path, toy):
         load_model(tmp_path)
 
 
-def test_training_without_ties_warns_and_predicts_no_ties(toy):
+@pytest.mark.parametrize("name", ["length", "features-gbdt"])
+def test_training_without_ties_warns_and_predicts_no_ties(toy, name):
+    # Like @hh-rlhf, or a contributor who never votes tie: two classes, not three.
     train, test = toy
     no_ties = train[train["label"] != 2]
     with pytest.warns(UserWarning, match="no ties"):
-        model = LengthModel().fit(no_ties, no_ties["label"])
+        model = make_model(name).fit(no_ties, no_ties["label"])
     proba = model.predict_proba(test)
     assert proba.shape == (len(test), 3)
     assert (proba[:, 2] == 0).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    decided = test["label"] != 2
+    assert (proba[decided].argmax(axis=1) == test["label"][decided]).mean() > 0.8

@@ -114,8 +114,10 @@ class _GBDTModel(PairFeatureModel):
     def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
         from lightgbm import LGBMClassifier
 
+        # Training data without ties (HH-RLHF, a contributor who never votes tie) has two
+        # classes, which LightGBM's multiclass objective refuses.
         self.model_ = LGBMClassifier(
-            objective="multiclass",
+            objective="multiclass" if len(np.unique(y)) > 2 else "binary",
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
