@@ -443,3 +443,23 @@ def test_the_admin_page_runs_a_round_and_the_leaderboard_shows_credit(tmp_path):
             f"/projects/{project}/admin/rounds", data={**form, "csrf_token": own_csrf}
         )
         assert reply.status_code == 403 and "needs the role admin" in reply.text
+
+
+def test_a_round_computed_before_another_was_stored_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            project = repo.create_project(session, "race", overlap=1)
+            record = {"strategy": "random", "scheme": "rank", "winner": "group 1", "details": {}}
+            repo.record_round(session, project.id, after=0, **record)
+            # A second round that also started from 0 stored rounds finishes later: refused.
+            with pytest.raises(repo.ConflictError, match="another round of project"):
+                repo.record_round(session, project.id, after=0, **record)
+            repo.record_round(session, project.id, after=1, **record)
+            assert len(repo.project_rounds(session, project.id)) == 2
+            with pytest.raises(repo.NotFoundError):
+                repo.record_round(session, 999, after=0, **record)
+    finally:
+        engine.dispose()

@@ -48,6 +48,8 @@ def run_project_round(session: Session, project_id: int, settings: RoundSettings
     ValueError
         The round cannot run (no gold items, fewer contributors than groups, no group could
         train a candidate); the message says why and what to do.
+    ConflictError
+        Another round of the project was stored while this one ran.
     """
     rounds = [stored.details for stored in repo.project_rounds(session, project_id)]
     votes = repo.project_comparisons(session, project_id)
@@ -69,6 +71,7 @@ def run_project_round(session: Session, project_id: int, settings: RoundSettings
         scheme=settings.scheme,
         winner=f"group {result.winner}",
         details=result.to_dict(),
+        after=len(rounds),
     )
 
 

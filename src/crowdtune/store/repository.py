@@ -684,8 +684,15 @@ def record_round(
     scheme: str,
     winner: str | None,
     details: Mapping[str, Any],
+    after: int | None = None,
 ) -> Round:
     """Store the outcome of a Crowd-SFT round (``details`` must be JSON-ready). Commits.
+
+    Parameters
+    ----------
+    after
+        How many rounds the project had when this one was computed (it started from their
+        points and model); None stores it whatever happened meanwhile.
 
     Raises
     ------
@@ -693,12 +700,28 @@ def record_round(
         No such project.
     ValueError
         ``strategy``, ``scheme`` or ``winner`` is empty or too long.
+    ConflictError
+        Another round was stored since this one started (``after`` is out of date).
     """
     strategy = _name(strategy, "strategy", MAX_NAME)
     scheme = _name(scheme, "scheme", MAX_NAME)
     winner = None if winner is None else _name(winner, "winner", MAX_LABEL)
     with _writing(session):
-        get_project(session, project_id)
+        # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
+        # rounds that finish together count the stored rounds one after the other.
+        if (
+            session.scalar(select(Project.id).where(Project.id == project_id).with_for_update())
+            is None
+        ):
+            raise NotFoundError(f"no project with id {project_id}")
+        stored_rounds = session.scalar(
+            select(func.count(Round.id)).where(Round.project_id == project_id)
+        )
+        if after is not None and stored_rounds != after:
+            raise ConflictError(
+                f"another round of project {project_id} was stored while this one ran "
+                f"({stored_rounds} rounds now, {after} when it started); run it again"
+            )
         stored = Round(
             project_id=project_id,
             strategy=strategy,
