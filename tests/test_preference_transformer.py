@@ -104,8 +104,8 @@ def test_load_model_rejects_bad_arguments_clearly():
         load_model("tiny", "translation")
     with pytest.raises(ValueError, match="num_labels only applies"):
         load_model("tiny", "causal-lm", num_labels=3)
-    with pytest.raises(ValueError, match="delivered with the training stages"):
-        load_model("smollm2")
+    with pytest.raises(ValueError, match="Built-in models: 'tiny'"):
+        load_model("no such model")
 
 
 # --------------------------------------------------------------------------------- encoding

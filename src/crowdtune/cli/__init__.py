@@ -16,10 +16,12 @@ from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
 from crowdtune.cli.db import db_app, projects_app, users_app
 from crowdtune.cli.demo import demo_cmd
+from crowdtune.cli.emotions import emotions_app
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
 from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app
+from crowdtune.cli.train import train_app
 
 app = typer.Typer(
     help="crowdtune: align language models with feedback from a crowd.",
@@ -32,6 +34,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(preference_app, name="preference")
 app.add_typer(curate_app, name="curate")
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(train_app, name="train")
+app.add_typer(emotions_app, name="emotions")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(projects_app, name="projects")

