@@ -60,6 +60,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_distribution.py
 	$(BIN)/python benchmarks/bench_curation.py
 	$(BIN)/python benchmarks/bench_server.py
+	$(BIN)/python benchmarks/bench_emotions.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
