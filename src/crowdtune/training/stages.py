@@ -36,7 +36,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +51,14 @@ __all__ = [
     "StageMemoryError",
     "StageResult",
     "load_trained",
+    "prompt_key",
     "run_dpo",
     "run_reward",
     "run_rl",
     "run_sft",
     "run_stage",
+    "stage_split",
+    "training_prompts",
 ]
 
 #: TRL's default learning rate of each method (used when ``learning_rate`` is None).
@@ -281,9 +284,12 @@ def _train(trainer: Any, config: StageConfig) -> float:
     return time.perf_counter() - started
 
 
-def _datasets(stage: str, config: StageConfig) -> tuple[Any, Any, dict[str, int]]:
-    from datasets import Dataset
-
+def stage_split(
+    stage: str, config: StageConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """The rows a stage trains on and holds out, and their counts: a pure function of the
+    source, ``max_rows``, ``eval_share``, ``max_eval_rows`` and ``seed``, so that the split can
+    be rebuilt later from the config in ``metrics.json`` (:func:`training_prompts`)."""
     data = stage_rows(config.data, stage, seed=config.seed)
     rows = data.rows
     if config.max_rows is not None and len(rows) > config.max_rows:
@@ -293,6 +299,45 @@ def _datasets(stage: str, config: StageConfig) -> tuple[Any, Any, dict[str, int]
     if config.max_eval_rows is not None:
         held_out = held_out[: config.max_eval_rows]
     counts = {**data.counts, "used": len(rows), "train": len(train), "eval": len(held_out)}
+    return train, held_out, counts
+
+
+def prompt_key(prompt: Any) -> str:
+    """A hashable key of a prompt (a string or a list of messages)."""
+    return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+
+
+def training_prompts(folder: str | Path) -> dict[str, set[str]]:
+    """The prompts (as :func:`prompt_key`) every stage behind ``folder`` trained on, by source.
+
+    Follows the chain of stages: a stage's ``config.model`` that is itself a stage folder (an
+    SFT checkpoint a DPO run started from) is read too. The training rows are rebuilt from each
+    ``metrics.json`` with :func:`stage_split`. A folder without ``metrics.json`` (a checkpoint
+    trained elsewhere) or a built-in name contributes nothing.
+    """
+    found: dict[str, set[str]] = {}
+    seen: set[Path] = set()
+    pending = [Path(folder).expanduser()]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        recorded = _read_stage_file(current) if current.is_dir() else None
+        if not recorded or recorded.get("stage") not in STAGES or "config" not in recorded:
+            continue
+        known = {f.name for f in fields(StageConfig)}
+        config = StageConfig(**{k: v for k, v in recorded["config"].items() if k in known})
+        train, _, _ = stage_split(recorded["stage"], config)
+        found.setdefault(config.data, set()).update(prompt_key(row["prompt"]) for row in train)
+        pending.append(Path(str(config.model)).expanduser())
+    return found
+
+
+def _datasets(stage: str, config: StageConfig) -> tuple[Any, Any, dict[str, int]]:
+    from datasets import Dataset
+
+    train, held_out, counts = stage_split(stage, config)
     train_set = Dataset.from_list(train)
     eval_set = Dataset.from_list(held_out) if held_out else None
     return train_set, eval_set, counts

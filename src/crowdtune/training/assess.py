@@ -1,0 +1,343 @@
+"""Assessment: does the tuned model beat its base on held-out prompts, by a reward model?
+
+:func:`assess` generates an answer from both models to every prompt (greedy by default,
+:func:`crowdtune.training.generation.generate`), scores each answer with the reward model, and
+reports:
+
+- **win rate** of the tuned model: the mean over prompts of 1 (its reward is higher), 1/2 (equal)
+  or 0, with a 95% percentile bootstrap interval over prompts
+  (:func:`crowdtune.preference.metrics.bootstrap_mean_ci`).
+- **length-controlled win rate**: every published preference signal here favours longer
+  answers, and so do reward models trained on them, so a model can "win" by talking more. As in
+  AlpacaEval 2.0's length-controlled win rate (Dubois et al., 2024), the win indicator is
+  regressed on the length difference with a logistic model,
+  ``P(win) = sigmoid(b0 + b1 * tanh(d / sd(d)))``, ``d`` = tuned minus base answer length in
+  characters (``sd`` not centred, so that ``d = 0`` means equal lengths), and the win rate is
+  read off at ``d = 0``: ``sigmoid(b0)``. Unlike AlpacaEval there is one pair of models, so
+  there are no model or instruction terms. The interval is a percentile bootstrap over prompts
+  (every replicate refits the regression; all replicates are fitted at once by Newton's method).
+
+Held-out prompts: the prompts of ``prompts`` that no stage behind the base, tuned or reward
+model trained on (their split is rebuilt from each ``metrics.json``,
+:func:`crowdtune.training.stages.training_prompts`), shuffled with ``seed``, first
+``n_prompts``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdtune.preference.metrics import bootstrap_mean_ci
+
+__all__ = [
+    "AssessResult",
+    "assess",
+    "held_out_prompts",
+    "length_controlled_win_rate",
+    "win_indicators",
+    "win_rate",
+]
+
+#: Ridge penalty on the logistic coefficients: keeps them finite when one side always wins.
+_RIDGE = 1e-3
+
+
+@dataclass
+class AssessResult:
+    """The per-prompt rows and the summary of one assessment (``to_dict`` for JSON)."""
+
+    rows: list[dict[str, Any]]
+    win_rate: float
+    win_rate_ci: tuple[float, float]
+    lc_win_rate: float
+    lc_win_rate_ci: tuple[float, float]
+    length_coefficient: float
+    wins: int
+    ties: int
+    losses: int
+    mean_length: dict[str, float]
+    mean_new_tokens: dict[str, float]
+    mean_reward: dict[str, float]
+    prompts: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def to_dict(self, rows: bool = False) -> dict[str, Any]:
+        """The summary as JSON-ready values (and the per-prompt rows with ``rows=True``)."""
+        summary = asdict(self)
+        summary.pop("rows")
+        summary["n"] = self.n
+        summary["win_rate_ci"] = list(self.win_rate_ci)
+        summary["lc_win_rate_ci"] = list(self.lc_win_rate_ci)
+        if rows:
+            summary["rows"] = self.rows
+        return summary
+
+
+def win_indicators(tuned_rewards: Any, base_rewards: Any) -> np.ndarray:
+    """1 where the tuned answer scores higher, 0.5 on a tie, 0 where the base one does."""
+    tuned = np.asarray(tuned_rewards, dtype=float)
+    base = np.asarray(base_rewards, dtype=float)
+    if tuned.shape != base.shape or tuned.ndim != 1:
+        raise ValueError(
+            f"rewards must be two 1-d arrays of one length, got {tuned.shape}, {base.shape}"
+        )
+    return 0.5 * (np.sign(tuned - base) + 1.0)
+
+
+def win_rate(
+    tuned_rewards: Any, base_rewards: Any, n_bootstrap: int = 2000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """The tuned model's win rate (ties count half) and its 95% percentile bootstrap interval.
+
+    Examples
+    --------
+    >>> rate, (low, high) = win_rate([3, 2, 1, 1], [0, 0, 5, 1])
+    >>> rate
+    0.625
+    """
+    wins = win_indicators(tuned_rewards, base_rewards)
+    if wins.size == 0:
+        raise ValueError("no rewards to compare")
+    return float(wins.mean()), bootstrap_mean_ci(wins, n_bootstrap, seed)
+
+
+def _fit_logistic(features: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Ridge-penalised logistic regressions with fractional targets, one per row of ``weights``.
+
+    ``features`` float[n, p], ``targets`` float[n] in [0, 1], ``weights`` float[k, n] (bootstrap
+    counts); returns coefficients float[k, p]. Newton's method, all k fits at once.
+    """
+    k, p = weights.shape[0], features.shape[1]
+    beta = np.zeros((k, p))
+    ridge = _RIDGE * np.eye(p)
+    for _ in range(50):
+        prob = 1.0 / (1.0 + np.exp(-(beta @ features.T)))  # [k, n]
+        gradient = (weights * (targets - prob)) @ features - _RIDGE * beta  # [k, p]
+        curvature = weights * prob * (1.0 - prob)  # [k, n]
+        hessian = np.einsum("kn,ni,nj->kij", curvature, features, features) + ridge
+        step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return beta
+
+
+def length_controlled_win_rate(
+    wins: Any,
+    length_difference: Any,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """The win rate at equal lengths, from ``P(win) = sigmoid(b0 + b1 * tanh(d / sd(d)))``.
+
+    Parameters
+    ----------
+    wins
+        Win indicators in [0, 1] (ties 0.5), one per prompt.
+    length_difference
+        Tuned minus base answer length, one per prompt.
+
+    Returns
+    -------
+    dict
+        ``lc_win_rate`` (``sigmoid(b0)``), ``ci`` (percentile bootstrap over prompts),
+        ``length_coefficient`` (``b1``: how much a standard deviation of extra length moves the
+        log-odds of winning).
+    """
+    targets = np.asarray(wins, dtype=float)
+    difference = np.asarray(length_difference, dtype=float)
+    if targets.shape != difference.shape or targets.ndim != 1 or targets.size == 0:
+        raise ValueError("wins and length_difference must be non-empty 1-d arrays of one length")
+    scale = float(np.sqrt(np.mean(difference**2)))  # about zero, not the mean: d = 0 stays 0
+    feature = np.tanh(difference / scale) if scale > 0 else np.zeros_like(difference)
+    features = np.column_stack([np.ones_like(feature), feature])
+    n = targets.size
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(float)
+    beta = _fit_logistic(features, targets, np.vstack([np.ones(n), counts]))
+    at_zero = 1.0 / (1.0 + np.exp(-beta[:, 0]))
+    alpha = (1 - level) / 2
+    low, high = np.quantile(at_zero[1:], [alpha, 1 - alpha])
+    return {
+        "lc_win_rate": float(at_zero[0]),
+        "ci": (float(low), float(high)),
+        "length_coefficient": float(beta[0, 1]),
+    }
+
+
+def held_out_prompts(
+    src: str, n_prompts: int | None, seed: int = 0, trained: list[str | Path] | None = None
+) -> tuple[list[Any], dict[str, Any]]:
+    """Distinct prompts of ``src`` that none of the stage folders ``trained`` trained on.
+
+    Returns the prompts (shuffled with ``seed``, at most ``n_prompts``) and counts: ``source``,
+    ``available`` (distinct prompts in ``src``), ``excluded_trained`` and ``used``.
+    """
+    from crowdtune.training.data import StageDataError, split_rows, stage_rows
+    from crowdtune.training.stages import prompt_key, training_prompts
+
+    seen: set[str] = set()
+    for folder in trained or []:
+        for keys in training_prompts(folder).values():
+            seen |= keys
+    rows = stage_rows(src, "rl").rows
+    kept = [row for row in rows if prompt_key(row["prompt"]) not in seen]
+    if not kept:
+        raise StageDataError(
+            f"--prompts {src}: every one of its {len(rows)} prompts was used in training; "
+            "assess on another source or split (e.g. @car:test)"
+        )
+    shuffled, _ = split_rows(kept, 0.0, seed=seed)
+    chosen = shuffled if n_prompts is None else shuffled[:n_prompts]
+    counts = {
+        "source": src,
+        "available": len(rows),
+        "excluded_trained": len(rows) - len(kept),
+        "used": len(chosen),
+    }
+    return [row["prompt"] for row in chosen], counts
+
+
+def _check_model(name: str, option: str) -> None:
+    """A folder that is named but holds no model fails here, before any generation."""
+    path = Path(name).expanduser()
+    if path.is_dir() and not any(
+        (path / f).is_file() for f in ("config.json", "adapter_config.json")
+    ):
+        raise FileNotFoundError(f"{option} {name}: a folder with no model in it (no config.json)")
+
+
+def assess(
+    base: str,
+    tuned: str,
+    prompts: str,
+    reward_model: str | Path,
+    n_prompts: int | None = 64,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    batch_size: int = 8,
+    *,
+    do_sample: bool = False,
+    chat_template: bool = False,
+    n_bootstrap: int = 2000,
+) -> AssessResult:
+    """Generate from ``base`` and ``tuned`` on held-out prompts of ``prompts``, score both with
+    ``reward_model``, and compare (see the module docs).
+
+    Parameters
+    ----------
+    base, tuned
+        Models as :func:`crowdtune.training.load_trained` takes them: ``tiny``, ``smollm2``, a
+        stage's ``--out`` folder (a LoRA adapter is merged onto its base), a checkpoint folder.
+    prompts
+        A source (``@car:test``, ``@hh-rlhf``, a JSONL ...); its distinct prompts, minus those
+        any stage behind the three models trained on.
+    reward_model
+        The folder ``run_reward`` (``crowdtune train reward``) wrote.
+    n_prompts
+        Prompts to assess on (None: all held-out ones).
+    max_new_tokens, batch_size, do_sample, chat_template
+        Passed to :func:`crowdtune.training.generation.generate`.
+    seed
+        Seeds the choice of prompts, sampling and the bootstrap.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``reward_model`` is not a folder with a model, or a named model folder is empty.
+    crowdtune.training.UnknownModelError
+        ``base`` or ``tuned`` names no model.
+    """
+    from crowdtune.training.generation import generate, reward_scores
+    from crowdtune.training.stages import load_trained
+
+    started = time.perf_counter()
+    reward_path = Path(reward_model).expanduser()
+    if not reward_path.is_dir():
+        raise FileNotFoundError(
+            f"--reward-model {reward_model}: no such folder (expected the --out of "
+            "`crowdtune train reward`)"
+        )
+    _check_model(str(reward_path), "--reward-model")
+    _check_model(base, "--base")
+    _check_model(tuned, "--tuned")
+    if n_prompts is not None and n_prompts < 1:
+        raise ValueError(f"n_prompts must be at least 1, got {n_prompts}")
+    chosen, prompt_counts = held_out_prompts(
+        prompts, n_prompts, seed, trained=[base, tuned, reward_path]
+    )
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, list[int]] = {}
+    for side, name in (("base", base), ("tuned", tuned)):
+        model, tokenizer = load_trained(name, "causal-lm")
+        generated = generate(
+            model, tokenizer, chosen, max_new_tokens, batch_size, do_sample, seed,
+            chat_template=chat_template,
+        )  # fmt: skip
+        answers[side], tokens[side] = list(generated), generated.new_tokens
+        del model
+    scorer, scorer_tokenizer = load_trained(reward_path, "sequence-classification", num_labels=1)
+    rewards = {
+        side: reward_scores(scorer, scorer_tokenizer, chosen, answers[side], batch_size)
+        for side in ("base", "tuned")
+    }
+    lengths = {side: np.array([len(a) for a in answers[side]], float) for side in answers}
+    wins = win_indicators(rewards["tuned"], rewards["base"])
+    rate, rate_ci = win_rate(rewards["tuned"], rewards["base"], n_bootstrap, seed)
+    controlled = length_controlled_win_rate(
+        wins, lengths["tuned"] - lengths["base"], n_bootstrap, seed
+    )
+    rows = [
+        {
+            "prompt": prompt,
+            "base": answers["base"][i],
+            "tuned": answers["tuned"][i],
+            "base_reward": rewards["base"][i],
+            "tuned_reward": rewards["tuned"][i],
+            "base_length": int(lengths["base"][i]),
+            "tuned_length": int(lengths["tuned"][i]),
+            "base_new_tokens": tokens["base"][i],
+            "tuned_new_tokens": tokens["tuned"][i],
+            "win": float(wins[i]),
+        }
+        for i, prompt in enumerate(chosen)
+    ]
+    return AssessResult(
+        rows=rows,
+        win_rate=rate,
+        win_rate_ci=rate_ci,
+        lc_win_rate=controlled["lc_win_rate"],
+        lc_win_rate_ci=controlled["ci"],
+        length_coefficient=controlled["length_coefficient"],
+        wins=int((wins == 1).sum()),
+        ties=int((wins == 0.5).sum()),
+        losses=int((wins == 0).sum()),
+        mean_length={side: float(v.mean()) for side, v in lengths.items()},
+        mean_new_tokens={side: float(np.mean(t)) for side, t in tokens.items()},
+        mean_reward={side: float(np.mean(r)) for side, r in rewards.items()},
+        prompts=prompt_counts,
+        settings={
+            "base": base,
+            "tuned": tuned,
+            "reward_model": str(reward_model),
+            "max_new_tokens": max_new_tokens,
+            "do_sample": do_sample,
+            "chat_template": chat_template,
+            "seed": seed,
+            "win_rate_ci": "percentile bootstrap over prompts",
+            "lc_win_rate": "sigmoid(b0) of P(win) = sigmoid(b0 + b1 tanh(d / rms(d))), d = "
+            "tuned - base length in characters; percentile bootstrap over prompts",
+        },
+        seconds=round(time.perf_counter() - started, 3),
+    )
