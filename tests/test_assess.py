@@ -7,7 +7,6 @@ thread (see test_training_stages.py for why).
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,8 @@ from crowdtune.training.stages import prompt_key, stage_split
 WORDS = "apple river stone cloud green seven quick table music window orange paper".split()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread (tests/conftest.py): two per pytest worker oversubscribe the 2 cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------

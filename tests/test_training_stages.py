@@ -8,7 +8,6 @@ times slower (DPO: 58 s against 1.9 s for 20 steps).
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,8 @@ CHOSEN = "Thank you, here is a good answer."
 WORDS = "apple river stone cloud green seven quick table music window orange paper".split()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread (tests/conftest.py): two per pytest worker oversubscribe the 2 cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
