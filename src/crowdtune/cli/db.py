@@ -49,14 +49,13 @@ def users_create_cmd(
     db: str = DbOpt,
 ) -> None:
     """Add a contributor; prints its bearer token alone on the last line (shown only once)."""
-    from crowdtune.store import ConflictError, make_engine, session_factory
+    from crowdtune.store import ConflictError, session_factory
     from crowdtune.store.models import ROLES
     from crowdtune.store.repository import create_contributor
 
     if role not in ROLES:
         fail(f"unknown --role {role!r}; choose one of: {', '.join(ROLES)}")
-    upgrade_or_exit(db)
-    engine = make_engine(db)
+    engine = open_store(db)
     try:
         with session_factory(engine)() as session:
             contributor, token = create_contributor(session, name, role)
@@ -71,53 +70,28 @@ def users_create_cmd(
 projects_app = typer.Typer(help="Feedback projects: create them and import items to compare.")
 
 
-def _open_store(db: str) -> Any:
+def open_store(db: str) -> Any:
+    """An engine on the database, migrated to the newest schema first (or a clean exit)."""
     from crowdtune.store import make_engine
 
     upgrade_or_exit(db)
     return make_engine(db)
 
 
-def gold_items(records: list[Any], gold_share: float, seed: int) -> list[dict[str, Any]]:
-    """Items from comparisons; a random ``gold_share`` of them keep their verdict as gold."""
+def load_items(data: str, limit: int | None, gold_share: float, seed: int) -> list[dict[str, Any]]:
+    """The first ``limit`` comparisons of ``data`` as items; a random ``gold_share`` of them
+    keep their verdict as gold. Exits cleanly naming the bad option or source."""
     import numpy as np
 
-    from crowdtune.store.repository import comparison_item
-
-    rng = np.random.default_rng(seed)
-    n_gold = round(gold_share * len(records))
-    gold = set(rng.choice(len(records), size=n_gold, replace=False).tolist())
-    return [comparison_item(c, i in gold) for i, c in enumerate(records)]
-
-
-def import_items(
-    db: str, project: str, data: str, limit: int | None, gold_share: float, seed: int,
-    overlap: int | None = None,
-) -> tuple[int, int, int]:  # fmt: skip
-    """Create ``project`` when ``overlap`` is given (else it must exist) and import the first
-    ``limit`` comparisons of ``data`` into it; (project id, items, gold items)."""
     from crowdtune.cli.preference import load_records
-    from crowdtune.store import ConflictError, NotFoundError, session_factory
-    from crowdtune.store import repository as repo
+    from crowdtune.store.repository import comparison_item
 
     if not 0 <= gold_share <= 1:
         fail(f"--gold-share must be between 0 and 1, got {gold_share}")
-    records = load_records([data])[:limit]
-    items = gold_items(records, gold_share, seed)
-    engine = _open_store(db)
-    try:
-        with session_factory(engine)() as session:
-            if overlap is not None:
-                target = repo.create_project(session, project, overlap)
-            else:
-                target = repo.project_by_name(session, project)
-            repo.add_items(session, target.id, items)
-            return target.id, len(items), sum(item["gold"] is not None for item in items)
-    except (ConflictError, NotFoundError, ValueError) as exc:
-        fail(str(exc))
-        raise  # pragma: no cover (fail exits)
-    finally:
-        engine.dispose()
+    records = load_records([data], seed=seed)[:limit]
+    rng = np.random.default_rng(seed)
+    gold = set(rng.choice(len(records), size=round(gold_share * len(records)), replace=False))
+    return [comparison_item(c, i in gold) for i, c in enumerate(records)]
 
 
 @projects_app.command("create")
@@ -130,7 +104,7 @@ def projects_create_cmd(
     from crowdtune.store import ConflictError, session_factory
     from crowdtune.store.repository import create_project
 
-    engine = _open_store(db)
+    engine = open_store(db)
     try:
         with session_factory(engine)() as session:
             project = create_project(session, name, overlap)
@@ -158,5 +132,18 @@ def projects_import_cmd(
     db: str = DbOpt,
 ) -> None:
     """Import comparisons from a dataset or file as items to annotate (all or none)."""
-    project_id, n, n_gold = import_items(db, project, data, limit, gold_share, seed)
-    typer.echo(f"imported {n} items ({n_gold} with gold answers) into project {project_id}")
+    from crowdtune.store import ConflictError, NotFoundError, session_factory
+    from crowdtune.store import repository as repo
+
+    items = load_items(data, limit, gold_share, seed)
+    engine = open_store(db)
+    try:
+        with session_factory(engine)() as session:
+            target = repo.project_by_name(session, project)
+            repo.add_items(session, target.id, items)
+    except (ConflictError, NotFoundError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    n_gold = sum(item["gold"] is not None for item in items)
+    typer.echo(f"imported {len(items)} items ({n_gold} with gold answers) into project {target.id}")

@@ -59,11 +59,15 @@ def serve_cmd(
 
 
 def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
-    """Set up a sample project on an empty database and print how to sign in."""
-    from crowdtune.cli.db import import_items
+    """Set up a sample project on an empty (migrated) database and print how to sign in.
+
+    The items are loaded first, so a bad source exits before anything is stored.
+    """
+    from crowdtune.cli.db import load_items
     from crowdtune.store import make_engine, session_factory
     from crowdtune.store import repository as repo
 
+    rows = load_items(source, items, gold_share=0.2, seed=0)
     engine = make_engine(db)
     try:
         with session_factory(engine)() as session:
@@ -76,12 +80,14 @@ def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
             people = [("admin", "admin")] + [(f"annotator-{i}", "annotator") for i in (1, 2, 3)]
             tokens = [(name, role, repo.create_contributor(session, name, role)[1])
                       for name, role in people]  # fmt: skip
+            project = repo.create_project(session, f"sample {source}", overlap=3)
+            repo.add_items(session, project.id, rows)
     finally:
         engine.dispose()
-    project_id, n, n_gold = import_items(
-        db, f"sample {source}", source, items, gold_share=0.2, seed=0, overlap=3
+    n_gold = sum(row["gold"] is not None for row in rows)
+    typer.echo(
+        f"sample project {project.id}: {len(rows)} items from {source} ({n_gold} gold), overlap 3"
     )
-    typer.echo(f"sample project {project_id}: {n} items from {source} ({n_gold} gold), overlap 3")
     typer.echo(f"sign in at {base_url}/ with one of these tokens (shown once):")
     for name, role, token in tokens:
         typer.echo(f"  {name:<12} {role:<10} {token}")

@@ -68,6 +68,7 @@ from crowdtune.store import (
     upgrade,
 )
 from crowdtune.store import repository as repo
+from crowdtune.store.db import in_memory, sqlite_synchronous_mode
 from crowdtune.store.models import VERDICT_CODES
 from crowdtune.tables import jsonable
 
@@ -256,16 +257,16 @@ def create_app(
         ``NORMAL`` or ``FULL``, for a SQLite database (see
         :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
     """
-    url = DEFAULT_URL if db_url is None else db_url
-    make_engine(url, sqlite_synchronous=sqlite_synchronous).dispose()  # bad settings fail here
+    # Bad settings fail here, before the server starts.
+    url = normalize_url(DEFAULT_URL if db_url is None else db_url)
+    sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Sync routes run on AnyIO's worker threads (40 by default); each holds at most one
         # connection at a time, so a pool that size never makes a request wait for one.
         threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
-        in_memory = normalize_url(url).database in (None, "", ":memory:")
-        pool = {} if in_memory else {"pool_size": min(threads, 40), "max_overflow": 10}
+        pool = {} if in_memory(url) else {"pool_size": min(threads, 40), "max_overflow": 10}
         engine = make_engine(url, sqlite_synchronous=sqlite_synchronous, **pool)
         app.state.tokens = TokenCache()
         upgrade(engine)

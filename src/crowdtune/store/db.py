@@ -90,6 +90,18 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def sqlite_synchronous_mode(value: str) -> str:
+    """``value`` as a :data:`SQLITE_SYNCHRONOUS` mode (any case); ``ValueError`` otherwise."""
+    mode = value.upper()
+    check_choice(mode, SQLITE_SYNCHRONOUS, "sqlite_synchronous")
+    return mode
+
+
+def in_memory(url: URL) -> bool:
+    """Whether a (normalized) URL names an in-memory SQLite database."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
 # One lock per SQLite engine that write transactions of this process take in turn (see
 # write_lock).
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -142,9 +154,8 @@ def make_engine(
         As :func:`normalize_url`, or an unknown ``sqlite_synchronous``.
     """
     parsed = normalize_url(url)
+    synchronous = sqlite_synchronous_mode(sqlite_synchronous)
     if parsed.get_backend_name() == "sqlite":
-        synchronous = sqlite_synchronous.upper()
-        check_choice(synchronous, SQLITE_SYNCHRONOUS, "sqlite_synchronous")
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine, synchronous)
         _WRITE_LOCKS[engine] = threading.Lock()

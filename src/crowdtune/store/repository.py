@@ -178,9 +178,10 @@ def create_project(
     return project
 
 
-def get_project(session: Session, project_id: int) -> Project:
-    """The project with this id; :class:`NotFoundError` when there is none."""
-    project = session.get(Project, project_id)
+def get_project(session: Session, project_id: int, *, lock: bool = False) -> Project:
+    """The project with this id; :class:`NotFoundError` when there is none. ``lock`` takes its
+    row lock (``FOR UPDATE`` on PostgreSQL) until the transaction ends."""
+    project = session.get(Project, project_id, with_for_update=lock or None)
     if project is None:
         raise NotFoundError(f"no project with id {project_id}")
     return project
@@ -709,11 +710,7 @@ def record_round(
     with _writing(session):
         # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
         # rounds that finish together count the stored rounds one after the other.
-        if (
-            session.scalar(select(Project.id).where(Project.id == project_id).with_for_update())
-            is None
-        ):
-            raise NotFoundError(f"no project with id {project_id}")
+        get_project(session, project_id, lock=True)
         stored_rounds = session.scalar(
             select(func.count(Round.id)).where(Round.project_id == project_id)
         )
