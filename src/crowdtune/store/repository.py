@@ -543,20 +543,26 @@ def project_comparisons(session: Session, project_id: int) -> list[Comparison]:
         .where(Item.project_id == project_id)
         .order_by(Response.id)
     ).all()
-    return [
-        Comparison(
-            id=f"{item.external_id or f'item-{item.id}'}/{name}",
-            prompt=tuple(item.prompt),
-            response_a=tuple(item.response_a),
-            response_b=tuple(item.response_b),
-            verdict=verdict,
-            annotator=name,
-            model_a=item.model_a,
-            model_b=item.model_b,
-            source=project.name,
-        )
-        for verdict, item, name in rows
-    ]
+    return [_as_comparison(item, verdict, project.name, name) for verdict, item, name in rows]
+
+
+def _as_comparison(
+    item: Item, verdict: Verdict, source: str, annotator: str | None = None
+) -> Comparison:
+    """An item with a verdict as a record: ``id`` is the item's external id (else
+    ``item-{id}``), followed by ``/{annotator}`` for a vote."""
+    ident = item.external_id or f"item-{item.id}"
+    return Comparison(
+        id=ident if annotator is None else f"{ident}/{annotator}",
+        prompt=tuple(item.prompt),
+        response_a=tuple(item.response_a),
+        response_b=tuple(item.response_b),
+        verdict=verdict,
+        annotator=annotator,
+        model_a=item.model_a,
+        model_b=item.model_b,
+        source=source,
+    )
 
 
 @dataclass(frozen=True)
@@ -662,19 +668,7 @@ def project_gold_items(session: Session, project_id: int) -> list[Comparison]:
     items = session.scalars(
         select(Item).where(Item.project_id == project_id, Item.gold.is_not(None)).order_by(Item.id)
     )
-    return [
-        Comparison(
-            id=item.external_id or f"item-{item.id}",
-            prompt=tuple(item.prompt),
-            response_a=tuple(item.response_a),
-            response_b=tuple(item.response_b),
-            verdict=cast(Verdict, item.gold),
-            model_a=item.model_a,
-            model_b=item.model_b,
-            source=project.name,
-        )
-        for item in items
-    ]
+    return [_as_comparison(item, cast(Verdict, item.gold), project.name) for item in items]
 
 
 def record_round(
