@@ -236,3 +236,30 @@ def test_smollm2_reward_model_with_lora_trains_offline(tmp_path: Path) -> None:
     assert metrics["steps"] == 4 and len(metrics["loss_by_step"]) == 4
     assert 0 < metrics["reward_accuracy_pairs"] == metrics["rows"]["eval_used"] <= 6
     assert (tmp_path / "adapter_config.json").is_file()
+
+
+def test_smollm2_is_converted_into_the_data_home_or_the_cache_when_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crowdtune.training import models
+
+    converted: list[Path] = []
+
+    def convert(gguf: Path, out: Path) -> None:  # stands in for the 15-30 s dequantization
+        assert gguf.name.endswith(".gguf") and gguf.is_file()
+        converted.append(out)
+        (out / "config.json").write_text("{}", encoding="utf-8")
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setenv("CROWDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path / "home"))
+    first = models.smollm2_checkpoint()
+    assert first == tmp_path / "home" / models.SMOLLM2_DIRNAME
+    assert models.smollm2_checkpoint() == first and len(converted) == 1  # converted once
+    assert [p.name for p in (tmp_path / "home").iterdir()] == [models.SMOLLM2_DIRNAME]
+
+    # A data home that cannot be written (here: a path under a file) falls back to the cache.
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path / "file" / "home"))
+    assert models.smollm2_checkpoint() == tmp_path / "cache" / models.SMOLLM2_DIRNAME
+    assert len(converted) == 2

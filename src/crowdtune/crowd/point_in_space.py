@@ -475,13 +475,14 @@ class TextSampler:
         self._models: dict[str, tuple[Any, Any]] = {}
 
     def _load(self, name: str) -> tuple[Any, Any]:
+        from crowdtune.training.generation import on_inference_device
         from crowdtune.training.stages import load_trained
 
         if name not in self._models:
             while len(self._models) >= self.keep:
                 self._models.pop(next(iter(self._models)))
             model, tokenizer = load_trained(name, "causal-lm", seed=self.load_seed)
-            self._models[name] = (model, tokenizer)
+            self._models[name] = (on_inference_device(model), tokenizer)
         return self._models[name]
 
     def __call__(self, name: str, n: int, seed: int) -> list[str]:

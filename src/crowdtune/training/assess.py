@@ -259,7 +259,7 @@ def assess(
     crowdtune.training.UnknownModelError
         ``base`` or ``tuned`` names no model.
     """
-    from crowdtune.training.generation import generate, reward_scores
+    from crowdtune.training.generation import generate, on_inference_device, reward_scores
     from crowdtune.training.stages import load_trained
 
     started = time.perf_counter()
@@ -281,6 +281,7 @@ def assess(
     tokens: dict[str, list[int]] = {}
     for side, name in (("base", base), ("tuned", tuned)):
         model, tokenizer = load_trained(name, "causal-lm")
+        model = on_inference_device(model)
         generated = generate(
             model, tokenizer, chosen, max_new_tokens, batch_size, do_sample, seed,
             chat_template=chat_template,
@@ -288,6 +289,7 @@ def assess(
         answers[side], tokens[side] = list(generated), generated.new_tokens
         del model
     scorer, scorer_tokenizer = load_trained(reward_path, "sequence-classification", num_labels=1)
+    scorer = on_inference_device(scorer)
     rewards = {
         side: reward_scores(scorer, scorer_tokenizer, chosen, answers[side], batch_size)
         for side in ("base", "tuned")

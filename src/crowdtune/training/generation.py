@@ -8,7 +8,8 @@ strings as one user message instead (for an instruct model assessed on raw instr
 
 Generation pads on the left (a decoder-only model continues the last token of each row) and
 returns only the new text. Long prompts are cut from the left, keeping their end, which is the
-part the answer continues.
+part the answer continues. Both functions run where the model is; :func:`on_inference_device`
+moves a freshly loaded model to the GPU when there is one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["Prompt", "Generations", "generate", "prompt_text", "reward_scores"]
+__all__ = [
+    "Prompt",
+    "Generations",
+    "generate",
+    "on_inference_device",
+    "prompt_text",
+    "reward_scores",
+]
 
 #: A prompt: plain text, or a conversation as a list of ``{"role", "content"}`` messages.
 Prompt = str | list[dict[str, Any]]
@@ -30,6 +38,16 @@ class Generations(list[str]):
     """The new text of each prompt (a list of strings), with ``new_tokens``: its token counts."""
 
     new_tokens: list[int]
+
+
+def on_inference_device(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` on the first CUDA device when there is one (else left on the CPU), for
+    generation and scoring; the trainers place the models they train themselves."""
+    import torch
+
+    if torch.cuda.is_available():
+        return model.to("cuda")  # type: ignore[arg-type]
+    return model
 
 
 def _is_conversation(prompt: Any) -> bool:

