@@ -220,9 +220,38 @@ def test_distances_and_points() -> None:
 # ---------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_evaluate_and_target_json(small_fit, monkeypatch) -> None:
+def test_split_scores_are_cached_beside_the_default_classifier(
+    small_fit, tmp_path: Path, monkeypatch
+) -> None:
+    classifier, _ = small_fit
+    fitted = tmp_path / "models" / "classifier.joblib"
+    fitted.parent.mkdir()
+    fitted.write_bytes(b"a fitted classifier")
+    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [fitted])
+    loads = []
+
+    def load_default(**kwargs: object) -> EmotionClassifier:
+        loads.append(1)
+        return classifier
+
+    monkeypatch.setattr(emotions, "load_default", load_default)
+    texts, scores = emotions.pool_scores(split="dev")
+    assert len(loads) == 1 and scores.shape == (len(texts), 28)
+    np.testing.assert_allclose(scores, classifier.predict_proba(texts))
+    assert (tmp_path / "models" / "classifier.scores-dev.npz").is_file()
+    _, again = emotions.pool_scores(split="dev")  # from the cache: the classifier is not loaded
+    assert len(loads) == 1
+    np.testing.assert_array_equal(again, scores)
+    fitted.write_bytes(b"another fit, a different file")  # a refit invalidates the cache
+    emotions.pool_scores(split="dev")
+    assert len(loads) == 2
+
+
+def test_cli_evaluate_and_target_json(small_fit, tmp_path: Path, monkeypatch) -> None:
     classifier, _ = small_fit
     monkeypatch.setattr(emotions, "load_default", lambda **kwargs: classifier)
+    # No cached scores of the real default classifier: the target uses this classifier.
+    monkeypatch.setattr(emotions, "default_classifier_paths", lambda p=None: [tmp_path / "none"])
     result = runner.invoke(app, ["emotions", "evaluate", "--json", "--limit", "200"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

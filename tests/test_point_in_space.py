@@ -3,6 +3,7 @@ fast), then the whole pipeline on the tiny model through the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -17,7 +18,9 @@ from crowdtune.cli import app
 from crowdtune.crowd.point_in_space import (
     ARMS,
     PointInSpaceConfig,
+    finished_run,
     run_arms,
+    summarize_emotions,
     summarize_point_in_space,
     target_distance_band,
     training_pool,
@@ -169,6 +172,34 @@ def test_replicates_are_reproducible_and_summarised_with_intervals() -> None:
     assert summary["selection_bias"]["mean"] is not None
 
 
+def test_emotions_are_compared_at_each_arms_last_generation_with_paired_differences() -> None:
+    tables = {
+        f"e{seed}": pd.concat([_run(r, seed=seed)[0] for r in range(2)], ignore_index=True)
+        for seed in (0, 10, 20)
+    }
+    summary = summarize_emotions(tables)
+    assert summary["emotions"] == ["e0", "e10", "e20"]
+    assert summary["replicates"] == {"e0": 2, "e10": 2, "e20": 2}
+    finals = {}
+    for emotion, table in tables.items():
+        winners = table[(table["role"] == "winner") & (table["generation"] == 2)]
+        finals[emotion] = winners.groupby("arm")["distance"].mean()
+        assert summary["per_emotion"][emotion]["competitive"] == pytest.approx(
+            finals[emotion]["competitive"]
+        )
+        base = table.loc[table["role"] == "base", "distance"].mean()
+        assert summary["per_emotion"][emotion]["base"] == pytest.approx(base)
+    gaps = [f["competitive"] - f["single"] for f in finals.values()]
+    difference = summary["differences"]["competitive_minus_single"]
+    assert difference["mean"] == pytest.approx(np.mean(gaps))
+    half = 4.302653 * np.std(gaps, ddof=1) / np.sqrt(3)  # t(0.975, 2 df): emotions are the units
+    assert difference["ci_high"] - difference["mean"] == pytest.approx(half, rel=1e-5)
+    final = summary["final"]["single"]
+    assert final["mean"] == pytest.approx(np.mean([f["single"] for f in finals.values()]))
+    with pytest.raises(ValueError, match="no emotions"):
+        summarize_emotions({})
+
+
 def test_config_rejects_subsets_that_do_not_fit_the_pool() -> None:
     with pytest.raises(ValueError, match="do not fit"):
         PointInSpaceConfig(k_single=(10,), subset_sizes=(4, 3, 2))
@@ -219,12 +250,48 @@ def test_point_in_space_on_the_tiny_model(tmp_path: Path) -> None:
     assert (Path(winner["model"]) / "adapter_config.json").is_file()
 
 
+def test_a_sweep_over_emotions_keeps_finished_runs_and_compares_them(tmp_path: Path) -> None:
+    options = [
+        "experiment", "point-in-space", "--model", "tiny", "--emotion", "joy,anger",
+        "--out", str(tmp_path), "--samples", "2", "--max-new-tokens", "4",
+        "--k-single", "4,6", "--subset-sizes", "3,2", "--candidates", "2",
+        "--max-steps", "1", "--batch-size", "2", "--no-progress", "--json",
+    ]  # fmt: skip
+    first = CliRunner().invoke(app, options)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["emotions"] == ["joy", "anger"]
+    assert set(summary["final"]) == {"base", *ARMS}
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["config"]["emotion"] == ["joy", "anger"]
+    for emotion in ("joy", "anger"):
+        assert (tmp_path / emotion / "report.html").is_file()
+        assert json.loads((tmp_path / emotion / "target.json").read_text())["emotion"] == emotion
+    stamps = {e: (tmp_path / e / "results.csv").stat().st_mtime_ns for e in ("joy", "anger")}
+    again = CliRunner().invoke(app, options)  # both finished with these settings: nothing reruns
+    assert again.exit_code == 0, again.output
+    assert "kept" in again.stderr
+    assert {e: (tmp_path / e / "results.csv").stat().st_mtime_ns for e in stamps} == stamps
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == summary
+    config = PointInSpaceConfig(
+        emotion="joy", model="tiny", k_single=(4, 6), generations=2, candidates=2,
+        subset_sizes=(3, 2), n_samples=2, max_new_tokens=4, max_steps=1, batch_size=2,
+    )  # fmt: skip
+    assert finished_run(tmp_path / "joy", config) is not None
+    assert finished_run(tmp_path / "joy", dataclasses.replace(config, n_samples=3)) is None
+    assert finished_run(tmp_path / "nowhere", config) is None
+
+
 def test_point_in_space_rejects_bad_options(tmp_path: Path) -> None:
     runner = CliRunner()
     bad = runner.invoke(
         app, ["experiment", "point-in-space", "--emotion", "glee", "--out", str(tmp_path)]
     )
     assert bad.exit_code == 2 and "glee" in bad.output
+    bad = runner.invoke(
+        app, ["experiment", "point-in-space", "--emotion", "joy,glee", "--out", str(tmp_path)]
+    )
+    assert bad.exit_code == 2 and "unknown --emotion glee;" in bad.output
     bad = runner.invoke(
         app, ["experiment", "point-in-space", "--k-single", "4", "--out", str(tmp_path)]
     )

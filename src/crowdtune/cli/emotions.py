@@ -108,8 +108,10 @@ def target_cmd(
     if k < 0:
         fail("--k must be >= 0")
     try:
-        classifier = _classifier(progress)
-        texts, scores = pool_scores(classifier, split)
+        # The default classifier's scores of a split are cached beside it (pool_scores).
+        texts, scores = pool_scores(
+            split=split, progress=(lambda line: err.print(line, markup=False)) if progress else None
+        )
     except (DatasetMissingError, DatasetFormatError) as exc:
         fail(str(exc))
     if k >= len(texts):

@@ -546,18 +546,60 @@ def distance_to_target(points: np.ndarray, centre: np.ndarray, metric: str = "l2
     return float(distance) if np.ndim(distance) == 0 else distance
 
 
+def _scores_file(classifier_path: Path, split: str) -> Path:
+    return classifier_path.with_name(f"{classifier_path.stem}.scores-{split}.npz")
+
+
+def _stamp(path: Path) -> np.ndarray:
+    """The classifier file's size and modification time: scores cached beside it are valid
+    only for that very file (a refit replaces it)."""
+    status = path.stat()
+    return np.array([status.st_size, status.st_mtime_ns], dtype=np.int64)
+
+
+def _cached_scores(classifier_path: Path, split: str, n: int) -> np.ndarray | None:
+    try:
+        with np.load(_scores_file(classifier_path, split)) as cached:
+            scores, stamp = cached["scores"], cached["classifier"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if scores.shape != (n, len(GOEMOTIONS_LABELS)) or not np.array_equal(
+        stamp, _stamp(classifier_path)
+    ):
+        return None
+    return np.asarray(scores, dtype=float)
+
+
 def pool_scores(
     classifier: EmotionClassifier | None = None,
     split: str = "test",
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """The target pool: a GoEmotions split's texts and their ``(n, 28)`` scores under
-    ``classifier`` (default: :func:`load_default`)."""
+    """A GoEmotions split's texts and their ``(n, 28)`` scores under ``classifier``.
+
+    With the default classifier (``classifier`` None: :func:`load_default`) the scores are
+    cached beside its file (``...scores-<split>.npz``), because scoring the 43k train sentences
+    takes about a minute on 2 cores; a cache made for another fit of the classifier is ignored.
+    """
     from crowdtune.datasets.goemotions import load_goemotions
+    from crowdtune.datasets.textfile import atomic_path
 
     data = load_goemotions(split)
-    if classifier is None:
-        if progress is not None:
-            progress("loading (or fitting) the default emotion classifier")
-        classifier = load_default()
-    return data.texts, classifier.predict_proba(data.texts)
+    if classifier is not None:
+        return data.texts, np.asarray(classifier.predict_proba(data.texts), dtype=float)
+    fitted = [path for path in default_classifier_paths() if path.is_file()]
+    for path in fitted:
+        scores = _cached_scores(path, split, len(data.texts))
+        if scores is not None:
+            return data.texts, scores
+    if progress is not None:
+        progress("loading (or fitting) the default emotion classifier")
+    scores = np.asarray(load_default().predict_proba(data.texts), dtype=float)
+    for path in [path for path in default_classifier_paths() if path.is_file()]:
+        try:
+            with atomic_path(_scores_file(path, split)) as tmp, tmp.open("wb") as handle:
+                np.savez(handle, scores=scores, classifier=_stamp(path))
+            break
+        except OSError:
+            continue  # read-only: the scores are recomputed next time
+    return data.texts, scores
