@@ -247,6 +247,32 @@ def test_split_scores_are_cached_beside_the_default_classifier(
     assert len(loads) == 2
 
 
+def test_split_scores_of_a_later_classifier_file_are_not_used(
+    small_fit, tmp_path: Path, monkeypatch
+) -> None:
+    """load_default loads the first fitted file; scores cached beside a later one (another
+    fit) must not stand in for its scores, and new scores go beside the first file."""
+    classifier, _ = small_fit
+    first, later = tmp_path / "home" / "classifier.joblib", tmp_path / "cache" / "classifier.joblib"
+    for path in (first, later):
+        path.parent.mkdir()
+        path.write_bytes(f"a fit in {path.parent.name}".encode())
+    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [later])
+    monkeypatch.setattr(emotions, "load_default", lambda **kwargs: _Constant())
+    _, stale = emotions.pool_scores(split="dev")  # the later file's cache: constant scores
+    np.testing.assert_array_equal(stale, 0.5)
+    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [first, later])
+    monkeypatch.setattr(emotions, "load_default", lambda **kwargs: classifier)
+    texts, scores = emotions.pool_scores(split="dev")
+    np.testing.assert_allclose(scores, classifier.predict_proba(texts))
+    assert (tmp_path / "home" / "classifier.scores-dev.npz").is_file()
+
+
+class _Constant:
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.full((len(texts), 28), 0.5)
+
+
 def test_cli_evaluate_and_target_json(small_fit, tmp_path: Path, monkeypatch) -> None:
     classifier, _ = small_fit
     monkeypatch.setattr(emotions, "load_default", lambda **kwargs: classifier)

@@ -31,6 +31,7 @@ it reports "mean distance over 28 emotions".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -587,19 +588,20 @@ def pool_scores(
     data = load_goemotions(split)
     if classifier is not None:
         return data.texts, np.asarray(classifier.predict_proba(data.texts), dtype=float)
-    fitted = [path for path in default_classifier_paths() if path.is_file()]
-    for path in fitted:
-        scores = _cached_scores(path, split, len(data.texts))
+    # load_default loads the first fitted file there is, so only scores stamped with that very
+    # file count (a cache beside a later one may hold another fit's scores), and only there are
+    # new scores written; a read-only place means they are recomputed next time.
+    fitted = next((path for path in default_classifier_paths() if path.is_file()), None)
+    if fitted is not None:
+        scores = _cached_scores(fitted, split, len(data.texts))
         if scores is not None:
             return data.texts, scores
     if progress is not None:
         progress("loading (or fitting) the default emotion classifier")
     scores = np.asarray(load_default().predict_proba(data.texts), dtype=float)
-    for path in [path for path in default_classifier_paths() if path.is_file()]:
-        try:
-            with atomic_path(_scores_file(path, split)) as tmp, tmp.open("wb") as handle:
-                np.savez(handle, scores=scores, classifier=_stamp(path))
-            break
-        except OSError:
-            continue  # read-only: the scores are recomputed next time
+    fitted = next((path for path in default_classifier_paths() if path.is_file()), None)
+    if fitted is not None:
+        with contextlib.suppress(OSError):
+            with atomic_path(_scores_file(fitted, split)) as tmp, tmp.open("wb") as handle:
+                np.savez(handle, scores=scores, classifier=_stamp(fitted))
     return data.texts, scores
