@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from crowdtune.cli import app
 from crowdtune.training import StageConfig, StageDataError, load_model, run_reward, run_sft
 from crowdtune.training.assess import (
+    answer_rewards,
     assess,
     held_out_prompts,
     length_controlled_win_rate,
@@ -41,6 +42,21 @@ def test_win_rate_counts_ties_half() -> None:
     assert rate == pytest.approx((1 + 1 + 0 + 0.5) / 4)
     assert list(win_indicators([3, 1, 1], [0, 5, 1])) == [1.0, 0.0, 0.5]
     assert 0 <= low <= rate <= high <= 1
+
+
+def test_identical_answers_tie_exactly_even_when_scoring_is_batch_dependent() -> None:
+    # A scorer whose scores move with the batch, as padding moves a real model's last digits.
+    def score(prompts: list[str], answers: list[str]) -> list[float]:
+        return [len(a) + 1e-6 * len(answers) for a in answers]
+
+    answers = {"base": ["aa", "bbb", "c", "dd"], "tuned": ["aa", "b", "c", "dddd"]}
+    rewards = answer_rewards(score, ["p1", "p2", "p3", "p4"], answers)
+    wins = win_indicators(rewards["tuned"], rewards["base"])
+    # The unchanged answers (1st, 3rd) tie; the changed ones are scored and compared.
+    assert wins.tolist() == [0.5, 0.0, 0.5, 1.0]
+    assert rewards["tuned"][3] == pytest.approx(4.0, abs=1e-5)
+    unchanged = {"base": ["x", "y"], "tuned": ["x", "y"]}
+    assert answer_rewards(score, ["p", "q"], unchanged)["tuned"].tolist() == [1 + 2e-6] * 2
 
 
 def test_win_rate_interval_covers_the_truth() -> None:
@@ -154,6 +170,8 @@ def test_assess_uses_only_held_out_prompts(trained: dict[str, Path]) -> None:
     wins = [r["win"] for r in result.rows]
     assert result.win_rate == pytest.approx(np.mean(wins))
     assert result.wins + result.ties + result.losses == 10
+    changed = sum(r["base"] != r["tuned"] for r in result.rows)
+    assert result.changed == changed and result.ties >= result.n - changed
     low, high = result.win_rate_ci
     assert low <= result.win_rate <= high
     assert all(r["base_new_tokens"] <= 8 and r["tuned_new_tokens"] <= 8 for r in result.rows)
@@ -177,7 +195,7 @@ def test_assess_cli_json_and_rows(trained: dict[str, Path], tmp_path: Path) -> N
     assert {
         "n", "win_rate", "win_rate_ci", "lc_win_rate", "lc_win_rate_ci", "length_coefficient",
         "wins", "ties", "losses", "mean_length", "mean_new_tokens", "mean_reward", "prompts",
-        "settings", "seconds",
+        "changed", "settings", "seconds",
     } <= set(body)  # fmt: skip
     assert body["n"] == 6 and len(body["win_rate_ci"]) == 2
     assert set(body["mean_reward"]) == {"base", "tuned"}
@@ -193,7 +211,7 @@ def test_assess_cli_json_and_rows(trained: dict[str, Path], tmp_path: Path) -> N
     assert table.exit_code == 0, table.output
     assert "length-controlled win rate" in table.stdout
     # The same model on both sides ties everywhere.
-    assert "0 / 3 / 0" in table.stdout
+    assert "0 / 3 / 0" in table.stdout and "0 of 3" in table.stdout
 
 
 def test_assess_errors(trained: dict[str, Path], tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ def print_assessment(result: Any, title: str) -> None:
         f"{result.lc_win_rate:.1%} [{low:.1%}, {high:.1%}]",
     )
     table.add_row("wins / ties / losses", f"{result.wins} / {result.ties} / {result.losses}")
+    table.add_row("answers changed by tuning", f"{result.changed} of {result.n}")
     for side in ("base", "tuned"):
         table.add_row(
             f"{side}: mean reward, length (chars, tokens)",

@@ -4,8 +4,9 @@
 :func:`crowdtune.training.generation.generate`), scores each answer with the reward model, and
 reports:
 
-- **win rate** of the tuned model: the mean over prompts of 1 (its reward is higher), 1/2 (equal)
-  or 0, with a 95% percentile bootstrap interval over prompts
+- **win rate** of the tuned model: the mean over prompts of 1 (its reward is higher), 1/2 (equal,
+  always so where both models gave the same answer: :func:`answer_rewards`) or 0, with a 95%
+  percentile bootstrap interval over prompts
   (:func:`crowdtune.preference.metrics.bootstrap_mean_ci`).
 - **length-controlled win rate**: every published preference signal here favours longer
   answers, and so do reward models trained on them, so a model can "win" by talking more. As in
@@ -26,6 +27,7 @@ model trained on (their split is rebuilt from each ``metrics.json``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from crowdtune.preference.metrics import bootstrap_mean_ci
 
 __all__ = [
     "AssessResult",
+    "answer_rewards",
     "assess",
     "held_out_prompts",
     "length_controlled_win_rate",
@@ -60,6 +63,7 @@ class AssessResult:
     wins: int
     ties: int
     losses: int
+    changed: int
     mean_length: dict[str, float]
     mean_new_tokens: dict[str, float]
     mean_reward: dict[str, float]
@@ -92,6 +96,27 @@ def win_indicators(tuned_rewards: Any, base_rewards: Any) -> np.ndarray:
             f"rewards must be two 1-d arrays of one length, got {tuned.shape}, {base.shape}"
         )
     return 0.5 * (np.sign(tuned - base) + 1.0)
+
+
+def answer_rewards(
+    score: Callable[[list[Any], list[str]], list[float]],
+    prompts: Sequence[Any],
+    answers: dict[str, list[str]],
+) -> dict[str, np.ndarray]:
+    """The reward of the ``"base"`` and ``"tuned"`` answer to every prompt, by
+    ``score(prompts, answers)``. Only tuned answers that differ from the base answer are scored;
+    an identical one gets the base answer's reward, so the pair is an exact tie: scored in
+    another batch (other padding), the same text can differ in the last digits and would count as
+    a win or a loss."""
+    base = np.asarray(score(list(prompts), list(answers["base"])), dtype=float)
+    pairs = zip(answers["base"], answers["tuned"], strict=True)
+    changed = [i for i, (b, t) in enumerate(pairs) if b != t]
+    tuned = base.copy()
+    if changed:
+        tuned[changed] = score(
+            [prompts[i] for i in changed], [answers["tuned"][i] for i in changed]
+        )
+    return {"base": base, "tuned": tuned}
 
 
 def win_rate(
@@ -290,10 +315,9 @@ def assess(
         del model
     scorer, scorer_tokenizer = load_trained(reward_path, "sequence-classification", num_labels=1)
     scorer = on_inference_device(scorer)
-    rewards = {
-        side: reward_scores(scorer, scorer_tokenizer, chosen, answers[side], batch_size)
-        for side in ("base", "tuned")
-    }
+    rewards = answer_rewards(
+        lambda p, a: reward_scores(scorer, scorer_tokenizer, p, a, batch_size), chosen, answers
+    )
     lengths = {side: np.array([len(a) for a in answers[side]], float) for side in answers}
     wins = win_indicators(rewards["tuned"], rewards["base"])
     rate, rate_ci = win_rate(rewards["tuned"], rewards["base"], n_bootstrap, seed)
@@ -305,8 +329,8 @@ def assess(
             "prompt": prompt,
             "base": answers["base"][i],
             "tuned": answers["tuned"][i],
-            "base_reward": rewards["base"][i],
-            "tuned_reward": rewards["tuned"][i],
+            "base_reward": float(rewards["base"][i]),
+            "tuned_reward": float(rewards["tuned"][i]),
             "base_length": int(lengths["base"][i]),
             "tuned_length": int(lengths["tuned"][i]),
             "base_new_tokens": tokens["base"][i],
@@ -325,6 +349,7 @@ def assess(
         wins=int((wins == 1).sum()),
         ties=int((wins == 0.5).sum()),
         losses=int((wins == 0).sum()),
+        changed=sum(b != t for b, t in zip(answers["base"], answers["tuned"], strict=True)),
         mean_length={side: float(v.mean()) for side, v in lengths.items()},
         mean_new_tokens={side: float(np.mean(t)) for side, t in tokens.items()},
         mean_reward={side: float(np.mean(r)) for side, r in rewards.items()},
