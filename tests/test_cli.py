@@ -145,6 +145,12 @@ def test_demo_writes_the_report(tmp_path, movielens_available):
     assert "Credit: points against Shapley values" in html
     for scheme in ("rank", "marginal", "regression", "leave-one-out"):
         assert scheme in result.stdout
+    # The train section prints the SmolLM2 pipeline on CaR (learnable on a CPU) and the GPU one.
+    assert "crowdtune train reward --model smollm2 --lora --max-steps 100 --data @car:train" in (
+        result.stdout
+    )
+    assert "--prompts @car:test --reward-model runs/reward" in result.stdout
+    assert "--model HuggingFaceTB/SmolLM2-1.7B-Instruct" in result.stdout
 
 
 def test_shapley_centroid_json_is_efficient(movielens_available) -> None:
