@@ -98,6 +98,12 @@ def win_indicators(tuned_rewards: Any, base_rewards: Any) -> np.ndarray:
     return 0.5 * (np.sign(tuned - base) + 1.0)
 
 
+def _changed(answers: dict[str, list[str]]) -> list[int]:
+    """The prompts where the tuned answer differs from the base answer."""
+    pairs = zip(answers["base"], answers["tuned"], strict=True)
+    return [i for i, (base, tuned) in enumerate(pairs) if base != tuned]
+
+
 def answer_rewards(
     score: Callable[[list[Any], list[str]], list[float]],
     prompts: Sequence[Any],
@@ -109,8 +115,7 @@ def answer_rewards(
     another batch (other padding), the same text can differ in the last digits and would count as
     a win or a loss."""
     base = np.asarray(score(list(prompts), list(answers["base"])), dtype=float)
-    pairs = zip(answers["base"], answers["tuned"], strict=True)
-    changed = [i for i, (b, t) in enumerate(pairs) if b != t]
+    changed = _changed(answers)
     tuned = base.copy()
     if changed:
         tuned[changed] = score(
@@ -349,7 +354,7 @@ def assess(
         wins=int((wins == 1).sum()),
         ties=int((wins == 0.5).sum()),
         losses=int((wins == 0).sum()),
-        changed=sum(b != t for b, t in zip(answers["base"], answers["tuned"], strict=True)),
+        changed=len(_changed(answers)),
         mean_length={side: float(v.mean()) for side, v in lengths.items()},
         mean_new_tokens={side: float(np.mean(t)) for side, t in tokens.items()},
         mean_reward={side: float(np.mean(r)) for side, r in rewards.items()},
