@@ -18,9 +18,7 @@ import typer
 
 from crowdtune.cli.common import JsonOpt, ProgressOpt, err, fail, progress_bar
 
-analyze_app = typer.Typer(
-    help="Linguistic analyses of text sets: how far a test set lies from the fine-tuning data."
-)
+analyze_app = typer.Typer(help="How far a test set lies, linguistically, from fine-tuning data.")
 
 
 @analyze_app.callback()
@@ -86,8 +84,9 @@ def distribution_cmd(
     json_out: bool = JsonOpt,
     progress: bool = ProgressOpt,
 ) -> None:
-    """Sentence length, POS, lemmas, sentiment: tests, divergences and mismatched test texts.
+    """Compare the linguistic features of fine-tuning and test texts.
 
+    Sentence length, POS, lemmas and sentiment: tests, divergences and mismatched test texts.
     Follows "Investigating collapse on RL fine-tuning data distribution": every text gets its
     features (spaCy without parser and NER, VADER), each feature is tested between the sets (KS,
     Mann-Whitney, Benjamini-Hochberg), the pooled POS and lemma distributions are compared by

@@ -84,8 +84,13 @@ def assess_cmd(
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Win rate (95% CI) and length-controlled win rate of --tuned over --base on held-out
-    prompts, judged by --reward-model."""
+    """Win rate of a tuned model over its base, by a reward model.
+
+    Generates answers from --base and --tuned on held-out prompts and scores them with
+    --reward-model. Prints the win rate of --tuned (ties count half; 95% percentile bootstrap
+    interval over prompts) and its length-controlled win rate (AlpacaEval 2.0 style: the win rate
+    that a logistic regression on the length difference predicts at equal lengths).
+    """
     from crowdtune.training.assess import assess
     from crowdtune.training.data import StageDataError
     from crowdtune.training.models import UnknownModelError

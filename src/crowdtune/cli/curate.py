@@ -18,7 +18,10 @@ from rich.table import Table
 from crowdtune.cli.common import JsonOpt, ProgressOpt, err, fail
 
 curate_app = typer.Typer(
-    help="Curate instruction data: score quality, cluster, select a diverse high-quality subset.",
+    help="Select a diverse, high-quality subset of instruction data.\n\n"
+    "CaR (Clustering and Ranking, Ge et al. 2024): score quality, cluster, select. DATA files are "
+    "Alpaca-style instruction data: .jsonl, .json (an array) or .csv with the fields "
+    "`instruction`, `input` (optional) and `output`.",
     no_args_is_help=True,
 )
 
@@ -95,10 +98,12 @@ def select_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Select CaR's subset: the top N by quality plus the best item of every cluster.
+    """CaR's selection: the top N by quality plus each cluster's best.
 
-    Prints the per-stage seconds and the diversity of the selection beside a random subset and
-    the top-by-score-only subset of the same size. --json prints the summary as one object.
+    Writes the top --top-n items by quality score plus the best --per-cluster items of every
+    cluster. Prints the per-stage seconds and the diversity of the selection beside a random
+    subset and the top-by-score-only subset of the same size. `--json` prints the summary as one
+    object.
     """
     from crowdtune.curation.select import car_select
     from crowdtune.datasets.instructions import instruction_format, read_instructions
@@ -177,11 +182,14 @@ def quality_evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the scorer and the bootstrap."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fit a scorer on CaR train (parameters chosen on valid, refitted on train + valid) and
-    report its pairwise accuracy on the 254 expert test pairs, with a 95% bootstrap CI, beside
-    the length rule; also how much of its accuracy length explains (accuracy where the longer
-    answer is better vs worse). --json prints {"accuracy", "ci_low", "ci_high", "n",
-    "length_baseline_accuracy", ...}."""
+    """A scorer's pairwise accuracy on CaR's 254 expert test pairs.
+
+    Fits the scorer on CaR train (parameters chosen on valid, refitted on train + valid) and
+    reports its pairwise accuracy on the expert test pairs, with a 95% bootstrap CI, beside the
+    length rule; also how much of its accuracy length explains (accuracy where the longer answer
+    is better vs worse). `--json` prints `{"accuracy", "ci_low", "ci_high", "n",
+    "length_baseline_accuracy", ...}`.
+    """
     from crowdtune.curation.quality import SCORERS, evaluate_on_car
 
     if scorer not in SCORERS:

@@ -10,7 +10,10 @@ from crowdtune.cli.common import (
     fail,
 )
 
-data_app = typer.Typer(help="The data home: where datasets live, downloading and exporting them.")
+data_app = typer.Typer(
+    help="Datasets: the data home, downloads and exports.\n\n"
+    "The data home is where datasets live; `crowdtune data home` prints it."
+)
 
 
 @data_app.command("home")

@@ -38,7 +38,10 @@ def upgrade_or_exit(url: str) -> str | None:
 
 @db_app.command("upgrade")
 def db_upgrade_cmd(db: str = DbOpt) -> None:
-    """Create the database's tables or migrate them to the newest schema; prints the revision."""
+    """Create the database's tables or migrate them to the newest schema.
+
+    Prints the revision the database is at.
+    """
     typer.echo(upgrade_or_exit(db))
 
 
@@ -48,7 +51,10 @@ def users_create_cmd(
     role: str = typer.Option("annotator", "--role", help="admin or annotator."),
     db: str = DbOpt,
 ) -> None:
-    """Add a contributor; prints its bearer token alone on the last line (shown only once)."""
+    """Add a contributor and print its bearer token (shown only once).
+
+    The token is alone on the last line.
+    """
     from crowdtune.store import ConflictError, session_factory
     from crowdtune.store.models import ROLES
     from crowdtune.store.repository import create_contributor
@@ -131,7 +137,11 @@ def projects_import_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the gold choice and A/B order."),
     db: str = DbOpt,
 ) -> None:
-    """Import comparisons from a dataset or file as items to annotate (all or none)."""
+    """Import comparisons as items to annotate.
+
+    Reads --data (a dataset of the data home or a file) and stores all of its items or, on an
+    error, none.
+    """
     from crowdtune.store import ConflictError, NotFoundError, session_factory
     from crowdtune.store import repository as repo
 

@@ -39,14 +39,22 @@ def demo_cmd(
     seed: int = SeedOpt,
     progress: bool = ProgressOpt,
 ) -> None:
-    """The main job on the shipped defaults: compare the three grouping strategies on MovieLens
-    (published settings: 100 users, 4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05), then
-    the point schemes against accurate Shapley values, then preference predictors on PandaLM,
-    LLMEval² and MT-Bench (grouped and leave-one-dataset-out CV) and the MT-Bench leaderboard,
-    then curation: quality scorers on CaR's expert pairs, a CaR selection, and the linguistic
-    distributions of HH-RLHF helpful vs harmless prompts, then the tiny training pipeline (SFT,
-    reward model, DPO, assessment on held-out CaR prompts); print summaries and write an HTML
-    report to OUT/index.html."""
+    """Every stage on the shipped defaults, with an HTML report.
+
+    The main job, stage by stage:
+
+    - credit: the three grouping strategies on MovieLens (published settings: 100 users,
+      4 groups, 100 rounds, L2, delta 0.1, p 2, error 0.05), then the point schemes against
+      accurate Shapley values;
+    - model: preference predictors on PandaLM, LLMEval² and MT-Bench (grouped and
+      leave-one-dataset-out CV) and the MT-Bench leaderboard;
+    - curate: quality scorers on CaR's expert pairs, a CaR selection, and the linguistic
+      distributions of HH-RLHF helpful vs harmless prompts;
+    - train and assess: the tiny training pipeline (SFT, reward model, DPO, assessment on
+      held-out CaR prompts).
+
+    Prints the summaries and writes the report to --out/index.html.
+    """
     from crowdtune.crowd.credit import compare_credit
     from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES

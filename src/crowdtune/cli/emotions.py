@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from crowdtune.spaces.emotions import EmotionClassifier
 
 emotions_app = typer.Typer(
-    help="The emotion space: a GoEmotions classifier (28 scores per text) and emotion targets.",
+    help="The emotion space: a GoEmotions classifier and emotion targets.\n\n"
+    "The classifier gives each text 28 scores (27 emotions and neutral).",
     no_args_is_help=True,
 )
 
@@ -46,10 +47,13 @@ def evaluate_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Micro- and macro-F1 of the default classifier on a GoEmotions split (per-label thresholds
-    tuned on dev), with per-label F1 in the table. Anchors on test: RoBERTa-base
-    (SamLowe/roberta-base-go_emotions) micro-F1 0.585 at threshold 0.5; the GoEmotions paper's
-    BERT-base macro-F1 0.46. --json prints {"micro_f1", "macro_f1", "n"}."""
+    """F1 of the default emotion classifier on a GoEmotions split.
+
+    Micro- and macro-F1 with per-label thresholds tuned on dev, and per-label F1 in the table.
+    Anchors on test: RoBERTa-base (SamLowe/roberta-base-go_emotions) micro-F1 0.585 at threshold
+    0.5; the GoEmotions paper's BERT-base macro-F1 0.46. `--json` prints
+    `{"micro_f1", "macro_f1", "n"}`.
+    """
     from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS
     from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError
     from crowdtune.spaces.emotions import evaluate_emotions
@@ -93,10 +97,12 @@ def target_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """The target of an emotion: the pool sentence scoring highest on it plus its k nearest
-    neighbours in the score space; prints their mean (centre) and 25-75 % band per emotion.
-    --json prints {"emotion", "sentence", "top_index", "k", "labels", "centre", "low", "high",
-    "indices"}."""
+    """An emotion's target: its top sentence and nearest neighbours.
+
+    The target is the pool sentence scoring highest on the emotion plus its k nearest neighbours
+    in the score space; prints their mean (centre) and 25-75 % band per emotion. `--json` prints
+    `{"emotion", "sentence", "top_index", "k", "labels", "centre", "low", "high", "indices"}`.
+    """
     from crowdtune.datasets.goemotions import GOEMOTIONS_LABELS, GOEMOTIONS_SPLITS
     from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError
     from crowdtune.spaces.emotions import emotion_target, pool_scores

@@ -79,13 +79,15 @@ def point_in_space_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """The published point-in-space experiment with local models: single-model SFT on the k
-    training sentences nearest an emotion target (k = 33/66/100) against competitive selection
-    (3 generations x 3 LoRA candidates on disjoint random subsets of 33/22/15 sentences; the
-    winner picked on selection generations and reported on fresh ones) and the same schedule
-    with a random winner. Writes results.csv, results.json, samples.jsonl, target.json and
-    report.html to --out. --json prints the summary (distances per arm and generation with 95%
-    t-intervals over replicates)."""
+    """The published point-in-space experiment with local models.
+
+    Single-model SFT on the k training sentences nearest an emotion target (k = 33/66/100)
+    against competitive selection (3 generations x 3 LoRA candidates on disjoint random subsets
+    of 33/22/15 sentences; the winner picked on selection generations and reported on fresh ones)
+    and the same schedule with a random winner. Writes results.csv, results.json, samples.jsonl,
+    target.json and report.html to --out. `--json` prints the summary (distances per arm and
+    generation with 95% t-intervals over replicates).
+    """
     from crowdtune.crowd.point_in_space import PointInSpaceConfig
     from crowdtune.datasets.goemotions import GOEMOTIONS_LABELS
 

@@ -19,7 +19,9 @@ from rich.table import Table
 from crowdtune.cli.common import JsonOpt, ProgressOpt, err, fail, progress_bar
 
 preference_app = typer.Typer(
-    help="Preference predictors: which answer people prefer (A, B or tie), scored by log loss."
+    help="Predict which answer people prefer (A, B or tie).\n\n"
+    "Fit, apply, score and cross-validate the predictors; they are scored by log loss. SRC is an "
+    "arena CSV or JSONL file, or a dataset of the data home (see `crowdtune data list`)."
 )
 
 DataOpt = typer.Option(
@@ -85,7 +87,10 @@ def fit_cmd(
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fit a predictor on every comparison of the sources (both A/B orders) and save it to OUT."""
+    """Fit a predictor on comparisons and save it to --out.
+
+    It learns from every comparison of the sources, in both A/B orders.
+    """
     from crowdtune.preference import CALIBRATIONS, MODELS, make_model, save_model
     from crowdtune.preference.calibration import CalibratedPreferenceModel
 
@@ -145,7 +150,11 @@ def predict_cmd(
     ),
     seed: int = PrefSeedOpt,
 ) -> None:
-    """Predict P(A), P(B), P(tie) per comparison, as a competition submission CSV."""
+    """Write P(A), P(B) and P(tie) of each comparison to a CSV.
+
+    The CSV has the columns of the competition's submissions: `id`, `winner_model_a`,
+    `winner_model_b`, `winner_tie`.
+    """
     model = _load(model_dir)
     frame = load_frame(data, seed)
     start = time.perf_counter()
@@ -165,9 +174,10 @@ def evaluate_cmd(
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Log loss (95% bootstrap CI over comparisons), accuracy and n of a fitted predictor.
+    """Log loss (95% CI) and accuracy of a fitted predictor.
 
-    --json prints {"log_loss", "accuracy", "n", "log_loss_ci": [lo, hi]}.
+    The interval is a bootstrap over comparisons. `--json` prints
+    `{"log_loss", "accuracy", "n", "log_loss_ci": [lo, hi]}`.
     """
     from crowdtune.preference import UNIFORM_LOG_LOSS, evaluate_proba
 
@@ -205,10 +215,11 @@ def cv_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Cross-validate predictors: log loss with 95% CIs, accuracy, train/predict pairs per second.
+    """Cross-validate predictors: log loss, accuracy and speed.
 
-    Prints one row per model and scheme (leave-one-dataset-out pools the held-out predictions;
-    per-dataset rows are in --json and cv.csv).
+    Prints one row per model and scheme: log loss with its 95% CI, accuracy, and pairs per second
+    in training and prediction. Leave-one-dataset-out pools the held-out predictions; its
+    per-dataset rows are in `--json` and cv.csv.
     """
     from crowdtune.preference import MODELS, make_model
     from crowdtune.preference.cv import SCHEMES as CV_SCHEMES
@@ -297,8 +308,11 @@ def leaderboard_cmd(
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Bradley-Terry ratings of the models in the comparisons, on the Elo scale, with bootstrap
-    95% intervals; rank = 1 + the number of models whose interval lies wholly above."""
+    """Bradley-Terry ratings of models, with bootstrap 95% intervals.
+
+    The models are those the comparisons name; ratings are on the Elo scale, and a model's rank
+    is 1 + the number of models whose interval lies wholly above its own.
+    """
     from crowdtune.preference.leaderboard import bradley_terry, online_elo
 
     frame = load_frame(data, seed)
@@ -351,10 +365,11 @@ def agreement_cmd(
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Agreement among annotators who voted on the same items: Cohen's kappa per pair, Fleiss'
-    kappa, Krippendorff's alpha (nominal), each annotator against the majority of the others.
+    """Agreement among annotators who voted on the same items.
 
-    Items are matched by content (prompt and the two responses, in either order).
+    Cohen's kappa per pair of annotators, Fleiss' kappa, Krippendorff's alpha (nominal), and each
+    annotator against the majority of the others. Items are matched by content (the prompt and
+    the two responses, in either order).
     """
     from crowdtune.preference.agreement import agreement
 

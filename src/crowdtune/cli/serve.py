@@ -36,8 +36,11 @@ def serve_cmd(
     ),
     sample_items: int = typer.Option(200, "--sample-items", help="Items of the sample project."),
 ) -> None:
-    """Migrate the database, then serve the API (docs at /docs) and the web pages until
-    interrupted. Uses uvloop and httptools when they are installed."""
+    """Serve the feedback API and web pages.
+
+    Migrates the database first, then serves the API (docs at /docs) and the web pages until
+    interrupted. Uses uvloop and httptools when they are installed.
+    """
     import uvicorn
 
     from crowdtune.server import create_app

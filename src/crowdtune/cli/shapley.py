@@ -63,7 +63,8 @@ def shapley_centroid_cmd(
 
     The crowd is run 0 of `crowdtune simulate grouping` with the same --seed: N users and an
     expert; a coalition is worth metric(mean of its members' vectors, expert), the empty one
-    metric(0, expert). --json prints {"values", "stderr", "n_evaluations", "seconds", "method"}.
+    metric(0, expert). `--json` prints `{"values", "stderr", "n_evaluations", "seconds",
+    "method"}`.
     """
     from crowdtune.crowd.experiments import build_setups, load_crowd_matrix
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError

@@ -46,7 +46,10 @@ from crowdtune.cli.common import (
 from crowdtune.tables import TABLE_FORMATS
 from crowdtune.validation import check_choice
 
-simulate_app = typer.Typer(help="Simulate Crowd-SFT rounds (the model as a point in genre space).")
+simulate_app = typer.Typer(
+    help="Simulate Crowd-SFT rounds, the model a point in genre space.\n\n"
+    "Users are MovieLens genre vectors (or synthetic ones); the expert is one more user."
+)
 
 
 def build_settings(
@@ -198,13 +201,13 @@ def simulate_grouping_cmd(
     table_format: str = FormatOpt,
     progress: bool = ProgressOpt,
 ) -> None:
-    """Run seeded Crowd-SFT rounds for one or more grouping strategies and summarise them.
+    """Compare grouping strategies over seeded Crowd-SFT rounds.
 
-    With one --strategy, --json prints {"settings", "runs", "start_distance", "final_distance",
-    "rounds_to_threshold", "improving_rounds"}, each distance as {"mean", "ci_low", "ci_high"}
-    (L2 distance to the expert, 95% CI over runs); rounds_to_threshold averages the runs that
-    reached --threshold and adds "reached", their share. With several, the per-strategy objects
-    sit under "strategies".
+    With one --strategy, `--json` prints `{"settings", "runs", "start_distance",
+    "final_distance", "rounds_to_threshold", "improving_rounds"}`, each distance as
+    `{"mean", "ci_low", "ci_high"}` (L2 distance to the expert, 95% CI over runs);
+    `rounds_to_threshold` averages the runs that reached --threshold and adds `"reached"`, their
+    share. With several, the per-strategy objects sit under `"strategies"`.
     """
     from crowdtune.crowd.experiments import simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
@@ -298,11 +301,12 @@ def simulate_sweep_cmd(
     table_format: str = typer.Option("parquet", "--table-format", help="parquet or csv."),
     progress: bool = ProgressOpt,
 ) -> None:
-    """Sweep crowd size x groups x strategy x metric (default: the published grid, 9,000 runs).
+    """Sweep crowd size x groups x strategy x metric.
 
-    --json prints {"settings", "cells": [...]}, one cell per setting with the mean start and final
-    distance, rounds to threshold and their 95% CIs; with --shapley also "credit": per cell and
-    reference estimate, the mean Spearman and Pearson correlation of points with Shapley values.
+    The default is the published grid, 9,000 runs. `--json` prints `{"settings", "cells": [...]}`,
+    one cell per setting with the mean start and final distance, rounds to threshold and their 95%
+    CIs; with --shapley also `"credit"`: per cell and reference estimate, the mean Spearman and
+    Pearson correlation of points with Shapley values.
     """
     from crowdtune.crowd.sweep import SweepGrid, sweep
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError

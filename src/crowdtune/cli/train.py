@@ -20,9 +20,13 @@ import typer
 from crowdtune.cli.common import JsonOpt, err, fail
 
 train_app = typer.Typer(
-    help="Train language models on feedback with TRL: sft, reward, dpo, rl. Each writes the "
-    "checkpoint (or LoRA adapter) and metrics.json to --out. Multi-GPU: `accelerate launch -m "
-    "crowdtune.cli train <stage> ...`.",
+    help="Fine-tune language models on feedback with TRL.\n\n"
+    "One command per method, the same options for all. Each writes the checkpoint (or LoRA "
+    "adapter), its tokenizer and metrics.json to --out. On several GPUs or machines, start the "
+    "same entry point with Hugging Face Accelerate (after `accelerate config`; --batch-size is "
+    "then per device):\n\n"
+    "```\naccelerate launch -m crowdtune.cli train dpo \\\n"
+    "    --model DIR --data @hh-rlhf --out runs/dpo\n```",
     no_args_is_help=True,
 )
 
@@ -131,15 +135,20 @@ def _preference_stage(stage: str, doc: str) -> None:
 
 
 _preference_stage(
-    "sft", "Supervised fine-tuning on each prompt and its chosen answer (loss on the answer only)."
+    "sft",
+    "Supervised fine-tuning on prompts and their chosen answers.\n\n"
+    "The loss is on the answer only.",
 )
 _preference_stage(
     "reward",
-    "A reward model (one score per answer) from prompt/chosen/rejected pairs; ties dropped.\n"
-    "metrics.json holds the held-out reward accuracy.",
+    "A reward model (one score per answer) from preference pairs.\n\n"
+    "Trains on prompt/chosen/rejected pairs; ties are dropped. metrics.json holds the held-out "
+    "reward accuracy.",
 )
 _preference_stage(
-    "dpo", "Direct preference optimisation on prompt/chosen/rejected pairs; ties dropped."
+    "dpo",
+    "Direct preference optimisation on preference pairs.\n\n"
+    "Trains on prompt/chosen/rejected pairs; ties are dropped.",
 )
 
 
@@ -169,7 +178,11 @@ def rl_cmd(
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Reinforcement learning (TRL's GRPO) on the prompts of --data, rewarded by a reward model."""
+    """Reinforcement learning (TRL's GRPO), rewarded by a reward model.
+
+    Generates --num-generations completions for each prompt of --data and rewards them with
+    --reward-model.
+    """
     if (
         not (reward_model / "config.json").is_file()
         and not (reward_model / "adapter_config.json").is_file()
