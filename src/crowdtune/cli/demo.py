@@ -107,20 +107,18 @@ DEMO_SOURCES = ("@pandalm", "@llmeval2", "@mt-bench")
 def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]:
     """Cross-validate the CPU predictors, print the table, and build the report sections."""
     from crowdtune.cli.preference import load_records, print_cv_table
-    from crowdtune.preference import EnsembleModel, make_model
-    from crowdtune.preference.cv import SCHEMES, compare_models, n_folds
+    from crowdtune.preference.cpu_comparison import compare_cpu_predictors, cpu_comparison_fits
     from crowdtune.preference.leaderboard import bradley_terry
     from crowdtune.records import comparisons_frame
     from crowdtune.reports.preference import preference_sections
 
     records = load_records(list(DEMO_SOURCES), seed=0)
     frame = comparisons_frame(records)
-    names = ["length", "difference-bucket", "features-gbdt"] + (["embedding-gbdt"] * embeddings)
-    models = {name: make_model(name, seed=seed) for name in names}
-    models["ensemble"] = EnsembleModel(members=list(models.items()), seed=seed)
-    total = len(models) * sum(n_folds(frame, s) for s in SCHEMES)
+    total = cpu_comparison_fits(frame, embeddings=embeddings)
     with progress_bar(total, "preference models", progress) as advance:
-        table, predictions = compare_models(models, frame, seed=seed, on_fold=lambda: advance(1))
+        table, predictions = compare_cpu_predictors(
+            frame, embeddings=embeddings, seed=seed, on_fold=lambda: advance(1)
+        )
     sources = ", ".join(DEMO_SOURCES)
     print_cv_table(table[table.held_out == "all"], f"{len(frame):,} comparisons from {sources}")
     mt_bench = comparisons_frame(r for r in records if r.source == "mt-bench")

@@ -1,0 +1,56 @@
+"""The CPU predictors and their ensemble, compared by cross-validation.
+
+:func:`cpu_predictors` builds the predictors that fit on a CPU in seconds to minutes (the length
+rule, difference buckets, LightGBM on text features and, with ``embeddings``, on MiniLM
+embeddings) and their ensemble; :func:`compare_cpu_predictors` cross-validates them under both
+schemes of :mod:`crowdtune.preference.cv`. ``crowdtune demo`` runs it on PandaLM, LLMEval² and
+MT-Bench.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crowdtune.preference.cv import SCHEMES, compare_models, n_folds
+from crowdtune.preference.ensemble import EnsembleModel
+from crowdtune.preference.registry import make_model
+
+#: The predictors compared, besides ``embedding-gbdt`` (MiniLM embeds every text once: minutes
+#: on 2 cores before its vectors are cached) and the ensemble of them all.
+CPU_PREDICTORS = ("length", "difference-bucket", "features-gbdt")
+
+
+def cpu_predictors(*, embeddings: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Fresh, unfitted CPU predictors by name, with ``"ensemble"`` (of the others) last."""
+    names = [*CPU_PREDICTORS, *(["embedding-gbdt"] if embeddings else [])]
+    models = {name: make_model(name, seed=seed) for name in names}
+    models["ensemble"] = EnsembleModel(members=list(models.items()), seed=seed)
+    return models
+
+
+def cpu_comparison_fits(frame: pd.DataFrame, *, embeddings: bool = False) -> int:
+    """How many fits :func:`compare_cpu_predictors` runs on ``frame`` (for progress bars)."""
+    n_models = len(CPU_PREDICTORS) + embeddings + 1
+    return n_models * sum(n_folds(frame, scheme) for scheme in SCHEMES)
+
+
+def compare_cpu_predictors(
+    frame: pd.DataFrame,
+    *,
+    embeddings: bool = False,
+    seed: int = 0,
+    on_fold: Callable[[], None] = lambda: None,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """Cross-validate :func:`cpu_predictors` on a comparisons frame, grouped (5 folds by prompt)
+    and leaving one dataset out.
+
+    Returns :func:`~crowdtune.preference.cv.compare_models`' table (one row per model, scheme
+    and held-out dataset, ``"all"`` for the pooled rows) and the out-of-fold probabilities by
+    ``(scheme, model)``.
+    """
+    models = cpu_predictors(embeddings=embeddings, seed=seed)
+    return compare_models(models, frame, seed=seed, on_fold=on_fold)
