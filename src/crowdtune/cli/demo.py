@@ -138,7 +138,8 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
 def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     """Quality scorers against the length rule, a CaR selection, HH-RLHF helpful vs harmless."""
     from crowdtune.curation.distribution import compare_distributions, text_features
-    from crowdtune.curation.quality import default_scorer, evaluate_on_car
+    from crowdtune.curation.quality import default_scorer
+    from crowdtune.curation.scorer_comparison import compare_quality_scorers
     from crowdtune.curation.select import car_select
     from crowdtune.datasets.car import car_items
     from crowdtune.datasets.texts import load_texts
@@ -146,15 +147,8 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     from crowdtune.reports.distribution import distribution_sections
 
     # model2vec embeddings keep the demo to seconds; `curate quality evaluate` uses MiniLM.
-    fast = {"encoder": "m2v"}
     err.print("curation: quality scorers on CaR's 254 expert test pairs")
-    evaluations = {
-        f"embedding (m2v, {model})": evaluate_on_car(
-            "embedding", seed=seed, params={**fast, "model": model}
-        )
-        for model in ("linear", "gbdt")
-    }
-    evaluations = {"length": evaluate_on_car("length", seed=seed), **evaluations}
+    evaluations = compare_quality_scorers(encoder="m2v", seed=seed)
     table = Table(title="Instruction quality: pairwise accuracy on CaR's expert test pairs")
     for column in ("scorer", "accuracy [95% CI]", "where longer is worse"):
         table.add_column(column)
@@ -167,8 +161,8 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     Console().print(table)
     pool = "CaR's expert pairs (both sides) and its published selection"
     selection = car_select(
-        car_items(), default_scorer(params=fast), top_n=200, per_cluster=1, encoder="m2v",
-        seed=seed, progress=progress,
+        car_items(), default_scorer(params={"encoder": "m2v"}), top_n=200, per_cluster=1,
+        encoder="m2v", seed=seed, progress=progress,
     )  # fmt: skip
     coverage = selection.diversity
     covered = {name: d["clusters_covered"] for name, d in coverage.items()}
