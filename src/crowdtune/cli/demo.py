@@ -188,70 +188,38 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
 #: rewrites), and the held-out prompts it is assessed on.
 TRAIN_DEMO_DATA = "@car"
 TRAIN_DEMO_PROMPTS = "@car:test"
-#: Steps and learning rates that move a randomly initialised tiny model in seconds (the methods'
-#: defaults are for pretrained models and would leave it where it started).
-TRAIN_DEMO_STAGES = {"sft": (30, 1e-3), "reward": (30, 1e-3), "dpo": (20, 1e-4)}
 
 
-def train_demo(out: Path, *, seed: int, rows: int = 200, n_prompts: int = 64) -> list[Any]:
-    """The ``tiny`` pipeline end to end: SFT, a reward model, DPO from the SFT model, then
-    :func:`crowdtune.training.assess.assess` of DPO against SFT on held-out CaR prompts.
+def train_demo(out: Path, *, seed: int) -> list[Any]:
+    """The ``tiny`` pipeline end to end (:func:`crowdtune.training.pipeline.run_pipeline`).
 
-    torch runs on one thread meanwhile (on a shared machine more threads run far slower, see
-    MODELS.md). Prints the numbers and the commands that run the same on SmolLM2 or a bigger
-    model; returns the report section.
+    Prints the numbers and the commands that run the same on SmolLM2 or a bigger model; returns
+    the report section.
     """
-    import contextlib
-    import io
-    import time
-
-    import datasets
-    import torch
-
     from crowdtune.cli.assess import print_assessment
     from crowdtune.reports.training import assessment_sections
-    from crowdtune.training.assess import assess
-    from crowdtune.training.stages import StageConfig, run_stage
+    from crowdtune.training.pipeline import run_pipeline
 
-    started = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # one bar per dataset map in each stage
-    results = {}
-    try:
-        for stage, (steps, rate) in TRAIN_DEMO_STAGES.items():
-            model = str(out / "sft") if stage == "dpo" else "tiny"
-            config = StageConfig(
-                model=model, data=TRAIN_DEMO_DATA, out=out / stage, max_rows=rows, max_steps=steps,
-                learning_rate=rate, max_length=256, seed=seed, progress=False,
-            )  # fmt: skip
-            with contextlib.redirect_stdout(io.StringIO()):  # the trainers' logs
-                results[stage] = run_stage(stage, config).metrics
-            m = results[stage]
-            extra = (
-                f", held-out reward accuracy {m['reward_accuracy']:.2f}"
-                if m.get("reward_accuracy") is not None
-                else ""
-            )
-            err.print(
-                f"train {stage}: {m['steps']} steps, loss {m['first_loss']:.3f} -> "
-                f"{m['last_loss']:.3f}{extra} ({m['train_seconds']:.1f} s)"
-            )
-        with contextlib.redirect_stdout(io.StringIO()):
-            result = assess(
-                str(out / "sft"), str(out / "dpo"), TRAIN_DEMO_PROMPTS, out / "reward",
-                n_prompts=n_prompts, max_new_tokens=48, seed=seed,
-            )  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
-        if bars:
-            datasets.enable_progress_bars()
-    seconds = time.perf_counter() - started
-    print_assessment(result, f"Training: tiny DPO against tiny SFT on {TRAIN_DEMO_PROMPTS}")
+    def report(stage: str, m: dict[str, Any]) -> None:
+        extra = (
+            f", held-out reward accuracy {m['reward_accuracy']:.2f}"
+            if m.get("reward_accuracy") is not None
+            else ""
+        )
+        err.print(
+            f"train {stage}: {m['steps']} steps, loss {m['first_loss']:.3f} -> "
+            f"{m['last_loss']:.3f}{extra} ({m['train_seconds']:.1f} s)"
+        )
+
+    result = run_pipeline(
+        out, data=TRAIN_DEMO_DATA, prompts=TRAIN_DEMO_PROMPTS, seed=seed, on_stage=report
+    )
+    print_assessment(
+        result.assessment, f"Training: tiny DPO against tiny SFT on {TRAIN_DEMO_PROMPTS}"
+    )
     err.print(
-        f"train: SFT -> reward -> DPO -> assess in {seconds:.0f} s. The tiny model starts from "
-        "random weights, so these numbers show the pipeline, not a useful model. The same on "
+        f"train: SFT -> reward -> DPO -> assess in {result.seconds:.0f} s. The tiny model starts "
+        "from random weights, so these numbers show the pipeline, not a useful model. The same on "
         "SmolLM2-135M-Instruct with LoRA, on CaR's expert revisions (on a 2-core CPU about 10 s "
         "per reward step and 34 s per DPO step; 100 reward steps reach 0.84 held-out accuracy on "
         "CaR but stay at chance on HH-RLHF: benchmarks/RESULTS.md):"
@@ -259,7 +227,7 @@ def train_demo(out: Path, *, seed: int, rows: int = 200, n_prompts: int = 64) ->
     typer.echo(train_commands("smollm2", "--lora --max-steps 100", "@car:train", "@car:test"))
     err.print("and on a bigger model on a GPU (any checkpoint folder or hub name):")
     typer.echo(train_commands("HuggingFaceTB/SmolLM2-1.7B-Instruct", "--lora --batch-size 16"))
-    return assessment_sections(result, results, seconds)
+    return assessment_sections(result.assessment, result.metrics, result.seconds)
 
 
 def train_commands(
