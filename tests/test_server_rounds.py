@@ -301,7 +301,9 @@ def campaign(url, client, voters=VOTERS, gold=True):
             for name, kind in voters.items():
                 while (task := repo.next_task(session, project, ids[name])) is not None:
                     number = int(task.item.prompt[0].split()[-1])
-                    repo.submit_response(session, task.id, ids[name], vote_for(kind, number))
+                    repo.submit_response(
+                        session, task.id, ids[name], verdict=vote_for(kind, number)
+                    )
     finally:
         engine.dispose()
     return project, auth

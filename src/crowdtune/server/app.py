@@ -303,7 +303,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         """Create a project whose items each go to ``overlap`` distinct annotators; 409 when
         the name is taken."""
         try:
-            project = repo.create_project(session, body.name, body.overlap, body.kind)
+            project = repo.create_project(session, body.name, overlap=body.overlap, kind=body.kind)
         except ValueError as exc:
             raise _unprocessable(str(exc)) from None
         return Created(id=project.id)
@@ -398,7 +398,13 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         nothing; answering an answered task under another key is 409."""
         try:
             stored, created = repo.submit_response(
-                session, task_id, me.id, body.verdict, body.reason, body.seconds, idempotency_key
+                session,
+                task_id,
+                me.id,
+                verdict=body.verdict,
+                reason=body.reason,
+                seconds=body.seconds,
+                idempotency_key=idempotency_key,
             )
         except ValueError as exc:
             raise _unprocessable(str(exc)) from None

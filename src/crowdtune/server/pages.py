@@ -335,7 +335,12 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
         try:
             seconds = None if seconds in (None, "") else float(seconds)
             stored, created = repo.submit_response(
-                session, task_id, me.id, verdict, None, seconds, key or f"task-{task_id}"
+                session,
+                task_id,
+                me.id,
+                verdict=verdict,
+                seconds=seconds,
+                idempotency_key=key or f"task-{task_id}",
             )
         except (ValueError, TypeError) as exc:
             return _vote_error(is_json, 422, str(exc))

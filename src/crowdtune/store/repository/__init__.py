@@ -16,6 +16,8 @@ three modules:
   SQLite: one writer at a time).
 - :mod:`~crowdtune.store.repository.reads`: lookups and a project's votes, progress, gold
   items and rounds. Readers leave the session's transaction open.
+
+A function with more than three parameters takes the rest by keyword.
 """
 
 from crowdtune.store.repository.assignment import ASSIGN_ATTEMPTS, next_task

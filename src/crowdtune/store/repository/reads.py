@@ -85,11 +85,13 @@ def project_comparisons(session: Session, project_id: int) -> list[Comparison]:
         .where(Item.project_id == project_id)
         .order_by(Response.id)
     ).all()
-    return [_as_comparison(item, verdict, project.name, name) for verdict, item, name in rows]
+    return [
+        _as_comparison(item, verdict, project.name, annotator=name) for verdict, item, name in rows
+    ]
 
 
 def _as_comparison(
-    item: Item, verdict: Verdict, source: str, annotator: str | None = None
+    item: Item, verdict: Verdict, source: str, *, annotator: str | None = None
 ) -> Comparison:
     """An item with a verdict as a record: ``id`` is the item's external id (else
     ``item-{id}``), followed by ``/{annotator}`` for a vote."""

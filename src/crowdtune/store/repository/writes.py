@@ -111,7 +111,7 @@ def create_contributor(
 
 
 def create_project(
-    session: Session, name: str, overlap: int = 1, kind: str = "pairwise"
+    session: Session, name: str, *, overlap: int = 1, kind: str = "pairwise"
 ) -> Project:
     """Add a project whose items each go to ``overlap`` distinct contributors. Commits.
 
@@ -261,6 +261,7 @@ def submit_response(
     session: Session,
     task_id: int,
     contributor_id: int,
+    *,
     verdict: Verdict | str | int,
     reason: str | None = None,
     seconds: float | None = None,
