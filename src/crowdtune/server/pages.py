@@ -34,9 +34,10 @@ from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from crowdtune.records import comparisons_frame, join_turns
-from crowdtune.server.app import _EXPORTS, STATS_BOOTSTRAP, _csv_items, export_download, get_session
+from crowdtune.server.deps import get_session
 from crowdtune.server.schemas import MAX_ROW_ID, RoundIn, RoundModel, RoundScheme, RoundStrategy
 from crowdtune.server.scoring import contributor_breakdown
+from crowdtune.server.services import EXPORTS, STATS_BOOTSTRAP, csv_items, export_download
 from crowdtune.store import ConflictError, ForbiddenError, NotFoundError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import VERDICT_CODES, Contributor, Project
@@ -420,7 +421,7 @@ def admin_page(project_id: int, request: Request, session: Session = SessionDep)
         csrf=csrf_token(token),
         project=project,
         stats=_stats(session, project_id),
-        formats=list(_EXPORTS),
+        formats=list(EXPORTS),
         message=request.query_params.get("imported"),
         rounds=[stored.details for stored in repo.project_rounds(session, project_id)],
         round_choices=ROUND_CHOICES,
@@ -487,7 +488,7 @@ async def import_items(project_id: int, request: Request) -> Any:
         from fastapi import HTTPException
 
         try:
-            items = await _csv_items(request, form.get("gold") == "true")
+            items = await csv_items(request, form.get("gold") == "true")
             created = repo.add_items(session, project_id, items)
         except HTTPException as exc:
             raise PageError(exc.status_code, str(exc.detail)) from None
