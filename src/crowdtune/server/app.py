@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from crowdtune.server.auth import TokenCache
 from crowdtune.server.limits import BodySizeLimit, RateLimit
-from crowdtune.server.pages import install as install_pages
+from crowdtune.server.pages import admin as admin_pages
+from crowdtune.server.pages import annotate as annotate_pages
+from crowdtune.server.pages.web import PageError, SignInNeeded, page_error, sign_in_needed
 from crowdtune.server.routes import exports, projects, rounds, stats, tasks
 from crowdtune.server.services import error_status
 from crowdtune.store import (
@@ -51,6 +55,9 @@ answers **201** when it stores the vote and **200** with the same body (and the 
 """
 #: The API's routers, in the order their routes are matched.
 API_ROUTERS = (projects.router, tasks.router, exports.router, stats.router, rounds.router)
+#: The web pages' routers.
+PAGE_ROUTERS = (annotate_pages.router, admin_pages.router)
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -109,5 +116,10 @@ def create_app(
 
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
-    install_pages(app)  # web pages, their error pages and /static
+    # The web pages, their error pages and /static.
+    for router in PAGE_ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.exception_handler(PageError)(page_error)
+    app.exception_handler(SignInNeeded)(sign_in_needed)
     return app
