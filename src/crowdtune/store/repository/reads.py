@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from crowdtune.records import Comparison, Verdict
@@ -69,6 +69,19 @@ def project_by_name(session: Session, name: str) -> Project:
     return project
 
 
+def _votes(project_id: int, *columns: Any) -> Select[Any]:
+    """The query of ``columns`` over every vote of a project (its response, task, item and
+    voter), oldest first."""
+    return (
+        select(*columns)
+        .join(Task, Response.task_id == Task.id)
+        .join(Item, Task.item_id == Item.id)
+        .join(Contributor, Response.contributor_id == Contributor.id)
+        .where(Item.project_id == project_id)
+        .order_by(Response.id)
+    )
+
+
 def project_comparisons(session: Session, project_id: int) -> list[Comparison]:
     """Every vote of a project as a :class:`~crowdtune.records.Comparison`, oldest first.
 
@@ -77,14 +90,7 @@ def project_comparisons(session: Session, project_id: int) -> list[Comparison]:
     straight to :func:`crowdtune.datasets.comparisons.write_jsonl` and the other writers.
     """
     project = get_project(session, project_id)
-    rows = session.execute(
-        select(Response.verdict, Item, Contributor.name)
-        .join(Task, Response.task_id == Task.id)
-        .join(Item, Task.item_id == Item.id)
-        .join(Contributor, Response.contributor_id == Contributor.id)
-        .where(Item.project_id == project_id)
-        .order_by(Response.id)
-    ).all()
+    rows = session.execute(_votes(project_id, Response.verdict, Item, Contributor.name)).all()
     return [
         _as_comparison(item, verdict, project.name, annotator=name) for verdict, item, name in rows
     ]
@@ -183,14 +189,8 @@ def project_votes(session: Session, project_id: int) -> list[Vote]:
         No such project.
     """
     get_project(session, project_id)
-    rows = session.execute(
-        select(Response.id, Item.id, Contributor.id, Contributor.name, Response.verdict, Item.gold)
-        .join(Task, Response.task_id == Task.id)
-        .join(Item, Task.item_id == Item.id)
-        .join(Contributor, Response.contributor_id == Contributor.id)
-        .where(Item.project_id == project_id)
-        .order_by(Response.id)
-    ).all()
+    columns = (Response.id, Item.id, Contributor.id, Contributor.name, Response.verdict, Item.gold)
+    rows = session.execute(_votes(project_id, *columns)).all()
     return [Vote(*row) for row in rows]
 
 
