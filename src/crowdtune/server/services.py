@@ -147,7 +147,7 @@ def leaderboard(session: Session, project_id: int) -> dict[str, Any]:
 
 
 def export_download(
-    session: Session, project_id: int, format: str, ties: Literal["drop", "keep"] = "drop"
+    session: Session, project_id: int, format: str, *, ties: Literal["drop", "keep"] = "drop"
 ) -> HTTPResponse:
     """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
     TRL preference JSONL (ties dropped unless ``ties="keep"``)."""

@@ -30,4 +30,4 @@ def export(
 ) -> HTTPResponse:
     """Download every vote: an arena CSV, crowdtune JSONL (one line per vote), or TRL
     preference JSONL (ties dropped unless ``ties=keep``)."""
-    return services.export_download(session, project_id, format, ties)
+    return services.export_download(session, project_id, format, ties=ties)
