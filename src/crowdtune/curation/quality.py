@@ -18,8 +18,9 @@ pairwise accuracy, 214/254, on the expert test pairs). Three scorers, all with
   *differences* would give a function of the pair, not a score of one item, and could not rank a
   single item of new data.)
 - :class:`CrossEncoderScorer`: a 1-output sequence-classification head on a causal LM with a LoRA
-  adapter, trained with the pairwise loss in a plain PyTorch loop; it shares device, bf16, LoRA and
-  save/load handling with :class:`crowdtune.preference.transformer.TransformerPreferenceModel`.
+  adapter, trained with the pairwise loss in a plain PyTorch loop; it shares device, bf16, LoRA,
+  training loop and save/load with the preference transformer through
+  :class:`crowdtune.training.lora.LoraSequenceModel`.
   It is meant for a GPU and a real checkpoint; ``model="tiny"`` knows no language.
 
 :func:`evaluate_scorer` gives pairwise accuracy with a bootstrap interval over pairs and how much of
@@ -50,12 +51,12 @@ from sklearn.utils.validation import check_is_fitted
 from crowdtune.datasets.car import split_item_text
 from crowdtune.preference.features import RESPONSE_FEATURES, response_features
 from crowdtune.preference.metrics import bootstrap_mean_ci
-from crowdtune.preference.transformer import (
+from crowdtune.training.lora import (
     LoraSequenceModel,
-    _autocast,
-    _pad,
-    _with_lora,
     allocate_lengths,
+    forward_logits,
+    special_affixes,
+    token_ids,
 )
 from crowdtune.validation import check_choice
 
@@ -366,7 +367,7 @@ class CrossEncoderScorer(LoraSequenceModel):
     tests; a checkpoint such as ``"Qwen/Qwen2.5-0.5B"`` on a GPU), except that ``batch_size``
     counts pairs (each step reads ``2 * batch_size`` texts) and ``max_length`` is per item. An
     item longer than ``max_length`` tokens has its instruction and response cut by
-    :func:`~crowdtune.preference.transformer.allocate_lengths`, so a long instruction never pushes
+    :func:`~crowdtune.training.lora.allocate_lengths`, so a long instruction never pushes
     the response out.
 
     Attributes
@@ -424,23 +425,14 @@ class CrossEncoderScorer(LoraSequenceModel):
 
     def encode(self, texts: Sequence[str], tokenizer: Any | None = None) -> list[list[int]]:
         """Token ids of each item, at most ``max_length`` long (instruction and response cut
-        by :func:`allocate_lengths`)."""
-        from crowdtune.preference.transformer import _special_affixes
-
+        by :func:`~crowdtune.training.lora.allocate_lengths`)."""
         tokenizer = self.tokenizer_ if tokenizer is None else tokenizer
         texts = [str(t) for t in texts]
         if not texts:
             return []
         parts = [split_item_text(t) for t in texts]
-
-        def ids(strings: Sequence[str]) -> list[list[int]]:
-            encoded = tokenizer(
-                list(strings), add_special_tokens=False, split_special_tokens=True, verbose=False
-            )["input_ids"]
-            return [list(e) for e in encoded]
-
-        prefix, suffix = _special_affixes(tokenizer)
-        head, middle = ids(["Instruction: ", " Response: "])
+        prefix, suffix = special_affixes(tokenizer)
+        head, middle = token_ids(tokenizer, ["Instruction: ", " Response: "])
         fixed = len(prefix) + len(head) + len(middle) + len(suffix)
         budget = int(self.max_length) - fixed
         if budget < 2:
@@ -449,9 +441,9 @@ class CrossEncoderScorer(LoraSequenceModel):
                 f"special tokens take {fixed} tokens; use max_length >= {fixed + 2}"
             )
         out = []
-        for instruction, response in zip(
-            ids([p[0] for p in parts]), ids([p[1] for p in parts]), strict=True
-        ):
+        instructions = token_ids(tokenizer, [p[0] for p in parts])
+        responses = token_ids(tokenizer, [p[1] for p in parts])
+        for instruction, response in zip(instructions, responses, strict=True):
             keep_i, keep_r = allocate_lengths([len(instruction), len(response)], budget)
             out.append(prefix + head + instruction[:keep_i] + middle + response[:keep_r] + suffix)
         return out
@@ -467,16 +459,7 @@ class CrossEncoderScorer(LoraSequenceModel):
             self.__dict__.pop(attribute, None)
         with self._forked_rng(device):
             torch.manual_seed(self.seed)
-            base, tokenizer = self._base_model(bf16)
-            if self.gradient_checkpointing:
-                base.activation_checkpointing_enable(
-                    activation_checkpointing_kwargs={"use_reentrant": False}
-                )
-            model = _with_lora(base, self._lora_config())
-            for parameter in model.parameters():
-                if parameter.requires_grad and parameter.dtype != torch.float32:
-                    parameter.data = parameter.data.float()  # adapter and head train in fp32
-            model.to(device)
+            model, tokenizer = self._fresh_model(device, bf16)
             better_ids = self.encode(better, tokenizer)
             worse_ids = self.encode(worse, tokenizer)
             self.loss_history_ = self._train_pairs(
@@ -499,10 +482,7 @@ class CrossEncoderScorer(LoraSequenceModel):
 
         def batch_loss(rows: list[int]) -> torch.Tensor:
             texts = [better[i] for i in rows] + [worse[i] for i in rows]
-            input_ids, mask = _pad(texts, tokenizer.pad_token_id, device)
-            with _autocast(device, bf16):
-                logits = model(input_ids=input_ids, attention_mask=mask).logits
-            scores = logits.float()[:, 0]
+            scores = forward_logits(model, texts, tokenizer.pad_token_id, device, bf16)[:, 0]
             margin = scores[: len(rows)] - scores[len(rows) :]
             return torch.nn.functional.softplus(-margin).mean()  # -log σ(margin)
 
@@ -521,12 +501,14 @@ class CrossEncoderScorer(LoraSequenceModel):
         with torch.inference_mode():
             for start in range(0, len(order), step):
                 rows = order[start : start + step]
-                input_ids, mask = _pad(
-                    [ids[i] for i in rows], self.tokenizer_.pad_token_id, self.device_
+                logits = forward_logits(
+                    self.model_,
+                    [ids[i] for i in rows],
+                    self.tokenizer_.pad_token_id,
+                    self.device_,
+                    self.bf16_,
                 )
-                with _autocast(self.device_, self.bf16_):
-                    logits = self.model_(input_ids=input_ids, attention_mask=mask).logits
-                out[rows] = logits.float()[:, 0].cpu().numpy()
+                out[rows] = logits[:, 0].cpu().numpy()
         return out
 
 
