@@ -1,7 +1,11 @@
 """Instruction-data curation: what feedback data is worth training on.
 
 - :mod:`~crowdtune.curation.quality`: instruction quality scorers trained pairwise on CaR's
-  expert revisions (length baseline, MiniLM embedding scorer, LoRA cross-encoder).
+  expert revisions (length baseline, MiniLM embedding scorer with text features).
+- :mod:`~crowdtune.curation.cross_encoder`: the LoRA cross-encoder scorer (on
+  :mod:`crowdtune.training.lora`).
+- :mod:`~crowdtune.curation.scoring`: the scorers by name, saved and loaded, evaluated on CaR's
+  expert test pairs, and the default scorer (fitted once, cached).
 - :mod:`~crowdtune.curation.select`: CaR selection (embed, PCA to 95% variance, k-means with
   k = round(sqrt(n/2)), top-n by score plus the best items of every cluster) and diversity.
 - :mod:`~crowdtune.curation.distribution`: linguistic features of text sets (spaCy, VADER,
