@@ -8,8 +8,12 @@
   expert test pairs, and the default scorer (fitted once, cached).
 - :mod:`~crowdtune.curation.select`: CaR selection (embed, PCA to 95% variance, k-means with
   k = round(sqrt(n/2)), top-n by score plus the best items of every cluster) and diversity.
-- :mod:`~crowdtune.curation.distribution`: linguistic features of text sets (spaCy, VADER,
-  repetition), tests and divergences between a training and a test set, mismatched texts.
+- :mod:`~crowdtune.curation.linguistic`: linguistic features of texts (spaCy POS and lemmas,
+  VADER sentiment, repetition).
+- :mod:`~crowdtune.curation.divergence`: Jensen–Shannon divergence of pooled count distributions
+  with a bootstrap interval and a permutation baseline.
+- :mod:`~crowdtune.curation.distribution`: a training and a test set compared (per-feature tests
+  with effect sizes, divergences, mismatched texts, reward/human score agreement).
 
 Submodules are imported on use: the distribution analysis loads spaCy, the scorers torch.
 """
