@@ -41,7 +41,6 @@ from crowdtune.datasets.preference_sets import (
     load_mt_bench,
     load_pandalm,
     parse_hh_transcript,
-    shuffle_sides,
 )
 from crowdtune.datasets.synthetic import (
     CrowdDistribution,
@@ -77,7 +76,6 @@ __all__ = [
     "parse_hh_transcript",
     "read_arena_csv",
     "read_jsonl",
-    "shuffle_sides",
     "synthetic_crowd",
     "trl_rows",
     "write_arena_csv",

@@ -26,8 +26,14 @@ from typing import Literal
 
 import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError, dataset_dir
-from crowdtune.datasets.preference_sets import CAR_SPLITS, _how, _read_csv, _require, _unescape
+from crowdtune.datasets.home import (
+    DatasetFormatError,
+    dataset_dir,
+    how_to_get_from_github,
+    require_file,
+)
+from crowdtune.datasets.preference_sets import CAR_SPLITS, _unescape
+from crowdtune.datasets.textfile import read_csv_strings
 from crowdtune.validation import check_choice
 
 __all__ = [
@@ -154,9 +160,9 @@ def load_car_pairs(split: Literal["train", "valid", "test"] = "test") -> pd.Data
     check_choice(split, CAR_SPLITS, "CaR split")
     folder = dataset_dir("car-expert-revised") / "expert-revised"
     name = f"APE_score_{split}.csv"
-    how = _how("IronBeliever/CaR", f"Ranking/data/expert-revised/{name}", folder)
-    path = _require(folder, name, f"{folder}/{name}.gz with columns src, score", how)
-    frame = _read_csv(path, ("src", "score"), how)
+    how = how_to_get_from_github("IronBeliever/CaR", f"Ranking/data/expert-revised/{name}", folder)
+    path = require_file(folder, name, f"{folder}/{name}.gz with columns src, score", how)
+    frame = read_csv_strings(path, ("src", "score"), how)
     if len(frame) % 2:
         raise DatasetFormatError(
             path,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
+from crowdtune.datasets.home import DatasetFormatError, dataset_dir, require_file
 from crowdtune.datasets.textfile import read_text
 from crowdtune.validation import check_choice
 
@@ -68,13 +68,6 @@ class GoEmotionsSplit:
         return len(self.texts)
 
 
-def _find(folder: Path, name: str) -> Path:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    raise DatasetMissingError(folder / f"{name}.gz", _EXPECTED, _how(folder))
-
-
 def load_goemotions_labels(home: Path | None = None) -> tuple[str, ...]:
     """The 28 label names of ``emotions.txt``, in id order.
 
@@ -86,7 +79,7 @@ def load_goemotions_labels(home: Path | None = None) -> tuple[str, ...]:
         It does not hold 28 distinct non-blank names.
     """
     folder = dataset_dir(GOEMOTIONS_DIRNAME, home)
-    path = _find(folder, "emotions.txt")
+    path = require_file(folder, "emotions.txt", _EXPECTED, _how(folder))
     names = tuple(line.strip() for line in read_text(path, _how(folder)).splitlines())
     names = tuple(name for name in names if name)
     if len(names) != len(GOEMOTIONS_LABELS) or len(set(names)) != len(names):
@@ -122,7 +115,7 @@ def load_goemotions(split: str = "train", home: Path | None = None) -> GoEmotion
     check_choice(split, GOEMOTIONS_SPLITS, "GoEmotions split")
     folder = dataset_dir(GOEMOTIONS_DIRNAME, home)
     names = load_goemotions_labels(home)
-    path = _find(folder, f"{split}.tsv")
+    path = require_file(folder, f"{split}.tsv", _EXPECTED, _how(folder))
     how = _how(folder)
     texts: list[str] = []
     ids: list[str] = []

@@ -52,6 +52,39 @@ def dataset_dir(name: str, home: Path | None = None) -> Path:
     return (Path(home).expanduser() if home is not None else data_home()) / name
 
 
+def find_file(folder: Path, name: str) -> Path | None:
+    """``<folder>/<name>.gz`` or ``<folder>/<name>``, whichever exists (gzip first), else None."""
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def require_file(folder: Path, name: str, expected: str, how_to_get: str) -> Path:
+    """:func:`find_file`, or a :class:`DatasetMissingError` naming ``<folder>/<name>.gz``.
+
+    Parameters
+    ----------
+    folder
+        The dataset's folder in the data home.
+    name
+        The file name without ``.gz``; the gzipped file is looked for first.
+    expected, how_to_get
+        The error's layout and instructions (see :class:`DatasetMissingError`).
+    """
+    if (path := find_file(folder, name)) is None:
+        raise DatasetMissingError(folder / f"{name}.gz", expected, how_to_get)
+    return path
+
+
+def how_to_get_from_github(repository: str, path: str, folder: Path) -> str:
+    """How to get a file published in a GitHub repository, for the loaders' errors."""
+    return (
+        f"download {path} from https://github.com/{repository} and put it, gzipped or not, into "
+        f"{folder}/ (set CROWDTUNE_DATA to use another data home)"
+    )
+
+
 class DatasetMissingError(FileNotFoundError):
     """A dataset file is not in the data home (and could not be downloaded).
 

@@ -18,18 +18,22 @@ import gzip
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
 from crowdtune.datasets.comparisons import read_arena_csv, read_jsonl
-from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
-from crowdtune.datasets.textfile import json_lines
-from crowdtune.records import Comparison, Verdict
+from crowdtune.datasets.home import (
+    DatasetFormatError,
+    dataset_dir,
+    how_to_get_from_github,
+    require_file,
+)
+from crowdtune.datasets.textfile import expect_string, json_lines, read_csv_strings
+from crowdtune.records import Comparison, Verdict, shuffle_sides
 from crowdtune.validation import check_choice
 
 #: Names accepted by :func:`load_comparisons` (as ``@name``), with a one-line description.
@@ -60,65 +64,6 @@ _MT_BENCH_KEY = ["question_id", "model_a", "model_b", "judge_x", "turn_x"]
 _MT_BENCH_COLUMNS = (*_MT_BENCH_KEY, "winner_x", "conversation_a_x", "conversation_b_x")
 _HH_TURN = re.compile(r"(\n\nHuman: |\n\nAssistant: )")
 _HH_ASSISTANT = "\n\nAssistant: "
-
-
-def _find(folder: Path, name: str) -> Path | None:
-    """``<folder>/<name>.gz`` or ``<folder>/<name>``, whichever exists (gzip first)."""
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _require(folder: Path, name: str, expected: str, how_to_get: str) -> Path:
-    if (path := _find(folder, name)) is None:
-        raise DatasetMissingError(folder / f"{name}.gz", expected, how_to_get)
-    return path
-
-
-def _how(repository: str, path: str, folder: Path) -> str:
-    return (
-        f"download {path} from https://github.com/{repository} and put it, gzipped or not, into "
-        f"{folder}/ (set CROWDTUNE_DATA to use another data home)"
-    )
-
-
-def shuffle_sides(comparisons: Sequence[Comparison], seed: int = 0) -> list[Comparison]:
-    """Swap A and B of each comparison with probability 1/2 (:meth:`Comparison.swapped`).
-
-    Parameters
-    ----------
-    comparisons
-        The votes, in a fixed order.
-    seed
-        Seed of :func:`numpy.random.default_rng`; the same seed and order give the same result.
-
-    Returns
-    -------
-    list of Comparison
-        The votes in the same order, about half of them swapped.
-    """
-    flips = np.random.default_rng(seed).random(len(comparisons)) < 0.5
-    return [c.swapped() if flip else c for c, flip in zip(comparisons, flips, strict=True)]
-
-
-def _read_csv(path: Path, columns: Sequence[str], how: str) -> pd.DataFrame:
-    """Read a CSV as strings (nothing coerced), checking it is readable and has ``columns``."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
-        raise DatasetFormatError(path, f"not a readable CSV file ({err})", how) from err
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise DatasetFormatError(path, f"missing column(s) {missing}", how, column=missing[0])
-    return frame
-
-
-def _string(value: object, path: Path, how: str, row: int, column: str) -> str:
-    if not isinstance(value, str):
-        raise DatasetFormatError(
-            path, f"expected a string, got {value!r:.80}", how, row=row, column=column
-        )
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,8 +103,10 @@ def load_pandalm(annotators: bool = False) -> list[Comparison]:
         has no majority.
     """
     folder = dataset_dir("pandalm-testset")
-    how = _how("WeOpenML/PandaLM", "data/testset-v1.json", folder)
-    path = _require(folder, "testset-v1.json", f"{folder}/testset-v1.json.gz (a JSON array)", how)
+    how = how_to_get_from_github("WeOpenML/PandaLM", "data/testset-v1.json", folder)
+    path = require_file(
+        folder, "testset-v1.json", f"{folder}/testset-v1.json.gz (a JSON array)", how
+    )
     try:
         with (
             gzip.open(path, "rt", encoding="utf-8")
@@ -191,7 +138,7 @@ def load_pandalm(annotators: bool = False) -> list[Comparison]:
         # Six responses are the JSON boolean true: the model wrote "True", which the authors'
         # pipeline parsed as a boolean. They are read back as the text "True".
         texts = {
-            key: _string(
+            key: expect_string(
                 str(value) if isinstance(value := fields[key], bool) else value, path, how, row, key
             )
             for key in ("instruction", "input", "response1", "response2")
@@ -255,13 +202,13 @@ def load_llmeval2() -> list[Comparison]:
         "https://github.com/AlibabaResearch/DAMO-ConvAI (WideDeep/evaluation_data/); unzip it and "
         f"put LLMEval2_benchmark.json, gzipped or not, into {folder}/"
     )
-    path = _require(
+    path = require_file(
         folder, "LLMEval2_benchmark.json", f"{folder}/LLMEval2_benchmark.json.gz (JSON Lines)", how
     )
     comparisons = []
     for index, (row, data) in enumerate(json_lines(path, how)):
         text = {
-            key: _string(data.get(key), path, how, row, key)
+            key: expect_string(data.get(key), path, how, row, key)
             for key in ("query", "response1", "response2", "human", "dataset")
         }
         if text["human"] not in _LLMEVAL2_LABELS:
@@ -324,15 +271,15 @@ def load_mt_bench(seed: int = 0) -> list[Comparison]:
         both sides, or a verdict or turn is unknown.
     """
     folder = dataset_dir("mt-bench-human-subset")
-    how = _how(
+    how = how_to_get_from_github(
         "Vibhanshu-555/Human-Aligned-LLM-Evaluation-Audit",
         "data/processed/human_gpt_comparison.zip (unzipped)",
         folder,
     )
-    path = _require(
+    path = require_file(
         folder, "human_gpt_comparison.csv", f"{folder}/human_gpt_comparison.csv.gz", how
     )
-    frame = _read_csv(path, _MT_BENCH_COLUMNS, how)
+    frame = read_csv_strings(path, _MT_BENCH_COLUMNS, how)
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # 1-based data rows, kept through the dedup
     votes = frame.drop_duplicates(_MT_BENCH_KEY)
     comparisons = []
@@ -530,15 +477,15 @@ def load_hh_rlhf(
             f"download https://github.com/anthropics/hh-rlhf/raw/master/{subset}/{split}.jsonl.gz "
             f"(a Git LFS file of the anthropics/hh-rlhf repository) into {folder}/"
         )
-        path = _require(
+        path = require_file(
             folder,
             f"{split}.jsonl",
             f"{folder}/{split}.jsonl.gz (JSON Lines, chosen/rejected)",
             how,
         )
         for index, (row, data) in enumerate(json_lines(path, how)):
-            chosen = _string(data.get("chosen"), path, how, row, "chosen")
-            rejected = _string(data.get("rejected"), path, how, row, "rejected")
+            chosen = expect_string(data.get("chosen"), path, how, row, "chosen")
+            rejected = expect_string(data.get("rejected"), path, how, row, "rejected")
             try:
                 humans, shared, chosen_reply, rejected_reply = _hh_pair(chosen, rejected)
             except ValueError as err:
@@ -609,11 +556,13 @@ def load_car(
     folder = dataset_dir("car-expert-revised") / "expert-revised-comet"
     comparisons = []
     for name in CAR_SPLITS if split is None else (split,):
-        how = _how("IronBeliever/CaR", f"Ranking/data/expert-revised-comet/APE_{name}.csv", folder)
-        path = _require(
+        how = how_to_get_from_github(
+            "IronBeliever/CaR", f"Ranking/data/expert-revised-comet/APE_{name}.csv", folder
+        )
+        path = require_file(
             folder, f"APE_{name}.csv", f"{folder}/APE_{name}.csv.gz with columns src, pos, neg", how
         )
-        frame = _read_csv(path, ("src", "pos", "neg"), how)
+        frame = read_csv_strings(path, ("src", "pos", "neg"), how)
         for index, record in enumerate(frame.to_dict("records")):
             text = {}
             for column, prefix in (
