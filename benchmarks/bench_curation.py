@@ -98,7 +98,7 @@ def bench_pipeline(n: int, anchor_items: int, seed: int) -> None:
 
     from crowdtune.curation.quality import default_scorer
     from crowdtune.curation.select import car_select, cluster, n_clusters
-    from crowdtune.datasets.instructions import load_car_selection
+    from crowdtune.datasets.car import load_car_selection
     from crowdtune.spaces.text import TextEncoder
 
     print(f"\n(b) CaR pipeline on {n:,} instruction items (seed {seed})")

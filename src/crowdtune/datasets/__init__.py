@@ -5,6 +5,7 @@ folder per dataset, download them from the canonical source where there is one, 
 fail with an error that names the missing file, the expected layout and where to get it.
 """
 
+from crowdtune.datasets.car import load_car
 from crowdtune.datasets.comparisons import (
     read_arena_csv,
     read_jsonl,
@@ -34,7 +35,6 @@ from crowdtune.datasets.movielens import (
 )
 from crowdtune.datasets.preference_sets import (
     PREFERENCE_DATASETS,
-    load_car,
     load_comparisons,
     load_hh_rlhf,
     load_llmeval2,

@@ -25,6 +25,7 @@ from typing import Literal
 
 import pandas as pd
 
+from crowdtune.datasets.car import CAR_SPLITS, load_car
 from crowdtune.datasets.comparisons import read_arena_csv, read_jsonl
 from crowdtune.datasets.home import (
     DatasetFormatError,
@@ -54,7 +55,6 @@ PREFERENCE_DATASETS: Mapping[str, str] = MappingProxyType(
 COMPARISON_FILE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
 HH_RLHF_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
 HH_RLHF_SPLITS = ("train", "test")
-CAR_SPLITS = ("train", "valid", "test")
 
 _PANDALM_LABELS = {0: Verdict.TIE, 1: Verdict.A, 2: Verdict.B}
 _PANDALM_ANNOTATORS = ("annotator1", "annotator2", "annotator3")
@@ -498,97 +498,6 @@ def load_hh_rlhf(
                     response_b=(*shared, rejected_reply),
                     verdict=Verdict.A,
                     source=f"hh-rlhf:{subset}",
-                )
-            )
-    return shuffle_sides(comparisons, seed)
-
-
-# ---------------------------------------------------------------------------------------------
-# CaR expert revisions
-
-
-def _unescape(text: str) -> str:
-    try:
-        decoded = json.loads(f'"{text}"')
-    except json.JSONDecodeError:
-        return text
-    return decoded if isinstance(decoded, str) else text
-
-
-def load_car(
-    split: Literal["train", "valid", "test"] | None = None, seed: int = 0
-) -> list[Comparison]:
-    """CaR's expert revisions: an original Alpaca answer against its expert rewrite.
-
-    Reads ``<data home>/car-expert-revised/expert-revised-comet/APE_<split>.csv(.gz)`` with the
-    columns ``src`` (``"Instruction: ..."``), ``pos`` (``"Response: <expert revision>"``) and
-    ``neg`` (``"Response: <original answer>"``). The prefixes and surrounding whitespace are
-    stripped; the expert revision wins. In these files the original answers (and only they) are
-    stored JSON-escaped (a literal backslash-n for every newline, ``\\"`` for quotes), so they
-    are unescaped here; otherwise the escapes alone would give the worse side away. The revision
-    is A, then each pair is swapped with probability 1/2 (:func:`shuffle_sides`). ``model_a`` /
-    ``model_b`` say which side is which (``"alpaca-original"`` or ``"expert-revised"``); ids are
-    ``car-<split>-<row>`` (0-based), the source ``car:<split>``.
-
-    Parameters
-    ----------
-    split
-        One of :data:`CAR_SPLITS`, or None for all three (in the order train, valid, test).
-    seed
-        Seed of the A/B order.
-
-    Returns
-    -------
-    list of Comparison
-        2,032 (train), 254 (valid) or 254 (test) pairs, 2,540 for all; no ties.
-
-    Raises
-    ------
-    ValueError
-        An unknown split.
-    DatasetMissingError
-        A file is not in the data home.
-    DatasetFormatError
-        A column is missing or a cell lacks its ``Instruction: `` / ``Response: `` prefix.
-    """
-    if split is not None:
-        check_choice(split, CAR_SPLITS, "CaR split")
-    folder = dataset_dir("car-expert-revised") / "expert-revised-comet"
-    comparisons = []
-    for name in CAR_SPLITS if split is None else (split,):
-        how = how_to_get_from_github(
-            "IronBeliever/CaR", f"Ranking/data/expert-revised-comet/APE_{name}.csv", folder
-        )
-        path = require_file(
-            folder, f"APE_{name}.csv", f"{folder}/APE_{name}.csv.gz with columns src, pos, neg", how
-        )
-        frame = read_csv_strings(path, ("src", "pos", "neg"), how)
-        for index, record in enumerate(frame.to_dict("records")):
-            text = {}
-            for column, prefix in (
-                ("src", "Instruction: "),
-                ("pos", "Response: "),
-                ("neg", "Response: "),
-            ):
-                if not record[column].startswith(prefix):
-                    raise DatasetFormatError(
-                        path,
-                        f"expected a cell starting with {prefix!r}",
-                        how,
-                        row=index + 1,
-                        column=column,
-                    )
-                text[column] = record[column][len(prefix) :].strip()
-            comparisons.append(
-                Comparison(
-                    id=f"car-{name}-{index}",
-                    prompt=(text["src"],),
-                    response_a=(text["pos"],),
-                    response_b=(_unescape(text["neg"]),),
-                    verdict=Verdict.A,
-                    model_a="expert-revised",
-                    model_b="alpaca-original",
-                    source=f"car:{name}",
                 )
             )
     return shuffle_sides(comparisons, seed)

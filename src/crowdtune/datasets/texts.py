@@ -28,14 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from crowdtune.datasets.car import CAR_SPLITS, car_instructions
 from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS, load_goemotions
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.datasets.preference_sets import (
-    CAR_SPLITS,
-    HH_RLHF_SUBSETS,
-    load_car,
-    load_hh_rlhf,
-)
+from crowdtune.datasets.preference_sets import HH_RLHF_SUBSETS, load_hh_rlhf
 from crowdtune.datasets.textfile import json_lines, read_text
 from crowdtune.records import Verdict
 from crowdtune.validation import check_choice
@@ -75,13 +71,6 @@ def _hh_rlhf(subsets: tuple[str, ...], responses: bool) -> pd.DataFrame:
         else:
             texts.append(comparison.prompt[0])
     return pd.DataFrame({"id": ids, "text": texts})
-
-
-def _car(split: str) -> pd.DataFrame:
-    comparisons = load_car(split=split)  # type: ignore[arg-type]
-    return pd.DataFrame(
-        {"id": [c.id for c in comparisons], "text": [c.prompt[0] for c in comparisons]}
-    )
 
 
 def _decoded_lines(path: Path) -> list[str]:
@@ -231,7 +220,7 @@ def load_texts(src: str) -> pd.DataFrame:
             raise ValueError(f"@car takes one option ({', '.join(CAR_SPLITS)})")
         split = options[0] if options else "test"
         check_choice(split, CAR_SPLITS, "option of @car")
-        return _car(split)
+        return car_instructions(split)  # type: ignore[arg-type]
     responses = bool(options) and options[-1] == "responses"
     if responses:
         options = options[:-1]
