@@ -41,10 +41,10 @@ def data_download_cmd(
 @data_app.command("list")
 def data_list_cmd() -> None:
     """List the comparison datasets that --data accepts as @NAME."""
-    from crowdtune.datasets.preference_sets import PREFERENCE_DATASETS
+    from crowdtune.datasets.registry import PREFERENCE_DATASETS
 
-    for name, description in PREFERENCE_DATASETS.items():
-        typer.echo(f"@{name}\t{description}")
+    for name, dataset in PREFERENCE_DATASETS.items():
+        typer.echo(f"@{name}\t{dataset.description}")
 
 
 EXPORT_FORMATS = ("arena-csv", "jsonl", "trl")

@@ -2,7 +2,10 @@
 
 Loaders look for files in the data home (``$CROWDTUNE_DATA``, else ``~/.cache/crowdtune``), one
 folder per dataset, download them from the canonical source where there is one, and otherwise
-fail with an error that names the missing file, the expected layout and where to get it.
+fail with an error that names the missing file, the expected layout and where to get it. Each
+named dataset has its own module (:mod:`~crowdtune.datasets.pandalm`, ``llmeval2``, ``mt_bench``,
+``hh_rlhf``, ``car``, ``goemotions``, ``movielens``); :mod:`~crowdtune.datasets.registry` maps
+the ``@name`` of a command-line ``SRC`` to its loader.
 """
 
 from crowdtune.datasets.car import load_car
@@ -19,6 +22,7 @@ from crowdtune.datasets.goemotions import (
     GoEmotionsSplit,
     load_goemotions,
 )
+from crowdtune.datasets.hh_rlhf import load_hh_rlhf, parse_hh_transcript
 from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
@@ -26,6 +30,7 @@ from crowdtune.datasets.home import (
     data_home,
     dataset_dir,
 )
+from crowdtune.datasets.llmeval2 import load_llmeval2
 from crowdtune.datasets.movielens import (
     MOVIELENS_GENRES,
     MOVIELENS_SHA256,
@@ -33,15 +38,9 @@ from crowdtune.datasets.movielens import (
     download_movielens,
     movielens_genre_matrix,
 )
-from crowdtune.datasets.preference_sets import (
-    PREFERENCE_DATASETS,
-    load_comparisons,
-    load_hh_rlhf,
-    load_llmeval2,
-    load_mt_bench,
-    load_pandalm,
-    parse_hh_transcript,
-)
+from crowdtune.datasets.mt_bench import load_mt_bench
+from crowdtune.datasets.pandalm import load_pandalm
+from crowdtune.datasets.registry import PREFERENCE_DATASETS, load_comparisons
 from crowdtune.datasets.synthetic import (
     CrowdDistribution,
     fit_crowd_distribution,

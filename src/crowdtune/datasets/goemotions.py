@@ -4,7 +4,7 @@ Reads the rater-agreement splits from ``<data home>/goemotions/`` (see its ``SOU
 ``{train,dev,test}.tsv(.gz)`` have no header and three tab-separated columns (text, comma-separated
 0-based label ids, Reddit comment id); ``emotions.txt`` names the 28 labels, one a line, in id
 order. Lines are split on tabs by hand: a few texts hold doubled double-quotes that a CSV reader
-would treat as quoting.
+would treat as quoting. :func:`goemotions_texts` gives a split's comments as plain texts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError, dataset_dir, require_file
 from crowdtune.datasets.textfile import read_text
@@ -147,3 +148,9 @@ def load_goemotions(split: str = "train", home: Path | None = None) -> GoEmotion
     for row, label_ids in enumerate(rows):
         labels[row, label_ids] = 1
     return GoEmotionsSplit(texts=texts, labels=labels, label_names=names, ids=ids)
+
+
+def goemotions_texts(split: str = "train", home: Path | None = None) -> pd.DataFrame:
+    """One split's comments as plain texts: columns ``id`` (the Reddit comment id) and ``text``."""
+    data = load_goemotions(split, home)
+    return pd.DataFrame({"id": data.ids, "text": data.texts})
