@@ -1,4 +1,4 @@
-"""``crowdtune data``: the data home, downloads and exports."""
+"""``crowdtune data``: the data home, the cache directory, downloads and exports."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ def data_home_cmd() -> None:
     from crowdtune.datasets import data_home
 
     typer.echo(str(data_home()))
+
+
+@data_app.command("cache")
+def data_cache_cmd() -> None:
+    """Print the cache directory ($CROWDTUNE_CACHE, else ~/.cache/crowdtune)."""
+    from crowdtune.datasets import cache_home
+
+    typer.echo(str(cache_home()))
 
 
 @data_app.command("download")

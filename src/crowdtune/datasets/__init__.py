@@ -1,9 +1,12 @@
-"""Datasets: the data home, real-data loaders with their downloads, and synthetic crowds.
+"""Datasets: the data home, the cache directory, real-data loaders with their downloads, and
+synthetic crowds.
 
 Loaders look for files in the data home (``$CROWDTUNE_DATA``, else ``~/.cache/crowdtune``), one
 folder per dataset, download them from the canonical source where there is one, and otherwise
-fail with an error that names the missing file, the expected layout and where to get it. Each
-named dataset has its own module (:mod:`~crowdtune.datasets.pandalm`, ``llmeval2``, ``mt_bench``,
+fail with an error that names the missing file, the expected layout and where to get it. The
+data home is only read; what crowdtune derives goes under the cache directory
+(``$CROWDTUNE_CACHE``, else ``~/.cache/crowdtune``; :func:`cache_dir`). Each named dataset has
+its own module (:mod:`~crowdtune.datasets.pandalm`, ``llmeval2``, ``mt_bench``,
 ``hh_rlhf``, ``car``, ``goemotions``, ``movielens``); :mod:`~crowdtune.datasets.registry` maps
 the ``@name`` of a command-line ``SRC`` to its loader.
 """
@@ -27,6 +30,8 @@ from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
     DatasetMissingError,
+    cache_dir,
+    cache_home,
     data_home,
     dataset_dir,
 )
@@ -60,6 +65,8 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetFormatError",
     "DatasetMissingError",
+    "cache_dir",
+    "cache_home",
     "data_home",
     "dataset_dir",
     "download_movielens",
