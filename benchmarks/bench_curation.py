@@ -96,7 +96,7 @@ def bench_pipeline(n: int, anchor_items: int, seed: int) -> None:
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
-    from crowdtune.curation.quality import default_scorer
+    from crowdtune.curation.scoring import default_scorer
     from crowdtune.curation.select import car_select, cluster, n_clusters
     from crowdtune.datasets.car import load_car_selection
     from crowdtune.spaces.text import TextEncoder

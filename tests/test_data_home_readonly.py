@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crowdtune.cli import app
-from crowdtune.curation.quality import default_scorer
+from crowdtune.curation.scoring import default_scorer
 from crowdtune.datasets.home import CACHE_KINDS, cache_dir, cache_home, data_home
 from crowdtune.spaces import emotions
 from crowdtune.spaces.text import M2V_DIRNAME, TextEncoder, load_m2v

@@ -102,11 +102,8 @@ def distribution_cmd(
         fail("--n-process must be at least 1")
     if n_boot < 0:
         fail("--n-boot must be 0 or more")
-    from crowdtune.curation.distribution import (
-        compare_distributions,
-        score_agreement,
-        text_features,
-    )
+    from crowdtune.curation.distribution import compare_distributions, score_agreement
+    from crowdtune.curation.linguistic import text_features
     from crowdtune.reports.distribution import distribution_sections
     from crowdtune.reports.html import render_report
 

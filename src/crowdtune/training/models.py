@@ -16,6 +16,9 @@ find each row's last token.
 The tiny tokenizer's special tokens and chat template follow ChatML (``<|im_start|>role ...
 <|im_end|>``) with ``{% generation %}`` markers around assistant turns, so TRL's
 ``assistant_only_loss`` works with it (see MODELS.md, section 6).
+
+:func:`resolve_device` is the one rule for where a model trains and whether in bf16: CUDA when
+there is one, bf16 only on a CUDA GPU that supports it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "TINY_CHAT_TEMPLATE",
     "UnknownModelError",
     "load_model",
+    "resolve_device",
     "smollm2_checkpoint",
     "tiny_config",
     "tiny_tokenizer",
@@ -272,6 +276,24 @@ def load_model(
             f"{builtins}. A local checkpoint directory, or a hub name such as "
             "'HuggingFaceTB/SmolLM2-135M-Instruct' where a hub is reachable, also works."
         ) from exc
+
+
+def resolve_device(device: str = "auto", bf16: str | bool = "auto") -> tuple[torch.device, bool]:
+    """The torch device to run on and whether to use bf16 there.
+
+    ``device="auto"`` is the first CUDA device when there is one, else the CPU; any other value
+    is a torch device string. ``bf16="auto"`` is True only on a CUDA device whose GPU supports
+    bf16; True or False is kept as given.
+    """
+    import torch
+
+    if device == "auto":
+        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        resolved = torch.device(device)
+    if bf16 == "auto":
+        return resolved, resolved.type == "cuda" and torch.cuda.is_bf16_supported()
+    return resolved, bool(bf16)
 
 
 def smollm2_checkpoint() -> Path:
