@@ -40,7 +40,7 @@ from crowdtune.curation.linguistic import (
     load_pipeline,
     text_features,
 )
-from crowdtune.datasets.texts import load_texts
+from crowdtune.datasets.registry import load_texts
 
 TARGET = 1000.0
 

@@ -1,7 +1,7 @@
 """``crowdtune analyze``: compare the linguistic distribution of fine-tuning and test texts.
 
 SRC is a dataset of the data home (``@goemotions``, ``@hh-rlhf:helpful-base``,
-``@hh-rlhf:harmless-base``, ``@car``; see :mod:`crowdtune.datasets.texts`) or a ``.txt``,
+``@hh-rlhf:harmless-base``, ``@car``; see :mod:`crowdtune.datasets.registry`) or a ``.txt``,
 ``.jsonl`` or ``.csv`` file with a ``text`` field.
 """
 
@@ -37,7 +37,7 @@ _SRC_HELP = (
 
 
 def _load(option: str, src: str, max_texts: int | None, rng: np.random.Generator) -> pd.DataFrame:
-    from crowdtune.datasets.texts import load_texts
+    from crowdtune.datasets.registry import load_texts
 
     try:
         frame = load_texts(src)

@@ -136,7 +136,7 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     from crowdtune.curation.scoring import default_scorer, evaluate_on_car
     from crowdtune.curation.select import car_select
     from crowdtune.datasets.car import car_items
-    from crowdtune.datasets.texts import load_texts
+    from crowdtune.datasets.registry import load_texts
     from crowdtune.reports.curation import curation_sections
     from crowdtune.reports.distribution import distribution_sections
 

@@ -326,13 +326,13 @@ def default_scorer(
 
     import crowdtune
     from crowdtune.datasets.car import load_car_pairs
-    from crowdtune.spaces.text import cache_dir
+    from crowdtune.datasets.home import cache_dir
 
     chosen = {**DEFAULT_EMBEDDING_PARAMS, **(params or {})}
     key = hashlib.sha256(
         json.dumps([crowdtune.__version__, chosen], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-    path = cache_dir() / "quality" / f"embedding-{crowdtune.__version__}-{key}.joblib"
+    path = cache_dir("quality") / f"embedding-{crowdtune.__version__}-{key}.joblib"
     if cache and path.is_file():
         try:
             loaded = load_scorer(path)
