@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 from sklearn.linear_model import LogisticRegression
 
-from crowdtune.datasets.preference_sets import load_comparisons
+from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference.leaderboard import (
     ELO_SCALE,
     bradley_terry,

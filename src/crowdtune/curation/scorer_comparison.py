@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdtune.curation.quality import evaluate_on_car
+from crowdtune.curation.scoring import evaluate_on_car
 
 
 def compare_quality_scorers(*, encoder: str = "m2v", seed: int = 0) -> dict[str, dict[str, Any]]:
-    """:func:`~crowdtune.curation.quality.evaluate_on_car` of each scorer, by label.
+    """:func:`~crowdtune.curation.scoring.evaluate_on_car` of each scorer, by label.
 
     Parameters
     ----------
