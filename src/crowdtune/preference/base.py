@@ -72,6 +72,15 @@ def expand_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
+def seeded(estimator_class: type[BaseEstimator], seed: int, **params: Any) -> Any:
+    """``estimator_class(**params)`` seeded with ``seed`` if it draws random numbers (a parameter
+    ``seed``) and ``params`` do not set that already; deterministic predictors take no seed."""
+    estimator = estimator_class(**params)
+    if "seed" in estimator.get_params(deep=False) and "seed" not in params:
+        estimator.set_params(seed=seed)
+    return estimator
+
+
 def symmetrize(p_ab: np.ndarray, p_ba: np.ndarray) -> np.ndarray:
     """Average the prediction for (a, b) with the one for (b, a) mapped back to (a, b)'s classes."""
     return 0.5 * (p_ab + p_ba[:, SWAP_CLASSES])

@@ -10,10 +10,11 @@ from scipy.optimize import minimize
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from crowdtune.preference.base import check_frame, check_labels
+from crowdtune.preference.base import check_frame, check_labels, seeded
 from crowdtune.preference.calibration import apply_temperature, fit_temperature, out_of_fold_proba
 from crowdtune.preference.cv import dataset_of
 from crowdtune.preference.metrics import EPS
+from crowdtune.preference.models import CPU_PREDICTORS
 from crowdtune.validation import check_choice
 
 
@@ -33,6 +34,12 @@ def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
 
     result = minimize(loss, np.zeros(len(probas)), jac=True, method="L-BFGS-B")
     return softmax(result.x)
+
+
+def default_members(seed: int = 0) -> list[tuple[str, Any]]:
+    """The ensemble's default members: every CPU predictor of
+    :data:`~crowdtune.preference.models.CPU_PREDICTORS`, by name, seeded with ``seed``."""
+    return [(name, seeded(cls, seed)) for name, cls in CPU_PREDICTORS.items()]
 
 
 class EnsembleModel(ClassifierMixin, BaseEstimator):
@@ -69,8 +76,6 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         self.calibrate = calibrate
 
     def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
-        from crowdtune.preference.registry import default_members
-
         check_choice(self.fold_groups, ("dataset", "prompt"), "fold grouping")
         X = check_frame(X)
         labels = check_labels(y, len(X))

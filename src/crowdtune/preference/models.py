@@ -226,3 +226,13 @@ class EmbeddingGBDT(_GBDTModel):
         sim_ab = np.einsum("ij,ij->i", e_a, e_b)[:, None]
         emb_ab, emb_ba = pair_features(sim_a, sim_b, np.hstack([abs_proj, sim_ab]))
         return np.hstack([cheap_ab, emb_ab, proj]), np.hstack([cheap_ba, emb_ba, -proj])
+
+
+#: The CPU predictors of this module by their ``--model`` names (see
+#: :data:`crowdtune.preference.registry.MODELS`), cheapest first: the ensemble's default members.
+CPU_PREDICTORS: dict[str, type[PairFeatureModel]] = {
+    "length": LengthModel,
+    "difference-bucket": DifferenceBucketModel,
+    "features-gbdt": FeaturesGBDT,
+    "embedding-gbdt": EmbeddingGBDT,
+}
