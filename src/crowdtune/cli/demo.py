@@ -109,7 +109,7 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
     frame = comparisons_frame(records)
     names = ["length", "difference-bucket", "features-gbdt"] + (["embedding-gbdt"] * embeddings)
     models = {name: make_model(name, seed=seed) for name in names}
-    models["ensemble"] = EnsembleModel(members=list(models.items()), seed=seed)
+    models["ensemble"] = EnsembleModel(members=list(models.items()), random_state=seed)
     total = len(models) * sum(n_folds(frame, s) for s in SCHEMES)
     with progress_bar(total, "preference models", progress) as advance:
         table, predictions = compare_models(models, frame, seed=seed, on_fold=lambda: advance(1))

@@ -102,7 +102,7 @@ def fit_cmd(
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
-        estimator = CalibratedPreferenceModel(estimator, method=method, seed=seed)
+        estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
     how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
     err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
     start = time.perf_counter()
