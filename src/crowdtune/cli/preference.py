@@ -299,7 +299,8 @@ def leaderboard_cmd(
 ) -> None:
     """Bradley-Terry ratings of the models in the comparisons, on the Elo scale, with bootstrap
     95% intervals; rank = 1 + the number of models whose interval lies wholly above."""
-    from crowdtune.preference.leaderboard import bradley_terry, online_elo
+    from crowdtune.preference.bradley_terry import online_elo
+    from crowdtune.preference.leaderboard import bradley_terry
 
     frame = load_frame(data, seed)
     battles = frame.dropna(subset=["model_a", "model_b"])
