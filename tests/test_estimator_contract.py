@@ -2,9 +2,10 @@
 
 Keyword-only ``__init__`` that only stores its arguments, the seed named ``random_state``, every
 parameter reachable through ``get_params``/``set_params``, ``NotFittedError`` before ``fit``,
-learned state in attributes ending in ``_``, ``clone`` and pickling round trips, and model
-selection with ``GridSearchCV``. scikit-learn's own checks (``check_estimator``) run too; those that
-feed numeric arrays are declared as expected failures (see :data:`EXPECTED_FAILED_CHECKS`).
+learned state in attributes ending in ``_``, ``clone``, pickling and ``save_model``/``load_model``
+round trips, and model selection with ``GridSearchCV``. scikit-learn's own checks
+(``check_estimator``) run too; those that feed numeric arrays are declared as expected failures
+(see :data:`EXPECTED_FAILED_CHECKS`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from crowdtune.preference import (
     EnsembleModel,
     FeaturesGBDT,
     LengthModel,
+    load_model,
     prompt_groups,
+    save_model,
 )
 from crowdtune.preference.models import GBDT_DEFAULTS
 from crowdtune.preference.transformer import TransformerPreferenceModel
@@ -231,6 +234,18 @@ def test_pickling_round_trips_the_fitted_model(fitted, frame):
     restored = pickle.loads(pickle.dumps(model))
     assert repr(restored) == repr(model)
     np.testing.assert_array_equal(restored.predict_proba(frame), model.predict_proba(frame))
+
+
+def test_save_model_and_load_model_round_trip_the_fitted_model(fitted, frame, tmp_path):
+    name, model = fitted
+    save_model(model, name, tmp_path / name)
+    loaded, meta = load_model(tmp_path / name)
+    assert type(loaded) is type(model) and meta["model"] == name
+    assert loaded.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    # The transformer is rebuilt from its saved weights (tolerance as in its own test module).
+    np.testing.assert_allclose(
+        loaded.predict_proba(frame), model.predict_proba(frame), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in PROTOTYPES if n != "transformer"])
