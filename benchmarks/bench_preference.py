@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from crowdtune.datasets.preference_sets import load_comparisons
+from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference import make_model
 from crowdtune.preference.cv import cross_validate
 from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, bootstrap_mean_ci, row_log_loss

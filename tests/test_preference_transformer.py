@@ -19,10 +19,10 @@ from crowdtune.preference.base import swap_frame
 from crowdtune.preference.transformer import (
     TEMPLATE_HEADERS,
     TransformerPreferenceModel,
-    allocate_lengths,
     encode_pairs,
 )
 from crowdtune.training import load_model, tiny_tokenizer
+from crowdtune.training.lora import allocate_lengths
 
 # One worker runs the whole module, so the trained model (a module fixture) is built once.
 pytestmark = pytest.mark.xdist_group("preference_transformer")

@@ -33,7 +33,7 @@ PrefSeedOpt = typer.Option(0, "--seed", help="Seed of A/B randomisation, folds a
 
 def load_records(sources: list[str], seed: int = 0) -> list[Any]:
     """The comparisons of every SRC in order, or a clean exit naming the bad source."""
-    from crowdtune.datasets.preference_sets import load_comparisons
+    from crowdtune.datasets.registry import load_comparisons
 
     records = []
     for src in sources:
