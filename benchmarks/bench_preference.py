@@ -62,7 +62,9 @@ def calibration_comparison(frame: pd.DataFrame, folds: int) -> None:
     from crowdtune.preference import CALIBRATIONS, CalibratedPreferenceModel
 
     models = {
-        f"features-gbdt + {method}": CalibratedPreferenceModel(make_model("features-gbdt"), method)
+        f"features-gbdt + {method}": CalibratedPreferenceModel(
+            estimator=make_model("features-gbdt"), method=method
+        )
         for method in CALIBRATIONS
     }
     for scheme in ("grouped", "leave-one-dataset-out"):

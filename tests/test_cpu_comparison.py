@@ -4,12 +4,14 @@ import numpy as np
 import pandas as pd
 
 from crowdtune.preference.cpu_comparison import (
-    CPU_PREDICTORS,
     compare_cpu_predictors,
     cpu_comparison_fits,
     cpu_predictors,
 )
 from crowdtune.preference.cv import SCHEMES
+
+#: The predictors that need no embeddings, in the order the tables list them.
+CPU_PREDICTORS = ["length", "difference-bucket", "features-gbdt"]
 
 
 def longer_wins(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -37,6 +39,8 @@ def test_cpu_predictors_and_their_ensemble():
     assert list(with_embeddings) == [*CPU_PREDICTORS, "embedding-gbdt", "ensemble"]
     members = with_embeddings["ensemble"].members
     assert [name for name, _ in members] == [*CPU_PREDICTORS, "embedding-gbdt"]
+    assert with_embeddings["features-gbdt"].random_state == 3
+    assert with_embeddings["ensemble"].random_state == 3
 
 
 def test_compare_cpu_predictors_counts_its_fits_and_pools_each_scheme():

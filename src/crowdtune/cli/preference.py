@@ -107,7 +107,7 @@ def fit_cmd(
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
-        estimator = CalibratedPreferenceModel(estimator, method=method, seed=seed)
+        estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
     how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
     err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
     start = time.perf_counter()
@@ -313,7 +313,8 @@ def leaderboard_cmd(
     The models are those the comparisons name; ratings are on the Elo scale, and a model's rank
     is 1 + the number of models whose interval lies wholly above its own.
     """
-    from crowdtune.preference.leaderboard import bradley_terry, online_elo
+    from crowdtune.preference.bradley_terry import online_elo
+    from crowdtune.preference.leaderboard import bradley_terry
 
     frame = load_frame(data, seed)
     battles = frame.dropna(subset=["model_a", "model_b"])

@@ -1,10 +1,10 @@
 """The CPU predictors and their ensemble, compared by cross-validation.
 
-:func:`cpu_predictors` builds the predictors that fit on a CPU in seconds to minutes (the length
-rule, difference buckets, LightGBM on text features and, with ``embeddings``, on MiniLM
-embeddings) and their ensemble; :func:`compare_cpu_predictors` cross-validates them under both
-schemes of :mod:`crowdtune.preference.cv`. ``crowdtune demo`` runs it on PandaLM, LLMEval² and
-MT-Bench.
+:func:`cpu_predictors` builds the predictors of
+:data:`~crowdtune.preference.models.CPU_PREDICTORS` (the length rule, difference buckets, LightGBM
+on text features and, with ``embeddings``, on MiniLM embeddings) and their ensemble;
+:func:`compare_cpu_predictors` cross-validates them under both schemes of
+:mod:`crowdtune.preference.cv`. ``crowdtune demo`` runs it on PandaLM, LLMEval² and MT-Bench.
 """
 
 from __future__ import annotations
@@ -16,25 +16,26 @@ import numpy as np
 import pandas as pd
 
 from crowdtune.preference.cv import SCHEMES, compare_models, n_folds
-from crowdtune.preference.ensemble import EnsembleModel
-from crowdtune.preference.registry import make_model
+from crowdtune.preference.ensemble import EnsembleModel, default_members
 
-#: The predictors compared, besides ``embedding-gbdt`` (MiniLM embeds every text once: minutes
-#: on 2 cores before its vectors are cached) and the ensemble of them all.
-CPU_PREDICTORS = ("length", "difference-bucket", "features-gbdt")
+#: The CPU predictors that read MiniLM embeddings: every text is embedded once, minutes on 2
+#: cores before its vectors are cached.
+NEEDS_EMBEDDINGS = ("embedding-gbdt",)
 
 
 def cpu_predictors(*, embeddings: bool = False, seed: int = 0) -> dict[str, Any]:
     """Fresh, unfitted CPU predictors by name, with ``"ensemble"`` (of the others) last."""
-    names = [*CPU_PREDICTORS, *(["embedding-gbdt"] if embeddings else [])]
-    models = {name: make_model(name, seed=seed) for name in names}
-    models["ensemble"] = EnsembleModel(members=list(models.items()), seed=seed)
-    return models
+    members = [
+        (name, model)
+        for name, model in default_members(random_state=seed)
+        if embeddings or name not in NEEDS_EMBEDDINGS
+    ]
+    return {**dict(members), "ensemble": EnsembleModel(members=members, random_state=seed)}
 
 
 def cpu_comparison_fits(frame: pd.DataFrame, *, embeddings: bool = False) -> int:
     """How many fits :func:`compare_cpu_predictors` runs on ``frame`` (for progress bars)."""
-    n_models = len(CPU_PREDICTORS) + embeddings + 1
+    n_models = len(cpu_predictors(embeddings=embeddings))
     return n_models * sum(n_folds(frame, scheme) for scheme in SCHEMES)
 
 

@@ -170,7 +170,7 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         Gradient clipping.
     gradient_checkpointing : bool, default=False
         Recompute activations in the backward pass (less memory, ~30 % slower).
-    seed : int, default=0
+    random_state : int, default=0
         Seeds the tiny model's weights, the adapter's initialisation, the data order and dropout;
         the global RNGs are left as they were.
     device : str, default="auto"
@@ -225,7 +225,7 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         gradient_accumulation: int = 1,
         max_grad_norm: float = 1.0,
         gradient_checkpointing: bool = False,
-        seed: int = 0,
+        random_state: int = 0,
         device: str = "auto",
         bf16: str | bool = "auto",
         verbose: bool = False,
@@ -245,10 +245,16 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         self.gradient_accumulation = gradient_accumulation
         self.max_grad_norm = max_grad_norm
         self.gradient_checkpointing = gradient_checkpointing
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.bf16 = bf16
         self.verbose = verbose
+
+    @property
+    def seed(self) -> int:  # type: ignore[override]  # read-only: set random_state instead
+        """``random_state``, under the name the shared LoRA machinery
+        (:class:`~crowdtune.training.lora.LoraSequenceModel`) reads; not a parameter."""
+        return self.random_state
 
     # -------------------------------------------------------------------------------- training
 
@@ -272,7 +278,7 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         for attribute in ("model_", "tokenizer_"):
             self.__dict__.pop(attribute, None)
         with self._forked_rng(device):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.random_state)
             model, tokenizer = self._fresh_model(device, bf16)
             a_first, b_first = encode_pairs(tokenizer, X, int(self.max_length))
             texts = a_first + b_first
