@@ -151,6 +151,9 @@ def test_demo_writes_the_report(tmp_path, movielens_available):
     )
     assert "--prompts @car:test --reward-model runs/reward" in result.stdout
     assert "--model HuggingFaceTB/SmolLM2-1.7B-Instruct" in result.stdout
+    # crowdtune's own progress and results only: no third-party progress bars.
+    for bar in ("Loading weights", "Writing model shards", "Encoding tokens", "Map: "):
+        assert bar not in result.output
 
 
 def test_shapley_centroid_json_is_efficient(movielens_available) -> None:
