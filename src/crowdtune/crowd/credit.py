@@ -30,6 +30,7 @@ from scipy import stats
 
 from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix, run_cell
 from crowdtune.crowd.rounds import RoundConfig
+from crowdtune.stats import fisher_z_mean
 from crowdtune.validation import check_choice
 
 #: How a run's Shapley values can be estimated (see :func:`centroid_shapley`).
@@ -126,10 +127,8 @@ def summarize_agreement(per_run: pd.DataFrame, n_users: int) -> pd.DataFrame:
     """Mean Spearman and Pearson per scheme (and any other label columns) with 95% CIs.
 
     Correlations are averaged on Fisher's z scale across runs, each weighted by ``n_users - 3``
-    (:func:`crowdtune.valuation.stats.fisher_z_mean`); runs with constant points are left out.
+    (:func:`crowdtune.stats.fisher_z_mean`); runs with constant points are left out.
     """
-    from crowdtune.valuation.stats import fisher_z_mean
-
     labels = [c for c in per_run.columns if c not in ("run", "spearman", "pearson")]
     rows = []
     for key, frame in per_run.groupby(labels, sort=False):

@@ -29,21 +29,17 @@ from crowdtune.valuation.games import (
 )
 from crowdtune.valuation.kernel import kernel_shapley
 from crowdtune.valuation.result import ValuationResult
-from crowdtune.valuation.stats import Correlation, correlation, fisher_z_mean
 
 __all__ = [
     "AdditiveGame",
     "CentroidGame",
-    "Correlation",
     "Game",
     "LearnerGame",
     "SymmetricVotingGame",
     "UnanimityGame",
     "ValuationResult",
     "check_efficiency",
-    "correlation",
     "exact_shapley",
-    "fisher_z_mean",
     "kernel_shapley",
     "permutation_shapley",
     "total_value",

@@ -1,8 +1,9 @@
-"""Correlation statistics with confidence intervals: how well do two valuations agree?
+"""Statistics shared by every stage: correlations with confidence intervals.
 
-:func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile bootstrap
-interval over paired resamples; :func:`fisher_z_mean` pools the correlations of independent runs
-through Fisher's z. Both return a :class:`Correlation`.
+Correlations
+    :func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile
+    bootstrap interval over paired resamples; :func:`fisher_z_mean` pools the correlations of
+    independent runs through Fisher's z. Both return a :class:`Correlation`.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import crowdtune.valuation.stats as stats_module
-from crowdtune.valuation import Correlation, correlation, fisher_z_mean
+import crowdtune.stats as stats_module
+from crowdtune.stats import Correlation, correlation, fisher_z_mean
 
 METHODS = ["pearson", "spearman", "kendall"]
 
