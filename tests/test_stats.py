@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 import crowdtune.stats as stats_module
-from crowdtune.stats import Correlation, correlation, fisher_z_mean
+from crowdtune.stats import Correlation, bootstrap_mean_ci, correlation, fisher_z_mean
 
 METHODS = ["pearson", "spearman", "kendall"]
 
@@ -150,3 +150,18 @@ def test_fisher_z_errors_name_the_problem() -> None:
         fisher_z_mean([0.1, 0.2], [10, 3])
     with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
         fisher_z_mean([0.1], [10], confidence=1.0)
+
+
+def test_bootstrap_mean_interval_matches_scipys_percentile_bootstrap() -> None:
+    values = np.random.default_rng(3).exponential(2.0, 150)
+    low, high = bootstrap_mean_ci(values, n_bootstrap=4000, seed=1)
+    expected = scipy.stats.bootstrap(
+        (values,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(2)
+    ).confidence_interval
+    assert low < values.mean() < high
+    assert low == pytest.approx(expected.low, abs=0.05)
+    assert high == pytest.approx(expected.high, abs=0.05)
+    assert bootstrap_mean_ci(values, n_bootstrap=500, seed=1) == bootstrap_mean_ci(
+        values, n_bootstrap=500, seed=1
+    )
+    assert all(np.isnan(bootstrap_mean_ci(np.array([]))))

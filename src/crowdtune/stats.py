@@ -1,5 +1,7 @@
-"""Statistics shared by every stage: correlations with confidence intervals.
+"""Statistics shared by every stage: intervals of a mean and correlations with intervals.
 
+Intervals of a mean
+    :func:`bootstrap_mean_ci` gives a percentile bootstrap interval.
 Correlations
     :func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile
     bootstrap interval over paired resamples; :func:`fisher_z_mean` pools the correlations of
@@ -32,6 +34,22 @@ BOOT_BLOCK = 2**22
 PAIRWISE_KENDALL_MAX_N = 300
 #: Largest block of pairwise Kendall signs, in pairs (rows × n (n - 1) / 2).
 PAIR_BLOCK = 2**21
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_bootstrap: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (rows resampled with replacement)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    # Resampling counts per row (one multinomial per draw) equals resampling rows: O(draws * n).
+    counts = rng.multinomial(v.size, np.full(v.size, 1.0 / v.size), size=n_bootstrap)
+    means = counts @ v / v.size
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)

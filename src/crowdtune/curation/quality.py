@@ -49,7 +49,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from crowdtune.datasets.car import split_item_text
 from crowdtune.preference.features import RESPONSE_FEATURES, response_features
-from crowdtune.preference.metrics import bootstrap_mean_ci
 from crowdtune.preference.transformer import (
     LoraSequenceModel,
     _autocast,
@@ -57,6 +56,7 @@ from crowdtune.preference.transformer import (
     _with_lora,
     allocate_lengths,
 )
+from crowdtune.stats import bootstrap_mean_ci
 from crowdtune.validation import check_choice
 
 if TYPE_CHECKING:
