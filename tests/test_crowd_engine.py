@@ -15,7 +15,6 @@ from itertools import product
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from crowdtune.crowd import experiments
 from crowdtune.crowd.experiments import CrowdSpec, cell_tables, run_cell, simulate_grouping
@@ -24,7 +23,7 @@ from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.metrics import get_metric
 from crowdtune.crowd.points import get_scheme
 from crowdtune.crowd.rounds import RoundConfig, draw_run_randomness, run_rounds
-from crowdtune.crowd.summary import first_round_within, mean_ci, summarize_runs
+from crowdtune.crowd.summary import first_round_within, summarize_runs
 from crowdtune.crowd.sweep import SweepGrid, sweep
 
 STRATEGIES = ("random", "epsilon-greedy", "interleaved")
@@ -585,27 +584,6 @@ def test_mismatched_batch_lengths_are_rejected(which: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Summaries
 # --------------------------------------------------------------------------------------------
-
-
-def test_mean_ci_equals_scipy_t_interval() -> None:
-    sample = np.random.default_rng(0).normal(3.0, 2.0, 17)
-    for level in (0.95, 0.9):
-        low, high = stats.t.interval(
-            level, len(sample) - 1, loc=sample.mean(), scale=stats.sem(sample)
-        )
-        got = mean_ci(sample, level=level)
-        assert got["mean"] == pytest.approx(sample.mean())
-        assert got["ci_low"] == pytest.approx(low)
-        assert got["ci_high"] == pytest.approx(high)
-
-
-def test_mean_ci_ignores_nan_and_handles_tiny_samples() -> None:
-    assert mean_ci([1.0, np.nan, 3.0])["mean"] == pytest.approx(2.0)
-    low, high = stats.t.interval(0.95, 1, loc=2.0, scale=stats.sem([1.0, 3.0]))
-    assert mean_ci([1.0, np.nan, 3.0])["ci_low"] == pytest.approx(low)
-    assert mean_ci([1.0, np.nan, 3.0])["ci_high"] == pytest.approx(high)
-    assert mean_ci([4.0]) == {"mean": 4.0, "ci_low": None, "ci_high": None}
-    assert mean_ci([]) == {"mean": None, "ci_low": None, "ci_high": None}
 
 
 def test_first_round_within_returns_first_column_or_minus_one() -> None:

@@ -7,7 +7,14 @@ import pytest
 import scipy.stats
 
 import crowdtune.stats as stats_module
-from crowdtune.stats import Correlation, bootstrap_mean_ci, correlation, fisher_z_mean
+from crowdtune.stats import (
+    Correlation,
+    bootstrap_mean_ci,
+    correlation,
+    fisher_z_mean,
+    mean_ci,
+    t_half_width,
+)
 
 METHODS = ["pearson", "spearman", "kendall"]
 
@@ -165,3 +172,35 @@ def test_bootstrap_mean_interval_matches_scipys_percentile_bootstrap() -> None:
         values, n_bootstrap=500, seed=1
     )
     assert all(np.isnan(bootstrap_mean_ci(np.array([]))))
+
+
+def test_mean_ci_equals_scipy_t_interval() -> None:
+    sample = np.random.default_rng(0).normal(3.0, 2.0, 17)
+    for level in (0.95, 0.9):
+        low, high = scipy.stats.t.interval(
+            level, len(sample) - 1, loc=sample.mean(), scale=scipy.stats.sem(sample)
+        )
+        got = mean_ci(sample, level=level)
+        assert got["mean"] == pytest.approx(sample.mean())
+        assert got["ci_low"] == pytest.approx(low)
+        assert got["ci_high"] == pytest.approx(high)
+
+
+def test_mean_ci_ignores_nan_and_handles_tiny_samples() -> None:
+    assert mean_ci([1.0, np.nan, 3.0])["mean"] == pytest.approx(2.0)
+    low, high = scipy.stats.t.interval(0.95, 1, loc=2.0, scale=scipy.stats.sem([1.0, 3.0]))
+    assert mean_ci([1.0, np.nan, 3.0])["ci_low"] == pytest.approx(low)
+    assert mean_ci([1.0, np.nan, 3.0])["ci_high"] == pytest.approx(high)
+    assert mean_ci([4.0]) == {"mean": 4.0, "ci_low": None, "ci_high": None}
+    assert mean_ci([]) == {"mean": None, "ci_low": None, "ci_high": None}
+
+
+def test_t_half_width_works_elementwise_and_has_none_for_one_value() -> None:
+    rng = np.random.default_rng(1)
+    samples = [rng.normal(size=n) for n in (2, 5, 30)]
+    sd = np.array([s.std(ddof=1) for s in samples])
+    n = np.array([len(s) for s in samples])
+    for width, sample in zip(t_half_width(sd, n), samples, strict=True):
+        got = mean_ci(sample)
+        assert width == pytest.approx(got["ci_high"] - got["mean"], rel=1e-12)
+    assert np.isnan(t_half_width(np.nan, 1))

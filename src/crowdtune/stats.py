@@ -1,6 +1,8 @@
 """Statistics shared by every stage: intervals of a mean and correlations with intervals.
 
 Intervals of a mean
+    :func:`mean_ci` gives a Student-t interval, ``mean ± t · sd / sqrt(n)``, whose half-width
+    :func:`t_half_width` also computes elementwise (one interval per group of a table);
     :func:`bootstrap_mean_ci` gives a percentile bootstrap interval.
 Correlations
     :func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile
@@ -19,9 +21,12 @@ Correlations
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 
 from crowdtune.validation import check_choice
@@ -34,6 +39,34 @@ BOOT_BLOCK = 2**22
 PAIRWISE_KENDALL_MAX_N = 300
 #: Largest block of pairwise Kendall signs, in pairs (rows × n (n - 1) / 2).
 PAIR_BLOCK = 2**21
+
+
+def t_half_width(sd: Any, n: Any, level: float = 0.95) -> Any:
+    """Half-width of the Student-t interval of a mean: ``t_{(1+level)/2, n-1} · sd / sqrt(n)``.
+
+    Elementwise over arrays or Series of standard deviations (``ddof=1``) and counts; NaN where
+    ``n < 2`` (no degrees of freedom).
+    """
+    return scipy.stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)
+
+
+def mean_ci(
+    values: Sequence[float] | np.ndarray | pd.Series, level: float = 0.95
+) -> dict[str, float | None]:
+    """Mean with a Student-t confidence interval: ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)``.
+
+    NaNs are ignored. Bounds are ``None`` with fewer than two values; everything is ``None`` with
+    none.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None}
+    mean = float(x.mean())
+    if x.size < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None}
+    half = float(t_half_width(x.std(ddof=1), x.size, level))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
 def bootstrap_mean_ci(

@@ -151,7 +151,7 @@ def point_in_space_cmd(
 
 
 def _with_ci(entry: dict[str, Any]) -> str:
-    """``mean [low, high]`` from a :func:`crowdtune.crowd.summary.mean_ci` entry."""
+    """``mean [low, high]`` from a :func:`crowdtune.stats.mean_ci` entry."""
     if entry["mean"] is None:
         return "-"
     low, high = entry["ci_low"], entry["ci_high"]

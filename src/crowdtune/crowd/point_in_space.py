@@ -35,7 +35,7 @@ partition of that pool, so competitive and random candidates see the same total 
 Every distance is the Euclidean distance of a model's point to the target centre; each row also
 carries a 95 % bootstrap interval over its ``n_samples`` generations (the sampling noise of one
 model). Across replicates, :func:`summarize_point_in_space` gives Student-t 95 % intervals of the
-mean (:func:`crowdtune.crowd.summary.mean_ci`) and of the paired differences between arms.
+mean (:func:`crowdtune.stats.mean_ci`) and of the paired differences between arms.
 
 The *target band* on a distance plot (:func:`target_distance_band`): the 25-75 % range of the
 distance to the centre of the mean point of ``n_samples`` sentences drawn from the 101 target
@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from crowdtune.crowd.summary import mean_ci
+from crowdtune.stats import mean_ci
 
 if TYPE_CHECKING:
     from crowdtune.spaces.emotions import EmotionTarget
