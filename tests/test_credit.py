@@ -28,7 +28,6 @@ from crowdtune.crowd.experiments import (
     run_streams,
 )
 from crowdtune.crowd.learners import PointLearner
-from crowdtune.crowd.metrics import get_metric
 from crowdtune.crowd.points import (
     SCHEMES,
     LeaveOneOutPoints,
@@ -37,6 +36,7 @@ from crowdtune.crowd.points import (
     get_scheme,
 )
 from crowdtune.crowd.rounds import RoundConfig, run_rounds
+from crowdtune.spaces.metrics import get_metric
 from crowdtune.valuation import CentroidGame, exact_shapley
 from test_crowd_engine import generators, random_problem  # shared fixtures of the engine tests
 

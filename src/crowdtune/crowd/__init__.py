@@ -1,5 +1,5 @@
-"""Crowd-SFT rounds: grouping strategies, metrics, learners, point schemes, credit checks,
-experiments, sweeps.
+"""Crowd-SFT rounds: grouping strategies, learners, point schemes, credit checks, experiments,
+sweeps.
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping
 >>> result = simulate_grouping(CrowdSpec(dataset="synthetic", n_users=20), RoundConfig(n_rounds=5),
@@ -19,7 +19,6 @@ from crowdtune.crowd.experiments import (
 )
 from crowdtune.crowd.grouping import STRATEGIES, get_strategy
 from crowdtune.crowd.learners import Learner, PointLearner
-from crowdtune.crowd.metrics import METRICS, get_metric
 from crowdtune.crowd.points import (
     SCHEMES,
     LeaveOneOutPoints,
@@ -37,7 +36,6 @@ from crowdtune.crowd.trace import RunTrace
 
 __all__ = [
     "ADVERSARY_KINDS",
-    "METRICS",
     "SCHEMES",
     "STRATEGIES",
     "CrowdSpec",
@@ -59,7 +57,6 @@ __all__ = [
     "adversary_bottom_rate",
     "build_setups",
     "centroid_shapley",
-    "get_metric",
     "get_scheme",
     "get_strategy",
     "leave_one_out_shares",

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from crowdtune.crowd.metrics import get_metric
+from crowdtune.spaces.metrics import get_metric
 
 
 class Learner(Protocol):
@@ -32,7 +32,7 @@ class PointLearner:
     expert : ndarray of shape (..., n_dims)
         The target; its leading axes must broadcast against the candidates'.
     metric : str
-        One of ``crowdtune.crowd.metrics.METRICS``.
+        One of ``crowdtune.spaces.metrics.METRICS``.
     delta : float
         Step size in (0, 1] (published: 0.1).
     """

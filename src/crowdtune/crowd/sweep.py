@@ -32,11 +32,11 @@ from crowdtune.crowd.experiments import (
     run_cell,
 )
 from crowdtune.crowd.grouping import STRATEGIES
-from crowdtune.crowd.metrics import METRICS
 from crowdtune.crowd.points import SCHEMES
 from crowdtune.crowd.rounds import RoundConfig
 from crowdtune.crowd.summary import summarize_runs
 from crowdtune.parallel import Backend, LocalBackend
+from crowdtune.spaces.metrics import METRICS
 from crowdtune.validation import check_choice
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from crowdtune.crowd.metrics import get_metric
+from crowdtune.spaces.metrics import get_metric
 
 if TYPE_CHECKING:
     from crowdtune.crowd.learners import Learner
@@ -82,7 +82,7 @@ class CentroidGame:
     expert : ndarray of shape (d,)
         The target the coalition's mean is scored against.
     metric : str, default "l2"
-        A name from :data:`crowdtune.crowd.metrics.METRICS` (higher is better).
+        A name from :data:`crowdtune.spaces.metrics.METRICS` (higher is better).
     empty_value : float, optional
         Value of the empty coalition; ``None`` uses ``metric(zeros(d), expert)``.
 
