@@ -27,7 +27,6 @@ from crowdtune.crowd.experiments import (
     run_cell,
     run_streams,
 )
-from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.points import (
     SCHEMES,
     LeaveOneOutPoints,
@@ -38,6 +37,7 @@ from crowdtune.crowd.points import (
 from crowdtune.crowd.rounds import RoundConfig, run_rounds
 from crowdtune.spaces.metrics import get_metric
 from crowdtune.valuation import CentroidGame, exact_shapley
+from crowdtune.valuation.learners import PointLearner
 from test_crowd_engine import generators, random_problem  # shared fixtures of the engine tests
 
 ACCEPTANCE = RoundConfig(n_groups=4, n_rounds=100)  # published defaults otherwise

@@ -19,12 +19,12 @@ import pytest
 from crowdtune.crowd import experiments
 from crowdtune.crowd.experiments import CrowdSpec, cell_tables, run_cell, simulate_grouping
 from crowdtune.crowd.grouping import get_strategy
-from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.points import get_scheme
 from crowdtune.crowd.rounds import RoundConfig, draw_run_randomness, run_rounds
 from crowdtune.crowd.summary import first_round_within, summarize_runs
 from crowdtune.crowd.sweep import SweepGrid, sweep
 from crowdtune.spaces.metrics import get_metric
+from crowdtune.valuation.learners import PointLearner
 
 STRATEGIES = ("random", "epsilon-greedy", "interleaved")
 METRICS = ("l2", "l1", "dot", "cosine")

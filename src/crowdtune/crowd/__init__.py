@@ -1,5 +1,4 @@
-"""Crowd-SFT rounds: grouping strategies, learners, point schemes, credit checks, experiments,
-sweeps.
+"""Crowd-SFT rounds: grouping strategies, point schemes, credit checks, experiments, sweeps.
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping
 >>> result = simulate_grouping(CrowdSpec(dataset="synthetic", n_users=20), RoundConfig(n_rounds=5),
@@ -18,7 +17,6 @@ from crowdtune.crowd.experiments import (
     simulate_grouping,
 )
 from crowdtune.crowd.grouping import STRATEGIES, get_strategy
-from crowdtune.crowd.learners import Learner, PointLearner
 from crowdtune.crowd.points import (
     SCHEMES,
     LeaveOneOutPoints,
@@ -40,10 +38,8 @@ __all__ = [
     "STRATEGIES",
     "CrowdSpec",
     "GroupingResult",
-    "Learner",
     "LeaveOneOutPoints",
     "MarginalPoints",
-    "PointLearner",
     "PointScheme",
     "RankPoints",
     "RegressionPoints",

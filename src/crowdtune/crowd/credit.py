@@ -32,6 +32,8 @@ from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matr
 from crowdtune.crowd.rounds import RoundConfig
 from crowdtune.stats import fisher_z_mean
 from crowdtune.validation import check_choice
+from crowdtune.valuation.games import CentroidGame
+from crowdtune.valuation.methods import estimate_shapley
 
 #: How a run's Shapley values can be estimated (see :func:`centroid_shapley`).
 SHAPLEY_METHODS = ("exact", "permutation", "kernel")
@@ -98,10 +100,6 @@ def centroid_shapley(
     The run numbered ``runs[i]`` (default: ``i``) draws from ``SeedSequence(seed,
     spawn_key=(runs[i],))``, so a run's values do not depend on the batch.
     """
-    # valuation imports crowd.metrics, so crowd imports valuation only when it is used.
-    from crowdtune.valuation import CentroidGame
-    from crowdtune.valuation.methods import estimate_shapley
-
     check_choice(method, SHAPLEY_METHODS, "Shapley method")
     users = np.asarray(users, dtype=float)
     expert = np.asarray(expert, dtype=float)

@@ -80,6 +80,8 @@ from crowdtune.preference.registry import MODELS, make_model
 from crowdtune.records import LABELS, Comparison, comparisons_frame
 from crowdtune.tables import jsonable
 from crowdtune.validation import check_choice
+from crowdtune.valuation.estimators import exact_shapley, permutation_shapley
+from crowdtune.valuation.games import LearnerGame
 
 #: How contributors earn points from a round (see the module docstring).
 ROUND_SCHEMES = ("rank", "marginal", "leave-one-out", "shapley")
@@ -281,7 +283,7 @@ class FeedbackRound:
 
 
 class GoldLearner:
-    """The :class:`~crowdtune.crowd.learners.Learner` of a round: a preference model trained
+    """The :class:`~crowdtune.valuation.learners.Learner` of a round: a preference model trained
     from scratch on a coalition's votes, scored on the gold items.
 
     ``fit(base, frame)`` returns the fitted model, or None when the votes cannot train one (see
@@ -579,8 +581,6 @@ def _award(
         scheme = get_scheme(settings.scheme)
         scheme.start(1, n)
         return scheme.award(outcome)[0], {}
-
-    from crowdtune.valuation import LearnerGame, exact_shapley, permutation_shapley
 
     position = {name: i for i, name in enumerate(names)}
     increments = np.zeros(len(names))

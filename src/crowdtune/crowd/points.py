@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from crowdtune.crowd.learners import Learner
 from crowdtune.validation import check_choice
+from crowdtune.valuation.learners import Learner
 
 SCHEMES = ("rank", "marginal", "regression", "leave-one-out")
 

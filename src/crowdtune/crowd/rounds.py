@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crowdtune.crowd.grouping import SCHEDULES, STRATEGIES, RoundRandomness, get_strategy
-from crowdtune.crowd.learners import PointLearner
 from crowdtune.crowd.points import SCHEMES, PointScheme, RoundOutcome, get_scheme
 from crowdtune.crowd.trace import RunTrace
 from crowdtune.spaces.metrics import METRICS, l2_score
 from crowdtune.validation import check_choice
+from crowdtune.valuation.learners import PointLearner
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from crowdtune.crowd.summary import summarize_runs
 from crowdtune.parallel import Backend, LocalBackend
 from crowdtune.spaces.metrics import METRICS
 from crowdtune.validation import check_choice
+from crowdtune.valuation.estimators import MAX_EXACT_PLAYERS
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,6 @@ def sweep(
     references: list[str] = []
     if shapley is not None:
         check_choice(shapley, SHAPLEY_METHODS, "Shapley method")
-        from crowdtune.valuation.estimators import MAX_EXACT_PLAYERS  # valuation imports crowd
-
         if shapley == "exact" and max(grid.users) > MAX_EXACT_PLAYERS:
             raise ValueError(
                 f"--shapley exact enumerates 2^users coalitions and allows users <= "

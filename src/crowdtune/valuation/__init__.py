@@ -28,13 +28,17 @@ from crowdtune.valuation.games import (
     UnanimityGame,
 )
 from crowdtune.valuation.kernel import kernel_shapley
+from crowdtune.valuation.learners import Learner, PointLearner, SklearnLearner
 from crowdtune.valuation.result import ValuationResult
 
 __all__ = [
     "AdditiveGame",
     "CentroidGame",
     "Game",
+    "Learner",
     "LearnerGame",
+    "PointLearner",
+    "SklearnLearner",
     "SymmetricVotingGame",
     "UnanimityGame",
     "ValuationResult",
