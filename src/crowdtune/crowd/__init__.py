@@ -19,6 +19,7 @@ from crowdtune.crowd.experiments import (
 from crowdtune.crowd.grouping import STRATEGIES, get_strategy
 from crowdtune.crowd.points import (
     SCHEMES,
+    CentroidOutcome,
     LeaveOneOutPoints,
     MarginalPoints,
     PointScheme,
@@ -36,6 +37,7 @@ __all__ = [
     "ADVERSARY_KINDS",
     "SCHEMES",
     "STRATEGIES",
+    "CentroidOutcome",
     "CrowdSpec",
     "GroupingResult",
     "LeaveOneOutPoints",

@@ -563,23 +563,16 @@ def _award(
     base (it has fewer votes, or only ties, too), so each of their shares would be 0 anyway.
     """
     if settings.scheme in ("rank", "marginal"):
-        # The simulation's schemes read only groups, ranks, the move and the gains; the vector
-        # fields of the outcome (users, model, weights) have no meaning here and stay empty.
-        n = len(groups)
+        # One round is a batch of one run; its gains were measured on the gold items.
         outcome = RoundOutcome(
-            round_index=0,
             groups=groups[None, :],
             rank_of_group=rank_of_group[None, :],
             improved=np.array([improved]),
             gains=gains[None, :],
-            users=np.zeros((1, n, 0)),
             observed_gains=gains[None, :],
-            model=np.zeros((1, 0)),
-            weights=np.ones((1, n)),
-            learner=learner,
         )
         scheme = get_scheme(settings.scheme)
-        scheme.start(1, n)
+        scheme.start(1, len(groups))
         return scheme.award(outcome)[0], {}
 
     position = {name: i for i, name in enumerate(names)}
