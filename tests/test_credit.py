@@ -1,5 +1,5 @@
 """Tests for per-user credit: the regression and leave-one-out point schemes, adversarial crowds,
-and the credit yardsticks of crowdtune.crowd.credit.
+and the credit yardsticks of crowdtune.crowd.simulation.credit.
 
 Known answers first (an additive outcome the regression must recover, a loop recomputation of
 every leave-one-out share), then the acceptance test of the issue on MovieLens: with 10%
@@ -17,8 +17,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdtune.crowd.credit import adversary_bottom_rate, centroid_shapley, shapley_agreement
-from crowdtune.crowd.experiments import (
+from crowdtune.crowd.points import (
+    SCHEMES,
+    LeaveOneOutPoints,
+    RegressionPoints,
+    RoundOutcome,
+    get_scheme,
+)
+from crowdtune.crowd.simulation.credit import (
+    adversary_bottom_rate,
+    centroid_shapley,
+    shapley_agreement,
+)
+from crowdtune.crowd.simulation.experiments import (
     CrowdSpec,
     build_setups,
     cell_tables,
@@ -27,14 +38,7 @@ from crowdtune.crowd.experiments import (
     run_cell,
     run_streams,
 )
-from crowdtune.crowd.points import (
-    SCHEMES,
-    LeaveOneOutPoints,
-    RegressionPoints,
-    RoundOutcome,
-    get_scheme,
-)
-from crowdtune.crowd.rounds import RoundConfig, run_rounds
+from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
 from crowdtune.spaces.metrics import get_metric
 from crowdtune.valuation import CentroidGame, exact_shapley
 from test_crowd_engine import generators, random_problem  # shared fixtures of the engine tests

@@ -1,4 +1,5 @@
-"""Tests for the Crowd-SFT round engine (crowdtune.crowd.rounds) against the published rules.
+"""Tests for the Crowd-SFT round engine (crowdtune.crowd.simulation.rounds) against the published
+rules.
 
 The centrepiece is a plain reference implementation, written here with Python loops over users
 and groups straight from the spec of issue #2, that consumes the same pre-drawn keys, coins and
@@ -16,13 +17,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdtune.crowd import experiments
-from crowdtune.crowd.experiments import CrowdSpec, cell_tables, run_cell, simulate_grouping
 from crowdtune.crowd.grouping import get_strategy
 from crowdtune.crowd.points import get_scheme
-from crowdtune.crowd.rounds import RoundConfig, draw_run_randomness, run_rounds
-from crowdtune.crowd.summary import first_round_within, summarize_runs
-from crowdtune.crowd.sweep import SweepGrid, sweep
+from crowdtune.crowd.simulation import experiments
+from crowdtune.crowd.simulation.experiments import (
+    CrowdSpec,
+    cell_tables,
+    run_cell,
+    simulate_grouping,
+)
+from crowdtune.crowd.simulation.rounds import RoundConfig, draw_run_randomness, run_rounds
+from crowdtune.crowd.simulation.summary import first_round_within, summarize_runs
+from crowdtune.crowd.simulation.sweep import SweepGrid, sweep
 from crowdtune.spaces.metrics import get_metric
 from crowdtune.valuation.learners import PointLearner
 

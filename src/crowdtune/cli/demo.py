@@ -47,11 +47,11 @@ def demo_cmd(
     distributions of HH-RLHF helpful vs harmless prompts, then the tiny training pipeline (SFT,
     reward model, DPO, assessment on held-out CaR prompts); print summaries and write an HTML
     report to OUT/index.html."""
-    from crowdtune.crowd.credit import compare_credit
-    from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
     from crowdtune.crowd.points import SCHEMES
-    from crowdtune.crowd.rounds import RoundConfig
+    from crowdtune.crowd.simulation.credit import compare_credit
+    from crowdtune.crowd.simulation.experiments import CrowdSpec, simulate_grouping
+    from crowdtune.crowd.simulation.rounds import RoundConfig
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
     from crowdtune.reports import credit_sections
 

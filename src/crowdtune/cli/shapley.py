@@ -65,7 +65,7 @@ def shapley_centroid_cmd(
     expert; a coalition is worth metric(mean of its members' vectors, expert), the empty one
     metric(0, expert). --json prints {"values", "stderr", "n_evaluations", "seconds", "method"}.
     """
-    from crowdtune.crowd.experiments import build_setups, load_crowd_matrix
+    from crowdtune.crowd.simulation.experiments import build_setups, load_crowd_matrix
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
     from crowdtune.valuation import CentroidGame
     from crowdtune.valuation.methods import estimate_shapley

@@ -1,6 +1,6 @@
 """One Crowd-SFT round on collected pairwise feedback: groups, candidates, a winner, points.
 
-The point-in-space simulation (:mod:`crowdtune.crowd.rounds`) runs thousands of rounds on
+The point-in-space simulation (:mod:`crowdtune.crowd.simulation.rounds`) runs thousands of rounds on
 vectors; this module runs **one** round on real votes, the way a project does after collecting
 feedback:
 

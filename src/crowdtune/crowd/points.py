@@ -2,19 +2,20 @@
 
 A scheme sees a :class:`RoundOutcome`: who was in which group, how the evaluator ranked the
 groups' candidates, whether the model moved, and each candidate's gain over the model the round
-started from. Both kinds of round fill it: the vector simulation (:mod:`crowdtune.crowd.rounds`)
-for a batch of runs, a round on collected feedback (:mod:`crowdtune.crowd.feedback_round`) as a
-batch of one. The vector simulation hands over a :class:`CentroidOutcome`, which adds the users'
-vectors, their weights, the model and the learner, for the one scheme that rebuilds candidates
-itself (``leave-one-out``). A scheme returns every user's increment; schemes are objects with
-``start`` and ``award`` so that schemes which learn across rounds keep their state between calls.
+started from. Both kinds of round fill it: the vector simulation
+(:mod:`crowdtune.crowd.simulation.rounds`) for a batch of runs, a round on collected feedback
+(:mod:`crowdtune.crowd.feedback_round`) as a batch of one. The vector simulation hands over a
+:class:`CentroidOutcome`, which adds the users' vectors, their weights, the model and the learner,
+for the one scheme that rebuilds candidates itself (``leave-one-out``). A scheme returns every
+user's increment; schemes are objects with ``start`` and ``award`` so that schemes which learn
+across rounds keep their state between calls.
 
 ``rank`` (published) and ``marginal`` pay every member of a group the same, so they cannot tell
 members apart. The per-user schemes can: ``regression`` estimates every user's own contribution
 from all rounds so far at no extra cost, ``leave-one-out`` scores each group once more without
 each member. Against accurate Shapley values of the centroid game (MovieLens, N = 100, G = 4,
 100 rounds, random groups, l2, 50 runs) their points reach a mean Spearman of 0.954 and 0.950,
-against 0.680 for rank and 0.766 for marginal points (see :mod:`crowdtune.crowd.credit`).
+against 0.680 for rank and 0.766 for marginal points (see :mod:`crowdtune.crowd.simulation.credit`).
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ class RegressionPoints(CountingScheme):
     Examples
     --------
     >>> import numpy as np
-    >>> from crowdtune.crowd.rounds import RoundConfig, run_rounds
+    >>> from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
     >>> rng = np.random.default_rng(0)
     >>> users = rng.uniform(0, 5, (2, 8, 3))  # 2 runs of 8 users in 3 dimensions
     >>> expert, start = rng.uniform(0, 5, (2, 2, 3))
@@ -279,7 +280,7 @@ class LeaveOneOutPoints(CountingScheme):
     Examples
     --------
     >>> import numpy as np
-    >>> from crowdtune.crowd.rounds import RoundConfig, run_rounds
+    >>> from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
     >>> rng = np.random.default_rng(0)
     >>> users = rng.uniform(0, 5, (2, 8, 3))  # 2 runs of 8 users in 3 dimensions
     >>> expert, start = rng.uniform(0, 5, (2, 2, 3))

@@ -2,7 +2,7 @@
 
 The simulation side computes every number; this module only lays them out. It takes the tidy
 tables a sweep of seeded runs produces (per-round distance bands, one row per run, final points
-per user) plus one :class:`~crowdtune.crowd.trace.RunTrace` per strategy, and returns
+per user) plus one :class:`~crowdtune.crowd.simulation.trace.RunTrace` per strategy, and returns
 :class:`~crowdtune.reports.html.Section` objects for :func:`~crowdtune.reports.html.render_report`.
 
 Usage (``result`` from :func:`crowdtune.crowd.simulate_grouping`)::
@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from sklearn.decomposition import PCA
 
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.simulation.trace import RunTrace
 from crowdtune.reports.html import Section, figure_to_img, paragraph, table_html
 
 __all__ = ["grouping_sections", "pca_of_trace", "strategy_colors"]

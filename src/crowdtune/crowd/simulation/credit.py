@@ -28,8 +28,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix, run_cell
-from crowdtune.crowd.rounds import RoundConfig
+from crowdtune.crowd.simulation.experiments import (
+    CrowdSpec,
+    build_setups,
+    load_crowd_matrix,
+    run_cell,
+)
+from crowdtune.crowd.simulation.rounds import RoundConfig
 from crowdtune.stats import fisher_z_mean
 from crowdtune.validation import check_choice
 from crowdtune.valuation.games import CentroidGame

@@ -26,7 +26,7 @@ import numpy as np
 
 from crowdtune.crowd.grouping import SCHEDULES, STRATEGIES, RoundRandomness, get_strategy
 from crowdtune.crowd.points import SCHEMES, CentroidOutcome, PointScheme, get_scheme
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.simulation.trace import RunTrace
 from crowdtune.spaces.metrics import METRICS, l2_score
 from crowdtune.validation import check_choice
 from crowdtune.valuation.learners import PointLearner
