@@ -4,7 +4,7 @@ Shared by every kind of round: the grouping strategies (:mod:`crowdtune.crowd.gr
 point schemes (:mod:`crowdtune.crowd.points`). The vectorised simulation, with the model as a
 point in a vector space, its experiments, sweeps and credit checks live in
 :mod:`crowdtune.crowd.simulation`; one round on collected feedback in
-:mod:`crowdtune.crowd.feedback_round`; the experiment with real language models in
+:mod:`crowdtune.crowd.feedback.round`; the experiment with real language models in
 :mod:`crowdtune.crowd.point_in_space`.
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping

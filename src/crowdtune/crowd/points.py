@@ -4,7 +4,7 @@ A scheme sees a :class:`RoundOutcome`: who was in which group, how the evaluator
 groups' candidates, whether the model moved, and each candidate's gain over the model the round
 started from. Both kinds of round fill it: the vector simulation
 (:mod:`crowdtune.crowd.simulation.rounds`) for a batch of runs, a round on collected feedback
-(:mod:`crowdtune.crowd.feedback_round`) as a batch of one. The vector simulation hands over a
+(:mod:`crowdtune.crowd.feedback.round`) as a batch of one. The vector simulation hands over a
 :class:`CentroidOutcome`, which adds the users' vectors, their weights, the model and the learner,
 for the one scheme that rebuilds candidates itself (``leave-one-out``). A scheme returns every
 user's increment; schemes are objects with ``start`` and ``award`` so that schemes which learn

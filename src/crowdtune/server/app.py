@@ -476,7 +476,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one closure per route)
         model, candidates are scored on the gold items (log loss), the winner is recorded and
         points are paid by ``scheme``. 422 when the round cannot run (no gold items, fewer
         contributors than ``n_groups``, no group with enough votes), saying why."""
-        from crowdtune.crowd.feedback_round import RoundSettings
+        from crowdtune.crowd.feedback.round import RoundSettings
         from crowdtune.server.rounds import round_out, run_project_round
 
         try:

@@ -448,7 +448,7 @@ def run_round_page(
     CPU-bound and runs in the server's thread pool, not on its event loop."""
     from pydantic import ValidationError
 
-    from crowdtune.crowd.feedback_round import RoundSettings
+    from crowdtune.crowd.feedback.round import RoundSettings
     from crowdtune.server.rounds import run_project_round
 
     me, token = _signed_in(request, session)
