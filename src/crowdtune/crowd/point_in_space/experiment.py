@@ -33,6 +33,8 @@ from crowdtune.crowd.point_in_space.arms import (
 )
 from crowdtune.crowd.point_in_space.summary import summarize_point_in_space
 from crowdtune.spaces.emotions import EmotionTarget, emotion_target, load_default, pool_scores
+from crowdtune.training.generation import generate, on_inference_device
+from crowdtune.training.stages import StageConfig, load_trained, run_sft
 
 
 class TextSampler:
@@ -62,9 +64,6 @@ class TextSampler:
         self._models: dict[str, tuple[Any, Any]] = {}
 
     def _load(self, name: str) -> tuple[Any, Any]:
-        from crowdtune.training.generation import on_inference_device
-        from crowdtune.training.stages import load_trained
-
         if name not in self._models:
             while len(self._models) >= self.keep:
                 self._models.pop(next(iter(self._models)))
@@ -73,8 +72,6 @@ class TextSampler:
         return self._models[name]
 
     def __call__(self, name: str, n: int, seed: int) -> list[str]:
-        from crowdtune.training.generation import generate
-
         model, tokenizer = self._load(name)
         answers = generate(
             model,
@@ -93,7 +90,6 @@ class TextSampler:
 def _sft_trainer(config: PointInSpaceConfig, folder: Path) -> Train:
     """``train`` backed by :func:`crowdtune.training.stages.run_sft`: conversational rows (the
     prompt as the user turn, a sentence as the answer), one output folder per model."""
-    from crowdtune.training.stages import StageConfig, run_sft
 
     def train(base: str, texts: Sequence[str], seed: int, name: str) -> str:
         out = folder / name
