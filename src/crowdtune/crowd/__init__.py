@@ -1,11 +1,14 @@
-"""Crowd-SFT rounds: grouping strategies, point schemes, credit checks, experiments, sweeps.
+"""Crowd-SFT rounds: contributors in groups, a candidate per group, the best one wins, points.
 
-Shared by every kind of round: the grouping strategies (:mod:`crowdtune.crowd.grouping`) and the
-point schemes (:mod:`crowdtune.crowd.points`). The vectorised simulation, with the model as a
-point in a vector space, its experiments, sweeps and credit checks live in
-:mod:`crowdtune.crowd.simulation`; one round on collected feedback in
-:mod:`crowdtune.crowd.feedback.round`; the experiment with real language models in
-:mod:`crowdtune.crowd.point_in_space`.
+- :mod:`crowdtune.crowd.grouping` and :mod:`crowdtune.crowd.points`: the grouping strategies and
+  point schemes every kind of round shares;
+- :mod:`crowdtune.crowd.simulation`: the vectorised simulation with the model as a point in a
+  vector space, its seeded experiments, sweeps and credit checks against Shapley values;
+- :mod:`crowdtune.crowd.feedback`: one round at a time on a project's collected votes;
+- :mod:`crowdtune.crowd.point_in_space`: the experiment with real language models in the
+  emotion space.
+
+This package exports the simulation's public names and the shared ones:
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping
 >>> result = simulate_grouping(CrowdSpec(dataset="synthetic", n_users=20), RoundConfig(n_rounds=5),
