@@ -45,8 +45,8 @@ REPLY_INSTRUCTIONS = (
 def instruction_items(n: int = 50_000, seed: int = 0) -> pd.DataFrame:
     """``n`` Alpaca-style items from the data home's texts (see the module docstring)."""
     from crowdtune.datasets.car import car_items
-    from crowdtune.datasets.preference_sets import load_hh_rlhf
-    from crowdtune.datasets.texts import load_texts
+    from crowdtune.datasets.hh_rlhf import load_hh_rlhf
+    from crowdtune.datasets.registry import load_texts
 
     parts = [car_items().replace({"source": {"car-selection": "car-sel"}})]
     rows = []
@@ -96,9 +96,9 @@ def bench_pipeline(n: int, anchor_items: int, seed: int) -> None:
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
-    from crowdtune.curation.quality import default_scorer
+    from crowdtune.curation.scoring import default_scorer
     from crowdtune.curation.select import car_select, cluster, n_clusters
-    from crowdtune.datasets.instructions import load_car_selection
+    from crowdtune.datasets.car import load_car_selection
     from crowdtune.spaces.text import TextEncoder
 
     print(f"\n(b) CaR pipeline on {n:,} instruction items (seed {seed})")

@@ -10,7 +10,7 @@ It prints, side by side from the same run:
   1,000 texts and **extrapolated** to 20,000 (it would take minutes);
 - spaCy's own multiprocessing (``nlp.pipe(n_process=2)``, parser and NER disabled, docs sent back
   to the parent), timed on 3,000 texts, the road crowdtune did not take;
-- crowdtune's :func:`~crowdtune.curation.distribution.text_features` (parser and NER disabled,
+- crowdtune's :func:`~crowdtune.curation.linguistic.text_features` (parser and NER disabled,
   rule-based sentencizer, ``n_process=2`` workers returning only numbers and lemmas) on all
   20,000 texts.
 
@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from crowdtune.curation.distribution import (
+from crowdtune.curation.linguistic import (
     _N_COLUMNS,
     SPACY_MODEL,
     _doc_row,
@@ -40,7 +40,7 @@ from crowdtune.curation.distribution import (
     load_pipeline,
     text_features,
 )
-from crowdtune.datasets.texts import load_texts
+from crowdtune.datasets.registry import load_texts
 
 TARGET = 1000.0
 

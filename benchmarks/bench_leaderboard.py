@@ -1,7 +1,7 @@
 """Benchmark: Bradley–Terry bootstrap leaderboards, crowdtune against FastChat's approach.
 
 Data: 100,000 synthetic battles among 100 models (10 % ties), from
-:func:`crowdtune.preference.leaderboard.synthetic_battles`.
+:func:`crowdtune.preference.bradley_terry.synthetic_battles`.
 
 It prints, side by side from the same run:
 
@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from crowdtune.preference.leaderboard import bradley_terry, synthetic_battles
+from crowdtune.preference.bradley_terry import synthetic_battles
+from crowdtune.preference.leaderboard import bradley_terry
 
 
 def fastchat_mle_elo(battles: pd.DataFrame, models: pd.Index) -> np.ndarray:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from crowdtune.datasets.preference_sets import load_comparisons
+from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference import make_model
 from crowdtune.preference.cv import cross_validate
 from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, row_log_loss
@@ -63,7 +63,9 @@ def calibration_comparison(frame: pd.DataFrame, folds: int) -> None:
     from crowdtune.preference import CALIBRATIONS, CalibratedPreferenceModel
 
     models = {
-        f"features-gbdt + {method}": CalibratedPreferenceModel(make_model("features-gbdt"), method)
+        f"features-gbdt + {method}": CalibratedPreferenceModel(
+            estimator=make_model("features-gbdt"), method=method
+        )
         for method in CALIBRATIONS
     }
     for scheme in ("grouped", "leave-one-dataset-out"):

@@ -189,7 +189,7 @@ def repository_rate(url: str, votes: int) -> float:
                 assert task is not None
             with sessions() as session:
                 submit_response(
-                    session, task.id, contributor_id, "a", idempotency_key=uuid.uuid4().hex
+                    session, task.id, contributor_id, verdict="a", idempotency_key=uuid.uuid4().hex
                 )
         return votes / (time.perf_counter() - start)
     finally:

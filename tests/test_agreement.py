@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdtune.datasets.preference_sets import load_comparisons
+from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference.agreement import agreement, canonical_votes
 from crowdtune.records import comparisons_frame
 

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from crowdtune.datasets import (
@@ -23,11 +24,15 @@ from crowdtune.datasets import (
     parse_hh_transcript,
     read_arena_csv,
     read_jsonl,
+    registry,
     trl_rows,
     write_arena_csv,
     write_jsonl,
     write_trl_jsonl,
 )
+from crowdtune.datasets.car import parse_car_pairs
+from crowdtune.datasets.hh_rlhf import parse_hh_rlhf
+from crowdtune.datasets.pandalm import parse_pandalm
 from crowdtune.records import Comparison, Verdict
 
 KAGGLE_HEADER = [
@@ -278,6 +283,64 @@ def test_load_comparisons_rejects_unknown_sources(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         load_comparisons(str(tmp_path / "missing.jsonl"))
     assert set(PREFERENCE_DATASETS) == {"pandalm", "llmeval2", "mt-bench", "hh-rlhf", "car"}
+
+
+def test_registry_maps_every_name_to_its_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each @name calls its dataset module's loader with the option and seed it was given."""
+    calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+    def recorder(name: str):  # noqa: ANN202 - a stand-in loader
+        def load(*args: object, **kwargs: object) -> list[Comparison]:
+            calls.append((name, args, kwargs))
+            return []
+
+        return load
+
+    for name in ["load_pandalm", "load_llmeval2", "load_mt_bench", "load_hh_rlhf", "load_car"]:
+        monkeypatch.setattr(registry, name, recorder(name))
+    for src in ["@pandalm", "@pandalm:annotators", "@llmeval2", "@mt-bench", "@hh-rlhf"]:
+        registry.load_comparisons(src, seed=7)
+    registry.load_comparisons("@hh-rlhf:harmless-base", seed=7)
+    registry.load_comparisons("@car", seed=7)
+    registry.load_comparisons("@car:test", seed=7)
+    assert calls == [
+        ("load_pandalm", (), {"annotators": False}),
+        ("load_pandalm", (), {"annotators": True}),
+        ("load_llmeval2", (), {}),
+        ("load_mt_bench", (), {"seed": 7}),
+        ("load_hh_rlhf", (), {"seed": 7}),
+        ("load_hh_rlhf", (("harmless-base",),), {"seed": 7}),
+        ("load_car", (), {"split": None, "seed": 7}),
+        ("load_car", (), {"split": "test", "seed": 7}),
+    ]
+    with pytest.raises(ValueError, match="option of @llmeval2"):
+        registry.load_comparisons("@llmeval2:x")
+    assert all(d.description for d in PREFERENCE_DATASETS.values())
+
+
+def test_parsers_read_rows_already_in_memory() -> None:
+    """The parsers take rows read elsewhere (files read at the edge); errors name the source."""
+    records = [
+        {"idx": 1, "instruction": "Sum.", "input": "2, 3", "response1": "5", "response2": True}
+        | {"annotator1": 1, "annotator2": 1, "annotator3": 0},
+    ]
+    (vote,) = parse_pandalm(records, Path("memory.json"), "fix it")
+    assert (vote.prompt, vote.response_b, vote.verdict) == (("Sum.\n\n2, 3",), ("True",), Verdict.A)
+    with pytest.raises(DatasetFormatError, match=r"memory\.json.*JSON array.*fix it"):
+        parse_pandalm({"not": "a list"}, Path("memory.json"), "fix it")
+    line = {
+        "chosen": "\n\nHuman: Hi\n\nAssistant: Yes",
+        "rejected": "\n\nHuman: Hi\n\nAssistant: No",
+    }
+    (pair,) = parse_hh_rlhf([(1, line)], "helpful-base", "test", Path("lines"), "")
+    assert (pair.prompt, pair.response_a, pair.response_b) == (("Hi",), ("Yes",), ("No",))
+    frame = pd.DataFrame(
+        {"src": ["Instruction: Add. Response: 2\\n", "Instruction: Add. Response: 2"]}
+    )
+    pairs = parse_car_pairs(frame.assign(score=["0", "1"]), "test", Path("pairs.csv"), "")
+    assert pairs.loc[0, ["id", "better", "worse"]].tolist() == ["car-test-0", "2", "2"]
+    with pytest.raises(DatasetFormatError, match="odd number of rows"):
+        parse_car_pairs(frame.iloc[:1].assign(score="0"), "test", Path("pairs.csv"), "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,14 +13,14 @@ from crowdtune.curation.distribution import (
     MAIN_FEATURES,
     compare_distributions,
     feature_tests,
-    jensen_shannon,
     mahalanobis_mismatch,
     mismatch_rule,
     score_agreement,
-    text_features,
 )
+from crowdtune.curation.divergence import jensen_shannon
+from crowdtune.curation.linguistic import text_features
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.datasets.texts import load_texts
+from crowdtune.datasets.registry import load_texts
 
 FORMAL = [
     "The committee reviewed the annual financial statements and approved the proposed budget "

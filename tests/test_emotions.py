@@ -158,15 +158,17 @@ def test_default_classifier_is_cached_and_keyed(tmp_path: Path, monkeypatch) -> 
             lines = [next(source) for _ in range(rows)]
         (folder / f"{split}.tsv.gz").write_bytes(gzip.compress("".join(lines).encode()))
     monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path))
+    monkeypatch.setenv("CROWDTUNE_CACHE", str(tmp_path / "cache"))
     params = {"encoder": "m2v"}
-    first, fallback = emotions.default_classifier_paths(params)
-    assert first.parent == tmp_path / "goemotions" / "models"
-    assert f"v{emotions.EMOTION_MODEL_VERSION}" in first.name and fallback != first
-    assert emotions.default_classifier_paths({"encoder": "m2v", "C": 9.0})[0] != first
+    first = emotions.default_classifier_path(params)
+    assert first.parent == tmp_path / "cache" / "emotions"  # never the data home
+    assert f"v{emotions.EMOTION_MODEL_VERSION}" in first.name
+    assert emotions.default_classifier_path({"encoder": "m2v", "C": 9.0}) != first
     with pytest.raises(FileNotFoundError):
         emotions.load_default(params, fit_if_missing=False)
     fitted = emotions.fit_default(params, progress=False)
     assert first.is_file() and fitted.threshold_source_ == "dev"
+    assert not (tmp_path / "goemotions" / "models").exists()
     loaded = emotions.load_default(params, fit_if_missing=False)
     np.testing.assert_array_equal(loaded.thresholds_, fitted.thresholds_)
 
@@ -227,7 +229,7 @@ def test_split_scores_are_cached_beside_the_default_classifier(
     fitted = tmp_path / "models" / "classifier.joblib"
     fitted.parent.mkdir()
     fitted.write_bytes(b"a fitted classifier")
-    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [fitted])
+    monkeypatch.setattr(emotions, "default_classifier_path", lambda params=None: fitted)
     loads = []
 
     def load_default(**kwargs: object) -> EmotionClassifier:
@@ -247,37 +249,11 @@ def test_split_scores_are_cached_beside_the_default_classifier(
     assert len(loads) == 2
 
 
-def test_split_scores_of_a_later_classifier_file_are_not_used(
-    small_fit, tmp_path: Path, monkeypatch
-) -> None:
-    """load_default loads the first fitted file; scores cached beside a later one (another
-    fit) must not stand in for its scores, and new scores go beside the first file."""
-    classifier, _ = small_fit
-    first, later = tmp_path / "home" / "classifier.joblib", tmp_path / "cache" / "classifier.joblib"
-    for path in (first, later):
-        path.parent.mkdir()
-        path.write_bytes(f"a fit in {path.parent.name}".encode())
-    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [later])
-    monkeypatch.setattr(emotions, "load_default", lambda **kwargs: _Constant())
-    _, stale = emotions.pool_scores(split="dev")  # the later file's cache: constant scores
-    np.testing.assert_array_equal(stale, 0.5)
-    monkeypatch.setattr(emotions, "default_classifier_paths", lambda params=None: [first, later])
-    monkeypatch.setattr(emotions, "load_default", lambda **kwargs: classifier)
-    texts, scores = emotions.pool_scores(split="dev")
-    np.testing.assert_allclose(scores, classifier.predict_proba(texts))
-    assert (tmp_path / "home" / "classifier.scores-dev.npz").is_file()
-
-
-class _Constant:
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return np.full((len(texts), 28), 0.5)
-
-
 def test_cli_evaluate_and_target_json(small_fit, tmp_path: Path, monkeypatch) -> None:
     classifier, _ = small_fit
     monkeypatch.setattr(emotions, "load_default", lambda **kwargs: classifier)
     # No cached scores of the real default classifier: the target uses this classifier.
-    monkeypatch.setattr(emotions, "default_classifier_paths", lambda p=None: [tmp_path / "none"])
+    monkeypatch.setattr(emotions, "default_classifier_path", lambda p=None: tmp_path / "none")
     result = runner.invoke(app, ["emotions", "evaluate", "--json", "--limit", "200"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

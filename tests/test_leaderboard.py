@@ -9,13 +9,9 @@ import pytest
 import scipy.stats
 from sklearn.linear_model import LogisticRegression
 
-from crowdtune.datasets.preference_sets import load_comparisons
-from crowdtune.preference.leaderboard import (
-    ELO_SCALE,
-    bradley_terry,
-    online_elo,
-    synthetic_battles,
-)
+from crowdtune.datasets.registry import load_comparisons
+from crowdtune.preference.bradley_terry import ELO_SCALE, online_elo, synthetic_battles
+from crowdtune.preference.leaderboard import bradley_terry
 from crowdtune.records import comparisons_frame
 
 

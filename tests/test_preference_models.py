@@ -163,7 +163,9 @@ def test_threshold_multiplier_sharpens_underconfident_predictions():
 def test_calibrated_model_is_symmetric_and_not_worse_out_of_sample(toy):
     train, test = toy
     raw = make_model("features-gbdt", n_estimators=400, num_leaves=31, min_child_samples=5)
-    calibrated = CalibratedPreferenceModel(raw, method="temperature").fit(train, train["label"])
+    calibrated = CalibratedPreferenceModel(estimator=raw, method="temperature").fit(
+        train, train["label"]
+    )
     proba = calibrated.predict_proba(test)
     np.testing.assert_allclose(
         calibrated.predict_proba(swap_frame(test)), proba[:, [1, 0, 2]], atol=1e-9
@@ -246,7 +248,7 @@ def test_cross_validate_reports_every_model_and_dataset(toy):
 
 def test_saved_model_predicts_the_same(tmp_path, toy):
     train, test = toy
-    model = CalibratedPreferenceModel(LengthModel()).fit(train, train["label"])
+    model = CalibratedPreferenceModel(estimator=LengthModel()).fit(train, train["label"])
     save_model(model, "length", tmp_path / "m", meta={"n": len(train)})
     loaded, meta = load_model(tmp_path / "m")
     assert meta["model"] == "length" and meta["n"] == len(train)

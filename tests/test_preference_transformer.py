@@ -19,10 +19,10 @@ from crowdtune.preference.base import swap_frame
 from crowdtune.preference.transformer import (
     TEMPLATE_HEADERS,
     TransformerPreferenceModel,
-    allocate_lengths,
     encode_pairs,
 )
 from crowdtune.training import load_model, tiny_tokenizer
+from crowdtune.training.lora import allocate_lengths
 
 # One worker runs the whole module, so the trained model (a module fixture) is built once.
 pytestmark = pytest.mark.xdist_group("preference_transformer")
@@ -67,7 +67,7 @@ def fitted() -> tuple[TransformerPreferenceModel, pd.DataFrame, np.ndarray]:
     before = torch.get_num_threads()  # module fixtures are set up before one_torch_thread
     torch.set_num_threads(1)
     X, y = toy_pairs(128, seed=1)
-    model = TransformerPreferenceModel(**TOY_SETTINGS, seed=0).fit(X, y)
+    model = TransformerPreferenceModel(**TOY_SETTINGS, random_state=0).fit(X, y)
     torch.set_num_threads(before)
     return model, *toy_pairs(60, seed=2)
 
@@ -208,9 +208,9 @@ def test_fit_is_reproducible_from_the_seed_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected_draw = torch.rand(1)
     torch.manual_seed(123)
-    first = TransformerPreferenceModel(**settings, seed=7).fit(X, y)
+    first = TransformerPreferenceModel(**settings, random_state=7).fit(X, y)
     assert torch.equal(torch.rand(1), expected_draw)
-    second = TransformerPreferenceModel(**settings, seed=7).fit(X, y)
+    second = TransformerPreferenceModel(**settings, random_state=7).fit(X, y)
     assert first.loss_history_ == second.loss_history_
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
 

@@ -1,4 +1,5 @@
-"""Instruction quality scorers (curation/quality.py) and CaR expert revisions (datasets/car.py)."""
+"""Instruction quality scorers (curation/quality.py, cross_encoder.py, scoring.py) and CaR expert
+revisions (datasets/car.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdtune.curation.quality import (
+from crowdtune.curation.cross_encoder import CrossEncoderScorer
+from crowdtune.curation.quality import EmbeddingScorer, LengthScorer, bradley_terry_logistic
+from crowdtune.curation.scoring import (
     SCORERS,
-    CrossEncoderScorer,
-    EmbeddingScorer,
-    LengthScorer,
-    bradley_terry_logistic,
     default_scorer,
     evaluate_scorer,
     load_scorer,

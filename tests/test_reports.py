@@ -283,8 +283,9 @@ def test_empty_runs_and_points_give_notes_not_crashes(data: dict) -> None:
 
 def test_preference_sections_show_cv_calibration_and_leaderboard(tmp_path):
     from crowdtune.preference import DifferenceBucketModel, LengthModel
+    from crowdtune.preference.bradley_terry import synthetic_battles
     from crowdtune.preference.cv import compare_models
-    from crowdtune.preference.leaderboard import bradley_terry, synthetic_battles
+    from crowdtune.preference.leaderboard import bradley_terry
     from crowdtune.reports import render_report
     from crowdtune.reports.preference import preference_sections
 

@@ -21,11 +21,8 @@ from crowdtune.curation.select import (
     select,
 )
 from crowdtune.datasets import DatasetFormatError
-from crowdtune.datasets.instructions import (
-    load_car_selection,
-    read_instructions,
-    write_instructions,
-)
+from crowdtune.datasets.car import load_car_selection
+from crowdtune.datasets.instructions import read_instructions, write_instructions
 
 
 class LengthScorer:

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from crowdtune.server import create_app
-from crowdtune.server.pages import SESSION_COOKIE, safe_markdown
+from crowdtune.server.pages.markdown import safe_markdown
+from crowdtune.server.pages.web import SESSION_COOKIE
 from crowdtune.store import make_engine, session_factory
 from crowdtune.store.models import Response
 from test_server_api import arena_csv, people

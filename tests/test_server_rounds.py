@@ -23,7 +23,7 @@ from crowdtune.crowd.grouping import STRATEGIES
 from crowdtune.records import Comparison
 from crowdtune.server import create_app
 from crowdtune.server.schemas import RoundModel, RoundScheme, RoundStrategy
-from crowdtune.store import make_engine, session_factory, upgrade
+from crowdtune.store import ConflictError, NotFoundError, make_engine, session_factory, upgrade
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Round
 from test_server_pages import csrf_of, sign_in
@@ -301,7 +301,9 @@ def campaign(url, client, voters=VOTERS, gold=True):
             for name, kind in voters.items():
                 while (task := repo.next_task(session, project, ids[name])) is not None:
                     number = int(task.item.prompt[0].split()[-1])
-                    repo.submit_response(session, task.id, ids[name], vote_for(kind, number))
+                    repo.submit_response(
+                        session, task.id, ids[name], verdict=vote_for(kind, number)
+                    )
     finally:
         engine.dispose()
     return project, auth
@@ -455,11 +457,11 @@ def test_a_round_computed_before_another_was_stored_is_refused(tmp_path):
             record = {"strategy": "random", "scheme": "rank", "winner": "group 1", "details": {}}
             repo.record_round(session, project.id, after=0, **record)
             # A second round that also started from 0 stored rounds finishes later: refused.
-            with pytest.raises(repo.ConflictError, match="another round of project"):
+            with pytest.raises(ConflictError, match="another round of project"):
                 repo.record_round(session, project.id, after=0, **record)
             repo.record_round(session, project.id, after=1, **record)
             assert len(repo.project_rounds(session, project.id)) == 2
-            with pytest.raises(repo.NotFoundError):
+            with pytest.raises(NotFoundError):
                 repo.record_round(session, 999, after=0, **record)
     finally:
         engine.dispose()

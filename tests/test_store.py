@@ -235,7 +235,7 @@ def test_assignment_gives_each_item_to_k_distinct_contributors(engine, Session):
         # Open tasks come back until answered.
         first = next_task(session, project.id, people[0].id)
         assert next_task(session, project.id, people[0].id).id == first.id
-        submit_response(session, first.id, people[0].id, "a", idempotency_key="k0")
+        submit_response(session, first.id, people[0].id, verdict="a", idempotency_key="k0")
         done = 1
         while True:
             handed = [next_task(session, project.id, person.id) for person in people]
@@ -243,7 +243,7 @@ def test_assignment_gives_each_item_to_k_distinct_contributors(engine, Session):
                 break
             for task in handed:
                 if task is not None:
-                    submit_response(session, task.id, task.contributor_id, "tie")
+                    submit_response(session, task.id, task.contributor_id, verdict="tie")
                     done += 1
         pairs = session.execute(select(Task.item_id, Task.contributor_id)).all()
         assert done == len(pairs) == 10
@@ -283,7 +283,7 @@ def test_concurrent_assignment_never_exceeds_the_overlap(engine, Session):
             with Session() as session:
                 barrier.wait()
                 while (task := next_task(session, project.id, contributor_id)) is not None:
-                    submit_response(session, task.id, contributor_id, "b")
+                    submit_response(session, task.id, contributor_id, verdict="b")
         except Exception as exc:  # reported below; a thread's exception is otherwise lost
             errors.append(exc)
 
@@ -310,26 +310,38 @@ def test_submissions_are_idempotent_and_owned(engine, Session):
         bob, _ = create_contributor(session, "bob", "annotator")
         task = next_task(session, project.id, alice.id)
         first, created = submit_response(
-            session, task.id, alice.id, "a", "clearer", 12.5, idempotency_key="key-1"
+            session,
+            task.id,
+            alice.id,
+            verdict="a",
+            reason="clearer",
+            seconds=12.5,
+            idempotency_key="key-1",
         )
         again, created_again = submit_response(
-            session, task.id, alice.id, "a", "clearer", 12.5, idempotency_key="key-1"
+            session,
+            task.id,
+            alice.id,
+            verdict="a",
+            reason="clearer",
+            seconds=12.5,
+            idempotency_key="key-1",
         )
         assert created and not created_again and again.id == first.id
         assert session.scalar(select(func.count(Response.id))) == 1
         with pytest.raises(ConflictError, match="answered already"):
-            submit_response(session, task.id, alice.id, "b", idempotency_key="key-2")
+            submit_response(session, task.id, alice.id, verdict="b", idempotency_key="key-2")
         with pytest.raises(ForbiddenError, match="another contributor"):
-            submit_response(session, task.id, bob.id, "b", idempotency_key="key-3")
+            submit_response(session, task.id, bob.id, verdict="b", idempotency_key="key-3")
         with pytest.raises(NotFoundError):
-            submit_response(session, 999, alice.id, "b", idempotency_key="key-4")
+            submit_response(session, 999, alice.id, verdict="b", idempotency_key="key-4")
         with pytest.raises(ValueError, match="verdict"):
-            submit_response(session, task.id, alice.id, "c", idempotency_key="key-5")
+            submit_response(session, task.id, alice.id, verdict="c", idempotency_key="key-5")
         other = next_task(session, project.id, bob.id)
         assert other.item_id != task.item_id
-        submit_response(session, other.id, bob.id, "a", idempotency_key="x")
+        submit_response(session, other.id, bob.id, verdict="a", idempotency_key="x")
         with pytest.raises(ConflictError, match="used for task"):
-            submit_response(session, task.id, bob.id, "a", idempotency_key="x")
+            submit_response(session, task.id, bob.id, verdict="a", idempotency_key="x")
         assert session.scalar(select(func.count(Response.id))) == 2
 
 
@@ -345,7 +357,7 @@ def test_project_comparisons_round_trip_verdicts(engine, Session, tmp_path):
         carol, _ = create_contributor(session, "carol", "annotator")
         for record in records:
             task = next_task(session, project.id, carol.id)
-            submit_response(session, task.id, carol.id, record.verdict.name.lower())
+            submit_response(session, task.id, carol.id, verdict=record.verdict.name.lower())
         assert next_task(session, project.id, carol.id) is None
         votes = project_comparisons(session, project.id)
     assert [v.verdict for v in votes] == [r.verdict for r in records]

@@ -238,7 +238,7 @@ def test_smollm2_reward_model_with_lora_trains_offline(tmp_path: Path) -> None:
     assert (tmp_path / "adapter_config.json").is_file()
 
 
-def test_smollm2_is_converted_into_the_data_home_or_the_cache_when_read_only(
+def test_smollm2_is_converted_into_the_cache_never_the_data_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crowdtune.training import models
@@ -254,12 +254,7 @@ def test_smollm2_is_converted_into_the_data_home_or_the_cache_when_read_only(
     monkeypatch.setenv("CROWDTUNE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path / "home"))
     first = models.smollm2_checkpoint()
-    assert first == tmp_path / "home" / models.SMOLLM2_DIRNAME
+    assert first == tmp_path / "cache" / "models" / models.SMOLLM2_DIRNAME
     assert models.smollm2_checkpoint() == first and len(converted) == 1  # converted once
-    assert [p.name for p in (tmp_path / "home").iterdir()] == [models.SMOLLM2_DIRNAME]
-
-    # A data home that cannot be written (here: a path under a file) falls back to the cache.
-    (tmp_path / "file").write_text("", encoding="utf-8")
-    monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path / "file" / "home"))
-    assert models.smollm2_checkpoint() == tmp_path / "cache" / models.SMOLLM2_DIRNAME
-    assert len(converted) == 2
+    assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [models.SMOLLM2_DIRNAME]
+    assert not (tmp_path / "home").exists()

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 #: Class order of every predictor and table: A better, B better, tie.
@@ -126,6 +127,28 @@ class Comparison:
     def from_dict(cls, data: dict[str, object]) -> Comparison:
         """Inverse of :meth:`to_dict`; unknown keys are an error (``TypeError``)."""
         return cls(**data)  # type: ignore[arg-type]
+
+
+def shuffle_sides(comparisons: Sequence[Comparison], seed: int = 0) -> list[Comparison]:
+    """Swap A and B of each comparison with probability 1/2 (:meth:`Comparison.swapped`).
+
+    Loaders of data whose A/B order carries information (one side listed first because it won)
+    put the sides in this random order, so that a predictor cannot learn the position.
+
+    Parameters
+    ----------
+    comparisons
+        The votes, in a fixed order.
+    seed
+        Seed of :func:`numpy.random.default_rng`; the same seed and order give the same result.
+
+    Returns
+    -------
+    list of Comparison
+        The votes in the same order, about half of them swapped.
+    """
+    flips = np.random.default_rng(seed).random(len(comparisons)) < 0.5
+    return [c.swapped() if flip else c for c, flip in zip(comparisons, flips, strict=True)]
 
 
 def join_turns(turns: Sequence[str]) -> str:

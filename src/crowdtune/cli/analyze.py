@@ -1,7 +1,7 @@
 """``crowdtune analyze``: compare the linguistic distribution of fine-tuning and test texts.
 
 SRC is a dataset of the data home (``@goemotions``, ``@hh-rlhf:helpful-base``,
-``@hh-rlhf:harmless-base``, ``@car``; see :mod:`crowdtune.datasets.texts`) or a ``.txt``,
+``@hh-rlhf:harmless-base``, ``@car``; see :mod:`crowdtune.datasets.registry`) or a ``.txt``,
 ``.jsonl`` or ``.csv`` file with a ``text`` field.
 """
 
@@ -37,7 +37,7 @@ _SRC_HELP = (
 
 
 def _load(option: str, src: str, max_texts: int | None, rng: np.random.Generator) -> pd.DataFrame:
-    from crowdtune.datasets.texts import load_texts
+    from crowdtune.datasets.registry import load_texts
 
     try:
         frame = load_texts(src)
@@ -102,11 +102,8 @@ def distribution_cmd(
         fail("--n-process must be at least 1")
     if n_boot < 0:
         fail("--n-boot must be 0 or more")
-    from crowdtune.curation.distribution import (
-        compare_distributions,
-        score_agreement,
-        text_features,
-    )
+    from crowdtune.curation.distribution import compare_distributions, score_agreement
+    from crowdtune.curation.linguistic import text_features
     from crowdtune.reports.distribution import distribution_sections
     from crowdtune.reports.html import render_report
 

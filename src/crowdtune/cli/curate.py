@@ -33,19 +33,19 @@ def make_quality_scorer(name: str, encoder: str = "minilm") -> Any:
 
     ``default``: the embedding scorer fitted on CaR's expert revisions, on ``encoder``'s embeddings
     (fitted once, then cached); ``length``: the response length; an existing path: a scorer saved
-    by :func:`crowdtune.curation.quality.save_scorer`.
+    by :func:`crowdtune.curation.scoring.save_scorer`.
     """
-    from crowdtune.curation import quality
+    from crowdtune.curation import scoring
 
     if name == "default":
-        return quality.default_scorer(params={"encoder": encoder})
+        return scoring.default_scorer(params={"encoder": encoder})
     if Path(name).exists():
-        return quality.load_scorer(name)
+        return scoring.load_scorer(name)
     if name != "length":
         raise ValueError(
             f"{name!r} needs fitting: use default, length or the path of a saved scorer"
         )
-    return quality.make_scorer(name)
+    return scoring.make_scorer(name)
 
 
 def _diversity_table(summary: dict[str, Any]) -> Table:
@@ -86,7 +86,7 @@ def select_cmd(
         "--scorer",
         help="Quality scorer: default (the embedding scorer fitted on CaR's expert revisions, on "
         "the --encoder embeddings; fitted once, then cached), length (of the response), or the "
-        "path of a scorer saved by crowdtune.curation.quality.save_scorer.",
+        "path of a scorer saved by crowdtune.curation.scoring.save_scorer.",
     ),
     encoder: str = typer.Option(
         "minilm", "--encoder", help="Embeddings for clustering: minilm (CaR's) or m2v (fast)."
@@ -182,7 +182,7 @@ def quality_evaluate_cmd(
     the length rule; also how much of its accuracy length explains (accuracy where the longer
     answer is better vs worse). --json prints {"accuracy", "ci_low", "ci_high", "n",
     "length_baseline_accuracy", ...}."""
-    from crowdtune.curation.quality import SCORERS, evaluate_on_car
+    from crowdtune.curation.scoring import SCORERS, evaluate_on_car
 
     if scorer not in SCORERS:
         fail(f"unknown --scorer {scorer!r}; choose one of: {', '.join(SCORERS)}")

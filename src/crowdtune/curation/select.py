@@ -342,7 +342,7 @@ def car_select(
         :func:`crowdtune.datasets.instructions.read_instructions`).
     scorer
         Any object with ``score(texts) -> float[n]`` (higher is better), e.g. from
-        :func:`crowdtune.curation.quality.make_scorer`.
+        :func:`crowdtune.curation.scoring.make_scorer`.
     top_n, per_cluster
         See :func:`select`.
     encoder

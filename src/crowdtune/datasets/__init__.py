@@ -1,10 +1,17 @@
-"""Datasets: the data home, real-data loaders with their downloads, and synthetic crowds.
+"""Datasets: the data home, the cache directory, real-data loaders with their downloads, and
+synthetic crowds.
 
 Loaders look for files in the data home (``$CROWDTUNE_DATA``, else ``~/.cache/crowdtune``), one
 folder per dataset, download them from the canonical source where there is one, and otherwise
-fail with an error that names the missing file, the expected layout and where to get it.
+fail with an error that names the missing file, the expected layout and where to get it. The
+data home is only read; what crowdtune derives goes under the cache directory
+(``$CROWDTUNE_CACHE``, else ``~/.cache/crowdtune``; :func:`cache_dir`). Each named dataset has
+its own module (:mod:`~crowdtune.datasets.pandalm`, ``llmeval2``, ``mt_bench``,
+``hh_rlhf``, ``car``, ``goemotions``, ``movielens``); :mod:`~crowdtune.datasets.registry` maps
+the ``@name`` of a command-line ``SRC`` to its loader.
 """
 
+from crowdtune.datasets.car import load_car
 from crowdtune.datasets.comparisons import (
     read_arena_csv,
     read_jsonl,
@@ -18,13 +25,17 @@ from crowdtune.datasets.goemotions import (
     GoEmotionsSplit,
     load_goemotions,
 )
+from crowdtune.datasets.hh_rlhf import load_hh_rlhf, parse_hh_transcript
 from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
     DatasetMissingError,
+    cache_dir,
+    cache_home,
     data_home,
     dataset_dir,
 )
+from crowdtune.datasets.llmeval2 import load_llmeval2
 from crowdtune.datasets.movielens import (
     MOVIELENS_GENRES,
     MOVIELENS_SHA256,
@@ -32,17 +43,9 @@ from crowdtune.datasets.movielens import (
     download_movielens,
     movielens_genre_matrix,
 )
-from crowdtune.datasets.preference_sets import (
-    PREFERENCE_DATASETS,
-    load_car,
-    load_comparisons,
-    load_hh_rlhf,
-    load_llmeval2,
-    load_mt_bench,
-    load_pandalm,
-    parse_hh_transcript,
-    shuffle_sides,
-)
+from crowdtune.datasets.mt_bench import load_mt_bench
+from crowdtune.datasets.pandalm import load_pandalm
+from crowdtune.datasets.registry import PREFERENCE_DATASETS, load_comparisons
 from crowdtune.datasets.synthetic import (
     CrowdDistribution,
     fit_crowd_distribution,
@@ -62,6 +65,8 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetFormatError",
     "DatasetMissingError",
+    "cache_dir",
+    "cache_home",
     "data_home",
     "dataset_dir",
     "download_movielens",
@@ -77,7 +82,6 @@ __all__ = [
     "parse_hh_transcript",
     "read_arena_csv",
     "read_jsonl",
-    "shuffle_sides",
     "synthetic_crowd",
     "trl_rows",
     "write_arena_csv",

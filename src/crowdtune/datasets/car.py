@@ -1,44 +1,75 @@
-"""CaR's expert-revision pairs as the published instruction quality scorer (IQS) read them.
+"""CaR (Ge et al., EMNLP 2024): every loader of its data, and the item text its scorers read.
 
-CaR (Ge et al., EMNLP 2024) trained and tested its IQS on
-``<data home>/car-expert-revised/expert-revised/APE_score_{train,valid,test}.csv(.gz)``: two
-columns, ``src`` = ``"Instruction: <instruction> Response: <response>"`` and ``score`` (0 = the
-original Alpaca item, 1 = the expert revision), the two versions of an item on adjacent rows
-(0 first, then 1). :func:`load_car_pairs` turns those rows into one pair per item: 2,032 (train),
-254 (valid) and 254 (test). The published IQS reaches 84.25% pairwise accuracy (214/254) on the
-test pairs.
+The data home's ``car-expert-revised/`` folder (see its ``SOURCE.md``) holds three things:
 
-The original items (score 0, and only they) are stored JSON-escaped: a literal backslash-n for
-every newline, ``\\u2019`` for a curly quote, ``\\"`` for a quote. Left as they are, the escapes
-alone would give the worse side away (no revision has a literal ``\\n``, a third of the originals
-do), so they are decoded as :func:`crowdtune.datasets.preference_sets.load_car` decodes the comet
-files. :func:`escape_statistics` counts what is left on each side.
+- ``expert-revised-comet/APE_{train,valid,test}.csv(.gz)``: an original Alpaca answer against its
+  expert rewrite (columns ``src``, ``pos``, ``neg``). :func:`load_car` reads them as
+  :class:`~crowdtune.records.Comparison` records for the preference stage (``@car``), and
+  :func:`car_instructions` their instructions for the distribution analysis.
+- ``expert-revised/APE_score_{train,valid,test}.csv(.gz)``: the same pairs as the published
+  instruction quality scorer (IQS) was trained and tested on: two columns, ``src`` =
+  ``"Instruction: <instruction> Response: <response>"`` and ``score`` (0 = the original Alpaca
+  item, 1 = the expert revision), the two versions of an item on adjacent rows (0 first, then 1).
+  :func:`load_car_pairs` turns those rows into one pair per item: 2,032 (train), 254 (valid) and
+  254 (test). The published IQS reaches 84.25% pairwise accuracy (214/254) on the test pairs.
+- ``CaR_selected_result.json(.gz)``: CaR's published selection, 1,013 Alpaca items with their IQS
+  score and cluster label (:func:`load_car_selection`). :func:`car_items` pools every item.
+
+In both pair files the original items (score 0 / ``neg``, and only they) are stored JSON-escaped:
+a literal backslash-n for every newline, ``\\u2019`` for a curly quote, ``\\"`` for a quote. Left
+as they are, the escapes alone would give the worse side away (no revision has a literal ``\\n``,
+a third of the originals do), so they are decoded here. :func:`escape_statistics` counts what is
+left on each side.
 
 :func:`item_text` writes any Alpaca-style item (instruction, optional input, output) in the
 format the scorers read, so a scorer trained here scores other instruction data the same way.
+
+The ``load_*`` functions open the files; :func:`parse_car_comet` and :func:`parse_car_pairs` take
+the rows of a file already read apart.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError, dataset_dir
-from crowdtune.datasets.preference_sets import CAR_SPLITS, _how, _read_csv, _require, _unescape
+from crowdtune.datasets.home import (
+    DatasetFormatError,
+    dataset_dir,
+    how_to_get_from_github,
+    require_file,
+)
+from crowdtune.datasets.instructions import INSTRUCTIONS_HOW, read_instructions
+from crowdtune.datasets.textfile import read_csv_strings
+from crowdtune.records import Comparison, Verdict, shuffle_sides
 from crowdtune.validation import check_choice
 
 __all__ = [
+    "CAR_DIRNAME",
     "CAR_PAIR_COLUMNS",
     "CAR_PAIR_COUNTS",
+    "CAR_SPLITS",
+    "car_instructions",
+    "car_items",
     "escape_statistics",
     "item_text",
+    "load_car",
     "load_car_pairs",
+    "load_car_selection",
+    "parse_car_comet",
+    "parse_car_pairs",
     "split_item_text",
 ]
 
+#: Folder of the dataset in the data home.
+CAR_DIRNAME = "car-expert-revised"
+#: The splits of the expert-revised pairs, in the order :func:`load_car` reads them all.
+CAR_SPLITS = ("train", "valid", "test")
 #: Pairs per split of the expert-revised files.
 CAR_PAIR_COUNTS = {"train": 2032, "valid": 254, "test": 254}
 
@@ -64,30 +95,13 @@ _ESCAPES = {
     "backslash_t": re.compile(r"\\t"),
     "any_backslash": re.compile(r"\\"),
 }
-
-
 _JSON_ESCAPE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))|\\$')
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_SELECTION_FILE = "CaR_selected_result.json"
 
 
-def _decode_original(text: str) -> str:
-    """An original item with its JSON escapes decoded.
-
-    Most cells are a JSON string body and decode with :func:`json.loads` (as ``load_car`` does);
-    two train cells were cut inside an escape (``\\"power\\ Response: ...``), which JSON rejects,
-    so those are decoded escape by escape, dropping a lone backslash.
-    """
-    decoded = _unescape(text)
-    if decoded != text or "\\" not in text:
-        return decoded
-
-    def replace(match: re.Match[str]) -> str:
-        code, simple = match.group(1), match.group(2)
-        if code is not None:
-            return chr(int(code, 16))
-        return "" if simple is None else _SIMPLE_ESCAPES.get(simple, simple)
-
-    return _JSON_ESCAPE.sub(replace, text.replace("\\ ", " "))
+# ---------------------------------------------------------------------------------------------
+# item text
 
 
 def item_text(instruction: str, input: str = "", output: str = "") -> str:  # noqa: A002
@@ -123,6 +137,179 @@ def split_item_text(text: str) -> tuple[str, str]:
     return head.strip(), response.strip()
 
 
+# ---------------------------------------------------------------------------------------------
+# escapes of the original items
+
+
+def _unescape(text: str) -> str:
+    """A JSON string body decoded (``\\n`` to a newline, ...), or ``text`` when it is not one."""
+    try:
+        decoded = json.loads(f'"{text}"')
+    except json.JSONDecodeError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+def _decode_original(text: str) -> str:
+    """An original item with its JSON escapes decoded.
+
+    Most cells are a JSON string body and decode with :func:`json.loads` (as the comet files'
+    originals do in :func:`parse_car_comet`); two train cells were cut inside an escape
+    (``\\"power\\ Response: ...``), which JSON rejects, so those are decoded escape by escape,
+    dropping a lone backslash.
+    """
+    decoded = _unescape(text)
+    if decoded != text or "\\" not in text:
+        return decoded
+
+    def replace(match: re.Match[str]) -> str:
+        code, simple = match.group(1), match.group(2)
+        if code is not None:
+            return chr(int(code, 16))
+        return "" if simple is None else _SIMPLE_ESCAPES.get(simple, simple)
+
+    return _JSON_ESCAPE.sub(replace, text.replace("\\ ", " "))
+
+
+def escape_statistics(texts: Sequence[str]) -> dict[str, float]:
+    """Share of ``texts`` containing each escape sequence that would betray JSON escaping.
+
+    Keys: ``backslash_n`` (a literal backslash-n), ``backslash_quote``, ``backslash_u`` (a
+    ``\\uXXXX`` escape), ``backslash_t``, ``any_backslash``; also ``newline`` (a real newline)
+    and ``non_ascii`` (any character above U+007F), which decoding turns escapes into.
+    """
+    n = max(len(texts), 1)
+    out = {key: sum(bool(p.search(t)) for t in texts) / n for key, p in _ESCAPES.items()}
+    out["newline"] = sum("\n" in t for t in texts) / n
+    out["non_ascii"] = sum(any(ord(c) > 127 for c in t) for t in texts) / n
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# expert revisions as comparisons (comet files)
+
+
+def load_car(
+    split: Literal["train", "valid", "test"] | None = None, seed: int = 0
+) -> list[Comparison]:
+    """CaR's expert revisions: an original Alpaca answer against its expert rewrite.
+
+    Reads ``<data home>/car-expert-revised/expert-revised-comet/APE_<split>.csv(.gz)`` with the
+    columns ``src`` (``"Instruction: ..."``), ``pos`` (``"Response: <expert revision>"``) and
+    ``neg`` (``"Response: <original answer>"``). The prefixes and surrounding whitespace are
+    stripped; the expert revision wins. In these files the original answers (and only they) are
+    stored JSON-escaped (a literal backslash-n for every newline, ``\\"`` for quotes), so they
+    are unescaped here; otherwise the escapes alone would give the worse side away. The revision
+    is A, then each pair is swapped with probability 1/2
+    (:func:`~crowdtune.records.shuffle_sides`). ``model_a`` / ``model_b`` say which side is which
+    (``"alpaca-original"`` or ``"expert-revised"``); ids are ``car-<split>-<row>`` (0-based), the
+    source ``car:<split>``.
+
+    Parameters
+    ----------
+    split
+        One of :data:`CAR_SPLITS`, or None for all three (in the order train, valid, test).
+    seed
+        Seed of the A/B order.
+
+    Returns
+    -------
+    list of Comparison
+        2,032 (train), 254 (valid) or 254 (test) pairs, 2,540 for all; no ties.
+
+    Raises
+    ------
+    ValueError
+        An unknown split.
+    DatasetMissingError
+        A file is not in the data home.
+    DatasetFormatError
+        A column is missing or a cell lacks its ``Instruction: `` / ``Response: `` prefix.
+    """
+    if split is not None:
+        check_choice(split, CAR_SPLITS, "CaR split")
+    folder = dataset_dir(CAR_DIRNAME) / "expert-revised-comet"
+    comparisons = []
+    for name in CAR_SPLITS if split is None else (split,):
+        how = how_to_get_from_github(
+            "IronBeliever/CaR", f"Ranking/data/expert-revised-comet/APE_{name}.csv", folder
+        )
+        path = require_file(
+            folder, f"APE_{name}.csv", f"{folder}/APE_{name}.csv.gz with columns src, pos, neg", how
+        )
+        frame = read_csv_strings(path, ("src", "pos", "neg"), how)
+        comparisons += parse_car_comet(frame, name, path, how)
+    return shuffle_sides(comparisons, seed)
+
+
+def parse_car_comet(frame: pd.DataFrame, split: str, path: Path, how: str) -> list[Comparison]:
+    """The comparisons of one comet file's rows, the expert revision as A (see :func:`load_car`).
+
+    Parameters
+    ----------
+    frame
+        The file's rows as strings, columns ``src``, ``pos`` and ``neg``.
+    split
+        The split the rows come from (for the ids and the source).
+    path, how
+        The file and how to get a good copy, for the errors.
+
+    Raises
+    ------
+    DatasetFormatError
+        A cell lacks its ``Instruction: `` / ``Response: `` prefix.
+    """
+    comparisons = []
+    for index, record in enumerate(frame.to_dict("records")):
+        text = {}
+        for column, prefix in (
+            ("src", "Instruction: "),
+            ("pos", "Response: "),
+            ("neg", "Response: "),
+        ):
+            if not record[column].startswith(prefix):
+                raise DatasetFormatError(
+                    path,
+                    f"expected a cell starting with {prefix!r}",
+                    how,
+                    row=index + 1,
+                    column=column,
+                )
+            text[column] = record[column][len(prefix) :].strip()
+        comparisons.append(
+            Comparison(
+                id=f"car-{split}-{index}",
+                prompt=(text["src"],),
+                response_a=(text["pos"],),
+                response_b=(_unescape(text["neg"]),),
+                verdict=Verdict.A,
+                model_a="expert-revised",
+                model_b="alpaca-original",
+                source=f"car:{split}",
+            )
+        )
+    return comparisons
+
+
+def car_instructions(split: Literal["train", "valid", "test"] = "test") -> pd.DataFrame:
+    """The instructions of CaR's expert-revised pairs of ``split``, the prompts of :func:`load_car`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``id`` (``car-<split>-<row>``) and ``text`` (the revised instruction, prefix
+        stripped), in file order: 254 rows for the default test split.
+    """
+    comparisons = load_car(split=split)
+    return pd.DataFrame(
+        {"id": [c.id for c in comparisons], "text": [c.prompt[0] for c in comparisons]}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# expert revisions as the IQS read them
+
+
 def load_car_pairs(split: Literal["train", "valid", "test"] = "test") -> pd.DataFrame:
     """CaR's (original, expert-revised) pairs of one split, the revision being the better side.
 
@@ -152,11 +339,31 @@ def load_car_pairs(split: Literal["train", "valid", "test"] = "test") -> pd.Data
         (1-based data row, header not counted).
     """
     check_choice(split, CAR_SPLITS, "CaR split")
-    folder = dataset_dir("car-expert-revised") / "expert-revised"
+    folder = dataset_dir(CAR_DIRNAME) / "expert-revised"
     name = f"APE_score_{split}.csv"
-    how = _how("IronBeliever/CaR", f"Ranking/data/expert-revised/{name}", folder)
-    path = _require(folder, name, f"{folder}/{name}.gz with columns src, score", how)
-    frame = _read_csv(path, ("src", "score"), how)
+    how = how_to_get_from_github("IronBeliever/CaR", f"Ranking/data/expert-revised/{name}", folder)
+    path = require_file(folder, name, f"{folder}/{name}.gz with columns src, score", how)
+    return parse_car_pairs(read_csv_strings(path, ("src", "score"), how), split, path, how)
+
+
+def parse_car_pairs(frame: pd.DataFrame, split: str, path: Path, how: str) -> pd.DataFrame:
+    """The pairs of one expert-revised file's rows (see :func:`load_car_pairs`).
+
+    Parameters
+    ----------
+    frame
+        The file's rows as strings, columns ``src`` and ``score``.
+    split
+        The split the rows come from (for the ids).
+    path, how
+        The file and how to get a good copy, for the errors.
+
+    Raises
+    ------
+    DatasetFormatError
+        A score is not 0/1, the rows are not adjacent (0, 1) pairs, or a cell lacks its
+        ``Instruction: `` / `` Response: `` parts.
+    """
     if len(frame) % 2:
         raise DatasetFormatError(
             path,
@@ -210,18 +417,54 @@ def load_car_pairs(split: Literal["train", "valid", "test"] = "test") -> pd.Data
     return pd.DataFrame(rows, columns=list(CAR_PAIR_COLUMNS))
 
 
-def escape_statistics(texts: Sequence[str]) -> dict[str, float]:
-    """Share of ``texts`` containing each escape sequence that would betray JSON escaping.
+# ---------------------------------------------------------------------------------------------
+# the published selection, and every item
 
-    Keys: ``backslash_n`` (a literal backslash-n), ``backslash_quote``, ``backslash_u`` (a
-    ``\\uXXXX`` escape), ``backslash_t``, ``any_backslash``; also ``newline`` (a real newline)
-    and ``non_ascii`` (any character above U+007F), which decoding turns escapes into.
+
+def load_car_selection(home: Path | None = None) -> pd.DataFrame:
+    """The 1,013 Alpaca items CaR published as its selection (Ge et al., EMNLP 2024).
+
+    Reads ``car-expert-revised/CaR_selected_result.json[.gz]`` from the data home.
+
+    Parameters
+    ----------
+    home
+        Data home to use instead of :func:`~crowdtune.datasets.data_home`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``instruction``, ``input``, ``output``, ``score`` (CaR's IQS quality score, float) and
+        ``label`` (k-means cluster id, int), in the file's order.
+
+    Raises
+    ------
+    DatasetMissingError
+        The file is not in the data home.
+    DatasetFormatError
+        The file is malformed, or lacks ``score`` / ``label``.
     """
-    n = max(len(texts), 1)
-    out = {key: sum(bool(p.search(t)) for t in texts) / n for key, p in _ESCAPES.items()}
-    out["newline"] = sum("\n" in t for t in texts) / n
-    out["non_ascii"] = sum(any(ord(c) > 127 for c in t) for t in texts) / n
-    return out
+    folder = dataset_dir(CAR_DIRNAME, home)
+    path = require_file(
+        folder,
+        _SELECTION_FILE,
+        f"{CAR_DIRNAME}/{_SELECTION_FILE}[.gz]: a JSON array of 1,013 Alpaca items with score "
+        "and label",
+        how_to_get_from_github("IronBeliever/CaR", f"data/{_SELECTION_FILE}", folder),
+    )
+    frame = read_instructions(path)
+    if missing := [c for c in ("score", "label") if c not in frame.columns]:
+        raise DatasetFormatError(
+            path, f"missing field(s) {missing}", INSTRUCTIONS_HOW, column=missing[0]
+        )
+    try:
+        frame["score"] = frame["score"].astype(float)
+        frame["label"] = frame["label"].astype(int)
+    except (TypeError, ValueError) as err:
+        raise DatasetFormatError(
+            path, f"score / label not numeric ({err})", INSTRUCTIONS_HOW
+        ) from err
+    return frame
 
 
 def car_items(include_selection: bool = True) -> pd.DataFrame:
@@ -231,8 +474,6 @@ def car_items(include_selection: bool = True) -> pd.DataFrame:
     Columns ``instruction``, ``input`` (always empty for the pairs, whose input is part of the
     instruction), ``output`` and ``source`` (``car-<split>-better|worse`` or ``car-selection``).
     """
-    from crowdtune.datasets.instructions import load_car_selection
-
     parts = []
     for split in ("train", "valid", "test"):
         pairs = load_car_pairs(split)

@@ -4,7 +4,7 @@ Reads the rater-agreement splits from ``<data home>/goemotions/`` (see its ``SOU
 ``{train,dev,test}.tsv(.gz)`` have no header and three tab-separated columns (text, comma-separated
 0-based label ids, Reddit comment id); ``emotions.txt`` names the 28 labels, one a line, in id
 order. Lines are split on tabs by hand: a few texts hold doubled double-quotes that a CSV reader
-would treat as quoting.
+would treat as quoting. :func:`goemotions_texts` gives a split's comments as plain texts.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
+from crowdtune.datasets.home import DatasetFormatError, dataset_dir, require_file
 from crowdtune.datasets.textfile import read_text
 from crowdtune.validation import check_choice
 
@@ -68,13 +69,6 @@ class GoEmotionsSplit:
         return len(self.texts)
 
 
-def _find(folder: Path, name: str) -> Path:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    raise DatasetMissingError(folder / f"{name}.gz", _EXPECTED, _how(folder))
-
-
 def load_goemotions_labels(home: Path | None = None) -> tuple[str, ...]:
     """The 28 label names of ``emotions.txt``, in id order.
 
@@ -86,7 +80,7 @@ def load_goemotions_labels(home: Path | None = None) -> tuple[str, ...]:
         It does not hold 28 distinct non-blank names.
     """
     folder = dataset_dir(GOEMOTIONS_DIRNAME, home)
-    path = _find(folder, "emotions.txt")
+    path = require_file(folder, "emotions.txt", _EXPECTED, _how(folder))
     names = tuple(line.strip() for line in read_text(path, _how(folder)).splitlines())
     names = tuple(name for name in names if name)
     if len(names) != len(GOEMOTIONS_LABELS) or len(set(names)) != len(names):
@@ -122,7 +116,7 @@ def load_goemotions(split: str = "train", home: Path | None = None) -> GoEmotion
     check_choice(split, GOEMOTIONS_SPLITS, "GoEmotions split")
     folder = dataset_dir(GOEMOTIONS_DIRNAME, home)
     names = load_goemotions_labels(home)
-    path = _find(folder, f"{split}.tsv")
+    path = require_file(folder, f"{split}.tsv", _EXPECTED, _how(folder))
     how = _how(folder)
     texts: list[str] = []
     ids: list[str] = []
@@ -154,3 +148,9 @@ def load_goemotions(split: str = "train", home: Path | None = None) -> GoEmotion
     for row, label_ids in enumerate(rows):
         labels[row, label_ids] = 1
     return GoEmotionsSplit(texts=texts, labels=labels, label_names=names, ids=ids)
+
+
+def goemotions_texts(split: str = "train", home: Path | None = None) -> pd.DataFrame:
+    """One split's comments as plain texts: columns ``id`` (the Reddit comment id) and ``text``."""
+    data = load_goemotions(split, home)
+    return pd.DataFrame({"id": data.ids, "text": data.texts})

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError, DatasetMissingError, dataset_dir
+from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.datasets.textfile import atomic_path, json_lines, read_text
 
 #: The fields every item has, in column order; ``input`` may be missing (read as "").
@@ -31,9 +31,10 @@ INSTRUCTION_FIELDS = ("instruction", "input", "output")
 #: File formats by name.
 INSTRUCTION_FORMATS = ("jsonl", "json", "csv")
 
-_HOW = "write one object per item with string fields instruction, output and optionally input"
-_CAR_FOLDER = "car-expert-revised"
-_CAR_FILE = "CaR_selected_result.json"
+#: How to fix a malformed instruction file, for the errors.
+INSTRUCTIONS_HOW = (
+    "write one object per item with string fields instruction, output and optionally input"
+)
 
 
 def instruction_format(path: str | Path) -> str | None:
@@ -47,13 +48,13 @@ def instruction_format(path: str | Path) -> str | None:
 
 def _read_text(path: Path) -> str:
     """The file decoded as UTF-8, or an error naming the first line that is not."""
-    return read_text(path, _HOW)
+    return read_text(path, INSTRUCTIONS_HOW)
 
 
 def _check_item(item: object, path: Path, where: str, row: int) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise DatasetFormatError(
-            path, f"{where}: expected a JSON object, got {item!r:.80}", _HOW, row=row
+            path, f"{where}: expected a JSON object, got {item!r:.80}", INSTRUCTIONS_HOW, row=row
         )
     out = dict(item)
     if out.get("input") is None:
@@ -61,13 +62,13 @@ def _check_item(item: object, path: Path, where: str, row: int) -> dict[str, Any
     for field in INSTRUCTION_FIELDS:
         if field not in out:
             raise DatasetFormatError(
-                path, f"{where}: missing field {field!r}", _HOW, row=row, column=field
+                path, f"{where}: missing field {field!r}", INSTRUCTIONS_HOW, row=row, column=field
             )
         if not isinstance(out[field], str):
             raise DatasetFormatError(
                 path,
                 f"{where}: field {field!r} must be a string, got {out[field]!r:.80}",
-                _HOW,
+                INSTRUCTIONS_HOW,
                 row=row,
                 column=field,
             )
@@ -76,7 +77,9 @@ def _check_item(item: object, path: Path, where: str, row: int) -> dict[str, Any
 
 def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
     del text  # json_lines reads the file itself, naming the line of any bad byte
-    return [_check_item(item, path, f"line {n}", n) for n, item in json_lines(path, _HOW)]
+    return [
+        _check_item(item, path, f"line {n}", n) for n, item in json_lines(path, INSTRUCTIONS_HOW)
+    ]
 
 
 def _read_json_array(path: Path, text: str) -> list[dict[str, Any]]:
@@ -86,11 +89,13 @@ def _read_json_array(path: Path, text: str) -> list[dict[str, Any]]:
         raise DatasetFormatError(
             path,
             f"line {err.lineno}: malformed JSON ({err.msg}, column {err.colno})",
-            _HOW,
+            INSTRUCTIONS_HOW,
             row=err.lineno,
         ) from None
     if not isinstance(data, list):
-        raise DatasetFormatError(path, f"expected a JSON array, got {type(data).__name__}", _HOW)
+        raise DatasetFormatError(
+            path, f"expected a JSON array, got {type(data).__name__}", INSTRUCTIONS_HOW
+        )
     return [
         _check_item(item, path, f"item {number}", number)
         for number, item in enumerate(data, start=1)
@@ -100,10 +105,13 @@ def _read_json_array(path: Path, text: str) -> list[dict[str, Any]]:
 def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
-        raise DatasetFormatError(path, "empty file: expected a header row", _HOW)
+        raise DatasetFormatError(path, "empty file: expected a header row", INSTRUCTIONS_HOW)
     if missing := [f for f in ("instruction", "output") if f not in reader.fieldnames]:
         raise DatasetFormatError(
-            path, f"line 1: the header lacks field(s) {missing}", _HOW, column=missing[0]
+            path,
+            f"line 1: the header lacks field(s) {missing}",
+            INSTRUCTIONS_HOW,
+            column=missing[0],
         )
     items = []
     for number, row in enumerate(reader, start=1):
@@ -112,7 +120,7 @@ def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
                 path,
                 f"line {reader.line_num}: {len(reader.fieldnames)} fields expected, "
                 "found a different number",
-                _HOW,
+                INSTRUCTIONS_HOW,
                 row=number,
             )
         items.append(_check_item(row, path, f"line {reader.line_num}", number))
@@ -211,49 +219,3 @@ def write_instructions(frame: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
-
-
-def load_car_selection(home: Path | None = None) -> pd.DataFrame:
-    """The 1,013 Alpaca items CaR published as its selection (Ge et al., EMNLP 2024).
-
-    Reads ``car-expert-revised/CaR_selected_result.json[.gz]`` from the data home.
-
-    Parameters
-    ----------
-    home
-        Data home to use instead of :func:`~crowdtune.datasets.data_home`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``instruction``, ``input``, ``output``, ``score`` (CaR's IQS quality score, float) and
-        ``label`` (k-means cluster id, int), in the file's order.
-
-    Raises
-    ------
-    DatasetMissingError
-        The file is not in the data home.
-    DatasetFormatError
-        The file is malformed, or lacks ``score`` / ``label``.
-    """
-    folder = dataset_dir(_CAR_FOLDER, home)
-    for candidate in (folder / f"{_CAR_FILE}.gz", folder / _CAR_FILE):
-        if candidate.is_file():
-            break
-    else:
-        raise DatasetMissingError(
-            folder / f"{_CAR_FILE}.gz",
-            f"{_CAR_FOLDER}/{_CAR_FILE}[.gz]: a JSON array of 1,013 Alpaca items with score and "
-            "label",
-            f"download data/{_CAR_FILE} from https://github.com/IronBeliever/CaR and put it, "
-            f"gzipped or not, into {folder}/ (set CROWDTUNE_DATA to use another data home)",
-        )
-    frame = read_instructions(candidate)
-    if missing := [c for c in ("score", "label") if c not in frame.columns]:
-        raise DatasetFormatError(candidate, f"missing field(s) {missing}", _HOW, column=missing[0])
-    try:
-        frame["score"] = frame["score"].astype(float)
-        frame["label"] = frame["label"].astype(int)
-    except (TypeError, ValueError) as err:
-        raise DatasetFormatError(candidate, f"score / label not numeric ({err})", _HOW) from err
-    return frame

@@ -43,6 +43,7 @@ from crowdtune.datasets.home import (
     DatasetFormatError,
     DatasetMissingError,
     dataset_dir,
+    find_file,
 )
 
 MOVIELENS_DIRNAME = "movielens-ml-latest-small"
@@ -83,14 +84,6 @@ def _layout(folder: Path) -> str:
         f"the folder {folder}/ with ratings.csv.gz (or ratings.csv) and movies.csv.gz "
         "(or movies.csv); tags.csv.gz, links.csv.gz and README.txt are optional"
     )
-
-
-def _find(folder: Path, name: str) -> Path | None:
-    """Return ``<folder>/<name>.gz`` or ``<folder>/<name>``, whichever exists (gzip first)."""
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +140,7 @@ def download_movielens(
     known = (*_REQUIRED, *_OPTIONAL, "README.txt")
     if unknown := [name for name in sha256 if name not in known]:
         raise ValueError(f"sha256 names unknown file(s) {unknown}; choose from {known}")
-    if all(_find(folder, name) for name in _REQUIRED):
+    if all(find_file(folder, name) for name in _REQUIRED):
         return folder
     how = _how_to_get(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +160,7 @@ def download_movielens(
         # The folder exists but is incomplete: add what it lacks, never overwrite the user's files.
         for item in staging.iterdir():
             stem = item.name.removesuffix(".gz")
-            if _find(folder, stem) is None:
+            if find_file(folder, stem) is None:
                 item.replace(folder / item.name)
     return folder
 
@@ -244,13 +237,13 @@ def _store(source: IO[bytes], target: Path, *, compress: bool) -> str:
 def _locate(home: Path | None, download: bool) -> tuple[Path, Path]:
     folder = dataset_dir(MOVIELENS_DIRNAME, home)
     failure: Exception | None = None
-    if download and any(_find(folder, name) is None for name in _REQUIRED):
+    if download and any(find_file(folder, name) is None for name in _REQUIRED):
         try:
             # The module constant is read at call time, so a mirror can be set by reassigning it.
             download_movielens(home, url=MOVIELENS_URL)
         except (URLError, OSError) as err:  # offline is normal; the error below says what to do
             failure = err
-    found = [_find(folder, name) for name in _REQUIRED]
+    found = [find_file(folder, name) for name in _REQUIRED]
     for name, path in zip(_REQUIRED, found, strict=True):
         if path is None:
             how = _how_to_get(folder)

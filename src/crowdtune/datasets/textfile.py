@@ -1,8 +1,8 @@
 """Reading text files for the loaders: gzip-aware, UTF-8, errors that name the line.
 
-Every loader of user files (comparisons, instruction data, text sets) reads through these
-functions, so a bad byte or a bad JSON line gets the same message everywhere; writers replace
-files atomically through :func:`atomic_path`.
+Every loader of user files and datasets (comparisons, instruction data, text sets) reads through
+these functions, so a bad byte, a bad JSON line or a missing CSV column gets the same message
+everywhere; writers replace files atomically through :func:`atomic_path`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import gzip
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
 
@@ -71,6 +73,32 @@ def json_lines(path: Path, how: str) -> list[tuple[int, dict[str, object]]]:
             )
         rows.append((number, data))
     return rows
+
+
+def read_csv_strings(path: Path, columns: Sequence[str], how: str) -> pd.DataFrame:
+    """A CSV file (``.gz`` decompressed) as strings, nothing coerced, checked to have ``columns``.
+
+    Raises
+    ------
+    DatasetFormatError
+        The file is not a readable CSV file, or a column is missing (the message names it).
+    """
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        raise DatasetFormatError(path, f"not a readable CSV file ({err})", how) from err
+    if missing := [c for c in columns if c not in frame.columns]:
+        raise DatasetFormatError(path, f"missing column(s) {missing}", how, column=missing[0])
+    return frame
+
+
+def expect_string(value: object, path: Path, how: str, row: int, column: str) -> str:
+    """``value`` when it is a string, else a :class:`DatasetFormatError` naming row and column."""
+    if not isinstance(value, str):
+        raise DatasetFormatError(
+            path, f"expected a string, got {value!r:.80}", how, row=row, column=column
+        )
+    return value
 
 
 @contextlib.contextmanager

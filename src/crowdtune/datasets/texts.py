@@ -1,16 +1,9 @@
-"""Plain texts for the linguistic distribution analysis: a command-line ``SRC`` to one table.
+"""Files of plain texts for the linguistic distribution analysis, read into one table.
 
-:func:`load_texts` resolves a ``SRC`` to a DataFrame with the columns ``id`` and ``text`` (and
-``human_score`` / ``reward_score`` where a file has them). Datasets of the data home:
-
-- ``@goemotions`` (``:train``, the default, ``:dev`` or ``:test``): the Reddit comments of
-  GoEmotions, ids the Reddit comment ids;
-- ``@hh-rlhf:helpful-base`` / ``@hh-rlhf:harmless-base`` (``@hh-rlhf`` for both): the first
-  human turn of each test dialogue, i.e. the prompts; ``@hh-rlhf:helpful-base:responses`` the
-  chosen final assistant replies instead;
-- ``@car`` (``:train``, ``:valid``, ``:test``; default ``:test``): the instructions of CaR's
-  expert-revised split (the revised instruction of each pair, prefix stripped), i.e. the 254
-  instructions of the expert test set by default — the prompts a curated fine-tuning set answers.
+:func:`read_texts` reads a file into a DataFrame with the columns ``id`` and ``text`` (and
+``human_score`` / ``reward_score`` where the file has them); the texts of the data home's
+datasets (``@goemotions``, ``@hh-rlhf``, ``@car``) come through
+:func:`crowdtune.datasets.registry.load_texts`.
 
 Files: ``.txt`` (one text per line; a blank line is an empty text), ``.jsonl`` (one object per
 line with a string ``text``; blank lines skipped) or ``.csv`` (a ``text`` column; an empty cell is
@@ -28,60 +21,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS, load_goemotions
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.datasets.preference_sets import (
-    CAR_SPLITS,
-    HH_RLHF_SUBSETS,
-    load_car,
-    load_hh_rlhf,
-)
 from crowdtune.datasets.textfile import json_lines, read_text
-from crowdtune.records import Verdict
-from crowdtune.validation import check_choice
 
-__all__ = ["TEXT_DATASETS", "TEXT_FILE_SUFFIXES", "SCORE_COLUMNS", "load_texts"]
+__all__ = ["TEXT_FILE_SUFFIXES", "SCORE_COLUMNS", "read_texts"]
 
-#: Names :func:`load_texts` accepts (as ``@name``), with a one-line description.
-TEXT_DATASETS = {
-    "goemotions": "GoEmotions Reddit comments (@goemotions:train (default), :dev, :test)",
-    "hh-rlhf": "HH-RLHF test prompts, the first human turn (@hh-rlhf:helpful-base, "
-    ":harmless-base; add :responses for the chosen final replies)",
-    "car": "CaR expert-revised instructions (@car:test (default), :train, :valid)",
-}
-#: File suffixes :func:`load_texts` reads.
+#: File suffixes :func:`read_texts` reads.
 TEXT_FILE_SUFFIXES = (".txt", ".jsonl", ".csv")
 #: Optional numeric columns kept from JSONL and CSV files.
 SCORE_COLUMNS = ("human_score", "reward_score")
 
 _FILE_HOW = "write UTF-8 text: .txt one text per line, .jsonl objects with a string 'text', .csv "
 _FILE_HOW += "with a 'text' column"
-
-
-def _goemotions(split: str) -> pd.DataFrame:
-    data = load_goemotions(split)
-    return pd.DataFrame({"id": data.ids, "text": data.texts})
-
-
-def _hh_rlhf(subsets: tuple[str, ...], responses: bool) -> pd.DataFrame:
-    ids, texts = [], []
-    for comparison in load_hh_rlhf(subsets=subsets, seed=0):
-        ids.append(comparison.id)
-        if responses:
-            chosen = (
-                comparison.response_a if comparison.verdict == Verdict.A else comparison.response_b
-            )
-            texts.append(chosen[-1])
-        else:
-            texts.append(comparison.prompt[0])
-    return pd.DataFrame({"id": ids, "text": texts})
-
-
-def _car(split: str) -> pd.DataFrame:
-    comparisons = load_car(split=split)  # type: ignore[arg-type]
-    return pd.DataFrame(
-        {"id": [c.id for c in comparisons], "text": [c.prompt[0] for c in comparisons]}
-    )
 
 
 def _decoded_lines(path: Path) -> list[str]:
@@ -139,7 +90,19 @@ def _records_frame(path: Path, records: list[tuple[int, dict[str, object]]]) -> 
     return frame
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def read_texts(path: Path) -> pd.DataFrame:
+    """A text file (formats in the module docstring) as ``id``, ``text`` and any score columns.
+
+    Raises
+    ------
+    ValueError
+        An unknown file type (the message lists the known ones).
+    FileNotFoundError
+        No file at ``path``.
+    DatasetFormatError
+        Bad content: non-UTF-8 bytes, invalid JSON, a missing ``text`` field, a non-numeric score
+        (the message names the file and line).
+    """
     name = path.name.lower().removesuffix(".gz")
     suffix = next((s for s in TEXT_FILE_SUFFIXES if name.endswith(s)), None)
     if suffix is None:
@@ -189,56 +152,3 @@ def _read_file(path: Path) -> pd.DataFrame:
             )
         rows.append((line, dict(zip(header, row, strict=True))))
     return _records_frame(path, rows)  # type: ignore[arg-type]
-
-
-def load_texts(src: str) -> pd.DataFrame:
-    """Load the texts a command-line ``SRC`` names (see the module docstring for the sources).
-
-    Parameters
-    ----------
-    src
-        ``@goemotions[:train|dev|test]``, ``@hh-rlhf[:helpful-base|harmless-base][:responses]``,
-        ``@car[:train|valid|test]``, or a ``.txt``, ``.jsonl`` or ``.csv`` file.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``id`` (str) and ``text`` (str, possibly empty), plus ``human_score`` and
-        ``reward_score`` (float, NaN where missing) when a file has them.
-
-    Raises
-    ------
-    ValueError
-        An unknown dataset, option or file type (the message lists the known ones).
-    FileNotFoundError
-        The file does not exist (:class:`DatasetMissingError` for a dataset not in the data home).
-    DatasetFormatError
-        Bad content: non-UTF-8 bytes, invalid JSON, a missing ``text`` field, a non-numeric score
-        (the message names the file and line).
-    """
-    if not src.startswith("@"):
-        return _read_file(Path(src).expanduser())
-    name, *options = src[1:].split(":")
-    check_choice(f"@{name}", [f"@{known}" for known in TEXT_DATASETS], "text dataset")
-    if name == "goemotions":
-        if len(options) > 1:
-            raise ValueError(f"@goemotions takes one option ({', '.join(GOEMOTIONS_SPLITS)})")
-        split = options[0] if options else "train"
-        check_choice(split, GOEMOTIONS_SPLITS, "option of @goemotions")
-        return _goemotions(split)
-    if name == "car":
-        if len(options) > 1:
-            raise ValueError(f"@car takes one option ({', '.join(CAR_SPLITS)})")
-        split = options[0] if options else "test"
-        check_choice(split, CAR_SPLITS, "option of @car")
-        return _car(split)
-    responses = bool(options) and options[-1] == "responses"
-    if responses:
-        options = options[:-1]
-    if len(options) > 1:
-        raise ValueError(f"@hh-rlhf takes a subset and/or ':responses', got {src!r}")
-    subsets: tuple[str, ...] = ("helpful-base", "harmless-base")
-    if options:
-        check_choice(options[0], HH_RLHF_SUBSETS, "option of @hh-rlhf")
-        subsets = (options[0],)
-    return _hh_rlhf(subsets, responses)

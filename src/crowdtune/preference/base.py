@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from crowdtune.records import LABELS
 
@@ -72,6 +73,16 @@ def expand_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
+def seeded(estimator_class: type[BaseEstimator], seed: int, **params: Any) -> Any:
+    """``estimator_class(**params)`` with ``random_state=seed`` if it draws random numbers (it has
+    a parameter ``random_state``) and ``params`` do not set it; deterministic predictors take no
+    seed."""
+    estimator = estimator_class(**params)
+    if "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
+        estimator.set_params(random_state=seed)
+    return estimator
+
+
 def symmetrize(p_ab: np.ndarray, p_ba: np.ndarray) -> np.ndarray:
     """Average the prediction for (a, b) with the one for (b, a) mapped back to (a, b)'s classes."""
     return 0.5 * (p_ab + p_ba[:, SWAP_CLASSES])
@@ -84,6 +95,11 @@ class PairFeatureModel(ClassifierMixin, BaseEstimator):
     order and swapped; computing the two together lets per-text work be done once),
     ``_fit_features(F, y)`` and ``_proba_features(F) -> float[n, 3]``. This class does the swap
     augmentation and the symmetric averaging.
+
+    Like every predictor of this package it follows scikit-learn's estimator contract: a
+    keyword-only ``__init__`` that only stores the parameters (they are checked in ``fit``), the
+    seed called ``random_state``, learned state in attributes ending in ``_``, and
+    ``NotFittedError`` from the prediction methods before ``fit``.
     """
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +127,7 @@ class PairFeatureModel(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(A), P(B), P(TIE) per row, averaged over both orders of the pair."""
+        check_is_fitted(self)
         X = check_frame(X)
         f_ab, f_ba = self._pair_features(X)
         return symmetrize(self._proba_features(f_ab), self._proba_features(f_ba))

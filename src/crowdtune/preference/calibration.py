@@ -15,6 +15,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GroupKFold
+from sklearn.utils.validation import check_is_fitted
 
 from crowdtune.preference.base import check_frame, check_labels
 from crowdtune.preference.metrics import EPS, row_log_loss
@@ -105,17 +106,22 @@ class CalibratedPreferenceModel(ClassifierMixin, BaseEstimator):
         Any predictor of this package.
     method
         One of :data:`CALIBRATIONS`.
-    n_splits, seed
+    n_splits, random_state
         Grouped folds for the out-of-fold predictions.
     """
 
     def __init__(
-        self, estimator: Any, method: str = "temperature", n_splits: int = 5, seed: int = 0
+        self,
+        *,
+        estimator: Any,
+        method: str = "temperature",
+        n_splits: int = 5,
+        random_state: int = 0,
     ) -> None:
         self.estimator = estimator
         self.method = method
         self.n_splits = n_splits
-        self.seed = seed
+        self.random_state = random_state
 
     def fit(
         self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None
@@ -125,7 +131,9 @@ class CalibratedPreferenceModel(ClassifierMixin, BaseEstimator):
         labels = check_labels(y, len(X))
         self.temperature_, self.threshold_, self.multiplier_ = 1.0, 1.0, 1.0
         if self.method != "none":
-            oof = out_of_fold_proba(self.estimator, X, labels, groups, self.n_splits, self.seed)
+            oof = out_of_fold_proba(
+                self.estimator, X, labels, groups, self.n_splits, self.random_state
+            )
             self.oof_proba_ = oof
             if self.method == "temperature":
                 self.temperature_ = fit_temperature(oof, labels)
@@ -137,6 +145,7 @@ class CalibratedPreferenceModel(ClassifierMixin, BaseEstimator):
 
     def calibrate(self, proba: np.ndarray) -> np.ndarray:
         """Apply the fitted calibrator to raw probabilities of the wrapped model."""
+        check_is_fitted(self)
         if self.method == "temperature":
             return apply_temperature(proba, self.temperature_)
         if self.method == "threshold-multiplier":
@@ -144,7 +153,10 @@ class CalibratedPreferenceModel(ClassifierMixin, BaseEstimator):
         return proba
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(A), P(B), P(TIE) per row: the wrapped model's, calibrated."""
+        check_is_fitted(self)
         return self.calibrate(self.estimator_.predict_proba(check_frame(X)))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable class index per row."""
         return np.argmax(self.predict_proba(X), axis=1)

@@ -9,11 +9,13 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
 
-from crowdtune.preference.base import check_frame, check_labels
+from crowdtune.preference.base import check_frame, check_labels, seeded
 from crowdtune.preference.calibration import apply_temperature, fit_temperature, out_of_fold_proba
 from crowdtune.preference.cv import dataset_of
 from crowdtune.preference.metrics import EPS
+from crowdtune.preference.models import CPU_PREDICTORS
 from crowdtune.validation import check_choice
 
 
@@ -35,6 +37,12 @@ def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
     return softmax(result.x)
 
 
+def default_members(random_state: int = 0) -> list[tuple[str, Any]]:
+    """The ensemble's default members: every CPU predictor of
+    :data:`~crowdtune.preference.models.CPU_PREDICTORS`, by name, seeded with ``random_state``."""
+    return [(name, seeded(cls, random_state)) for name, cls in CPU_PREDICTORS.items()]
+
+
 class EnsembleModel(ClassifierMixin, BaseEstimator):
     """Members averaged with weights fitted on grouped out-of-fold predictions.
 
@@ -42,8 +50,8 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
     ----------
     members
         ``[(name, estimator), ...]``; ``None`` means the CPU models of :func:`default_members`.
-    n_splits, seed
-        Folds for the out-of-fold predictions.
+    n_splits, random_state
+        Folds for the out-of-fold predictions; ``random_state`` also seeds the default members.
     fold_groups
         ``"dataset"`` (default): when the training rows come from two or more datasets (the
         ``source`` column, see :func:`~crowdtune.preference.cv.dataset_of`), each member is
@@ -56,21 +64,20 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         members: list[tuple[str, Any]] | None = None,
         n_splits: int = 5,
-        seed: int = 0,
+        random_state: int = 0,
         fold_groups: str = "dataset",
         calibrate: bool = True,
     ) -> None:
         self.members = members
         self.n_splits = n_splits
-        self.seed = seed
+        self.random_state = random_state
         self.fold_groups = fold_groups
         self.calibrate = calibrate
 
     def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
-        from crowdtune.preference.registry import default_members
-
         check_choice(self.fold_groups, ("dataset", "prompt"), "fold grouping")
         X = check_frame(X)
         labels = check_labels(y, len(X))
@@ -79,10 +86,10 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
             datasets = dataset_of(X)
             if datasets.nunique() > 1:
                 groups, self.fold_groups_ = pd.factorize(datasets)[0], "dataset"
-        members = self.members if self.members is not None else default_members(self.seed)
+        members = self.members if self.members is not None else default_members(self.random_state)
         self.names_ = [name for name, _ in members]
         oof = [
-            out_of_fold_proba(est, X, labels, groups, self.n_splits, self.seed)
+            out_of_fold_proba(est, X, labels, groups, self.n_splits, self.random_state)
             for _, est in members
         ]
         self.weights_ = fit_pool_weights(oof, labels)
@@ -94,6 +101,8 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(A), P(B), P(TIE) per row: the members' weighted average, temperature-scaled."""
+        check_is_fitted(self)
         X = check_frame(X)
         pooled = sum(
             w * m.predict_proba(X) for w, m in zip(self.weights_, self.estimators_, strict=True)
@@ -101,4 +110,5 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         return apply_temperature(np.asarray(pooled), self.temperature_)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable class index per row."""
         return np.argmax(self.predict_proba(X), axis=1)

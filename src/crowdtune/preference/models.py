@@ -28,7 +28,7 @@ class LengthModel(PairFeatureModel):
         Inverse L2 regularisation strength (scikit-learn's ``C``).
     """
 
-    def __init__(self, C: float = 1.0) -> None:
+    def __init__(self, *, C: float = 1.0) -> None:
         self.C = C
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ class DifferenceBucketModel(PairFeatureModel):
         Pseudo-rows of the overall class frequencies added to every bucket.
     """
 
-    def __init__(self, n_buckets: int = 250, smoothing: float = 1.0) -> None:
+    def __init__(self, *, n_buckets: int = 250, smoothing: float = 1.0) -> None:
         self.n_buckets = n_buckets
         self.smoothing = smoothing
 
@@ -102,13 +102,22 @@ GBDT_DEFAULTS: dict[str, Any] = {
 
 
 class _GBDTModel(PairFeatureModel):
-    """LightGBM multiclass on pair features; subclasses say which features."""
+    """LightGBM multiclass on pair features; subclasses say which features.
+
+    The LightGBM parameters of both subclasses (defaults in :data:`GBDT_DEFAULTS`) are those of
+    ``lightgbm.LGBMClassifier`` under the same names; ``random_state`` seeds the row and column
+    subsampling.
+    """
 
     n_estimators: int
     learning_rate: float
     num_leaves: int
     min_child_samples: int
-    seed: int
+    subsample: float
+    subsample_freq: int
+    colsample_bytree: float
+    reg_lambda: float
+    random_state: int
     n_jobs: int
 
     def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
@@ -122,11 +131,11 @@ class _GBDTModel(PairFeatureModel):
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
-            subsample=GBDT_DEFAULTS["subsample"],
-            subsample_freq=GBDT_DEFAULTS["subsample_freq"],
-            colsample_bytree=GBDT_DEFAULTS["colsample_bytree"],
-            reg_lambda=GBDT_DEFAULTS["reg_lambda"],
-            random_state=self.seed,
+            subsample=self.subsample,
+            subsample_freq=self.subsample_freq,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=-1,
         )
@@ -139,18 +148,29 @@ class _GBDTModel(PairFeatureModel):
 class FeaturesGBDT(_GBDTModel):
     """LightGBM on the cheap text features of :mod:`crowdtune.preference.features`.
 
-    ``relative`` (default) uses only the features that compare the two sides; see
-    :func:`~crowdtune.preference.features.text_features`.
+    Parameters
+    ----------
+    relative
+        Use only the features that compare the two sides (default); see
+        :func:`~crowdtune.preference.features.text_features`.
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, subsample_freq, \
+colsample_bytree, reg_lambda, random_state, n_jobs
+        LightGBM's, defaults in :data:`GBDT_DEFAULTS`.
     """
 
     def __init__(
         self,
+        *,
         relative: bool = True,
         n_estimators: int = GBDT_DEFAULTS["n_estimators"],
         learning_rate: float = GBDT_DEFAULTS["learning_rate"],
         num_leaves: int = GBDT_DEFAULTS["num_leaves"],
         min_child_samples: int = GBDT_DEFAULTS["min_child_samples"],
-        seed: int = 0,
+        subsample: float = GBDT_DEFAULTS["subsample"],
+        subsample_freq: int = GBDT_DEFAULTS["subsample_freq"],
+        colsample_bytree: float = GBDT_DEFAULTS["colsample_bytree"],
+        reg_lambda: float = GBDT_DEFAULTS["reg_lambda"],
+        random_state: int = 0,
         n_jobs: int = 2,
     ) -> None:
         self.relative = relative
@@ -158,7 +178,11 @@ class FeaturesGBDT(_GBDTModel):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
-        self.seed = seed
+        self.subsample = subsample
+        self.subsample_freq = subsample_freq
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +196,21 @@ class EmbeddingGBDT(_GBDTModel):
     reduced by a PCA fitted on the training differences to ``n_components`` dimensions (a few
     thousand pairs cannot support 768 raw dimensions), each response's cosine similarity to the
     prompt, and the cosine similarity between the responses.
+
+    Parameters
+    ----------
+    n_components
+        Dimensions the PCA keeps (at most one less than the training pairs).
+    encoder
+        The sentence encoder of :func:`crowdtune.spaces.text.embed_texts`.
+    relative, n_estimators, learning_rate, num_leaves, min_child_samples, subsample, \
+subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
+        As in :class:`FeaturesGBDT`; ``random_state`` also seeds the PCA.
     """
 
     def __init__(
         self,
+        *,
         n_components: int = 16,
         encoder: str = "minilm",
         relative: bool = True,
@@ -183,7 +218,11 @@ class EmbeddingGBDT(_GBDTModel):
         learning_rate: float = GBDT_DEFAULTS["learning_rate"],
         num_leaves: int = GBDT_DEFAULTS["num_leaves"],
         min_child_samples: int = GBDT_DEFAULTS["min_child_samples"],
-        seed: int = 0,
+        subsample: float = GBDT_DEFAULTS["subsample"],
+        subsample_freq: int = GBDT_DEFAULTS["subsample_freq"],
+        colsample_bytree: float = GBDT_DEFAULTS["colsample_bytree"],
+        reg_lambda: float = GBDT_DEFAULTS["reg_lambda"],
+        random_state: int = 0,
         n_jobs: int = 2,
     ) -> None:
         self.n_components = n_components
@@ -193,7 +232,11 @@ class EmbeddingGBDT(_GBDTModel):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
-        self.seed = seed
+        self.subsample = subsample
+        self.subsample_freq = subsample_freq
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
     def _embed(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,7 +253,9 @@ class EmbeddingGBDT(_GBDTModel):
         diff = e_a - e_b
         k = max(1, min(self.n_components, len(X) - 1, diff.shape[1]))
         # Fitted on both orders, so the projection of -d is minus the projection of d.
-        self.pca_ = PCA(n_components=k, random_state=self.seed).fit(np.vstack([diff, -diff]))
+        self.pca_ = PCA(n_components=k, random_state=self.random_state).fit(
+            np.vstack([diff, -diff])
+        )
         super().fit(X, y)
         return self
 
@@ -226,3 +271,13 @@ class EmbeddingGBDT(_GBDTModel):
         sim_ab = np.einsum("ij,ij->i", e_a, e_b)[:, None]
         emb_ab, emb_ba = pair_features(sim_a, sim_b, np.hstack([abs_proj, sim_ab]))
         return np.hstack([cheap_ab, emb_ab, proj]), np.hstack([cheap_ba, emb_ba, -proj])
+
+
+#: The CPU predictors of this module by their ``--model`` names (see
+#: :data:`crowdtune.preference.registry.MODELS`), cheapest first: the ensemble's default members.
+CPU_PREDICTORS: dict[str, type[PairFeatureModel]] = {
+    "length": LengthModel,
+    "difference-bucket": DifferenceBucketModel,
+    "features-gbdt": FeaturesGBDT,
+    "embedding-gbdt": EmbeddingGBDT,
+}

@@ -9,6 +9,10 @@ from typing import Any
 import joblib
 
 from crowdtune import __version__
+from crowdtune.preference.base import seeded
+from crowdtune.preference.ensemble import EnsembleModel
+from crowdtune.preference.models import CPU_PREDICTORS
+from crowdtune.preference.transformer import TransformerPreferenceModel
 from crowdtune.validation import check_choice
 
 #: ``--model`` names and what they are; ``ensemble`` is the default.
@@ -24,36 +28,19 @@ MODELS = {
 #: Models cheap enough to run on CPU in cross-validation: every name but the transformer.
 CPU_MODELS = tuple(name for name in MODELS if name != "transformer")
 
+#: The class behind each name of :data:`MODELS`.
+PREDICTORS: dict[str, type[Any]] = {
+    **CPU_PREDICTORS,
+    "transformer": TransformerPreferenceModel,
+    "ensemble": EnsembleModel,
+}
+
 
 def make_model(name: str, seed: int = 0, **params: Any) -> Any:
-    """A fresh, unfitted predictor called ``name`` (see :data:`MODELS`)."""
+    """A fresh, unfitted predictor called ``name`` (see :data:`MODELS`) with parameters
+    ``params``, seeded with ``seed`` unless it is deterministic or ``params`` seed it."""
     check_choice(name, MODELS, "preference model")
-    from crowdtune.preference.ensemble import EnsembleModel
-    from crowdtune.preference.models import (
-        DifferenceBucketModel,
-        EmbeddingGBDT,
-        FeaturesGBDT,
-        LengthModel,
-    )
-
-    if name == "length":
-        return LengthModel(**params)
-    if name == "difference-bucket":
-        return DifferenceBucketModel(**params)
-    if name == "features-gbdt":
-        return FeaturesGBDT(seed=seed, **params)
-    if name == "embedding-gbdt":
-        return EmbeddingGBDT(seed=seed, **params)
-    if name == "transformer":
-        from crowdtune.preference.transformer import TransformerPreferenceModel
-
-        return TransformerPreferenceModel(seed=seed, **params)
-    return EnsembleModel(seed=seed, **params)
-
-
-def default_members(seed: int = 0) -> list[tuple[str, Any]]:
-    """The ensemble's members: every CPU model but the ensemble itself."""
-    return [(name, make_model(name, seed=seed)) for name in CPU_MODELS if name != "ensemble"]
+    return seeded(PREDICTORS[name], seed, **params)
 
 
 #: Files of a model directory.
@@ -88,7 +75,5 @@ def load_model(directory: Path) -> tuple[Any, dict[str, Any]]:
         )
     meta = json.loads(meta_path.read_text())
     if meta.get("model") == "transformer":
-        from crowdtune.preference.transformer import TransformerPreferenceModel
-
         return TransformerPreferenceModel.load(directory), meta
     return joblib.load(directory / MODEL_FILE), meta

@@ -1,6 +1,6 @@
 """Report sections for curation: quality scorers against the length rule, and a CaR selection.
 
-Takes :func:`crowdtune.curation.quality.evaluate_on_car` results and a
+Takes :func:`crowdtune.curation.scoring.evaluate_on_car` results and a
 :class:`crowdtune.curation.select.SelectionResult` and lays them out; it computes nothing.
 """
 

@@ -50,6 +50,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
 from crowdtune.datasets.goemotions import GOEMOTIONS_LABELS
+from crowdtune.datasets.home import cache_dir
 from crowdtune.validation import check_choice
 
 #: Bump when the classifier's code or defaults change, so cached fits are refitted.
@@ -292,19 +293,14 @@ def _params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def default_classifier_paths(params: dict[str, Any] | None = None) -> list[Path]:
-    """Where the default classifier is cached, first choice first:
-    ``<data home>/goemotions/models/`` (beside the data it was fitted on), then
-    ``<cache dir>/emotions/`` for a read-only data home. The name carries
-    :data:`EMOTION_MODEL_VERSION` and a hash of the parameters, so a change refits."""
-    from crowdtune.datasets.goemotions import GOEMOTIONS_DIRNAME
-    from crowdtune.datasets.home import dataset_dir
-    from crowdtune.spaces.text import cache_dir
-
+def default_classifier_path(params: dict[str, Any] | None = None) -> Path:
+    """Where the default classifier is cached: ``<cache directory>/emotions/`` (never the data
+    home, which is only read). The name carries :data:`EMOTION_MODEL_VERSION` and a hash of the
+    parameters, so a change refits."""
     chosen = EmotionClassifier(**(params or {})).get_params()
     chosen.pop("progress")
     name = f"emotion-classifier-v{EMOTION_MODEL_VERSION}-{_params_key(chosen)}.joblib"
-    return [dataset_dir(GOEMOTIONS_DIRNAME) / "models" / name, cache_dir() / "emotions" / name]
+    return cache_dir("emotions") / name
 
 
 def fit_default(
@@ -321,7 +317,8 @@ def fit_default(
     progress
         Progress bar while embedding.
     cache
-        Write the fit to the first writable place of :func:`default_classifier_paths`.
+        Write the fit to :func:`default_classifier_path` (a cache that cannot be written is
+        skipped: the fit is then kept in memory only).
     """
     import joblib
 
@@ -333,13 +330,9 @@ def fit_default(
     classifier.fit(train.texts, train.labels, dev.texts, dev.labels)
     classifier.label_names_ = train.label_names
     if cache:
-        for path in default_classifier_paths(params):
-            try:
-                with atomic_path(path) as tmp:
-                    joblib.dump(classifier, tmp)
-                break
-            except OSError:
-                continue  # read-only: try the next place, else keep it in memory only
+        with contextlib.suppress(OSError):  # a read-only cache: keep the fit in memory only
+            with atomic_path(default_classifier_path(params)) as tmp:
+                joblib.dump(classifier, tmp)
     return classifier
 
 
@@ -357,18 +350,18 @@ def load_default(
     """
     import joblib
 
-    for path in default_classifier_paths(params):
-        if not path.is_file():
-            continue
+    path = default_classifier_path(params)
+    loaded = None
+    if path.is_file():
         try:
             loaded = joblib.load(path)
         except Exception:  # noqa: BLE001 - a corrupt or stale cache is refitted, never fatal
-            continue
-        if isinstance(loaded, EmotionClassifier):
-            loaded.progress = progress
-            return loaded
+            loaded = None
+    if isinstance(loaded, EmotionClassifier):
+        loaded.progress = progress
+        return loaded
     if not fit_if_missing:
-        raise FileNotFoundError(f"no fitted emotion classifier at {default_classifier_paths()[0]}")
+        raise FileNotFoundError(f"no fitted emotion classifier at {path}")
     return fit_default(params, progress=progress)
 
 
@@ -588,19 +581,18 @@ def pool_scores(
     data = load_goemotions(split)
     if classifier is not None:
         return data.texts, np.asarray(classifier.predict_proba(data.texts), dtype=float)
-    # load_default loads the first fitted file there is, so only scores stamped with that very
-    # file count (a cache beside a later one may hold another fit's scores), and only there are
-    # new scores written; a read-only place means they are recomputed next time.
-    fitted = next((path for path in default_classifier_paths() if path.is_file()), None)
-    if fitted is not None:
+    # Only scores stamped with the very file load_default loads count (a refit replaces the file;
+    # scores of the fit before are then ignored); a read-only cache means they are recomputed
+    # next time.
+    fitted = default_classifier_path()
+    if fitted.is_file():
         scores = _cached_scores(fitted, split, len(data.texts))
         if scores is not None:
             return data.texts, scores
     if progress is not None:
         progress("loading (or fitting) the default emotion classifier")
     scores = np.asarray(load_default().predict_proba(data.texts), dtype=float)
-    fitted = next((path for path in default_classifier_paths() if path.is_file()), None)
-    if fitted is not None:
+    if fitted.is_file():
         with contextlib.suppress(OSError):
             with atomic_path(_scores_file(fitted, split)) as tmp, tmp.open("wb") as handle:
                 np.savez(handle, scores=scores, classifier=_stamp(fitted))

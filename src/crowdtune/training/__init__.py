@@ -7,8 +7,12 @@ name is passed to ``from_pretrained`` (a local directory, or a hub name for user
 :mod:`crowdtune.training.stages` trains with TRL: ``run_sft``, ``run_reward``, ``run_dpo`` and
 ``run_rl`` take one :class:`StageConfig`. :mod:`crowdtune.training.generation` generates in
 batches and scores answers with a reward model; :func:`assess` compares a tuned model with its
-base on held-out prompts (win rate and length-controlled win rate). torch, transformers and
-TRL are imported when a model is made or trained, so importing this package is cheap.
+base on held-out prompts (win rate and length-controlled win rate).
+:mod:`crowdtune.training.lora` is the machinery of the estimators that train a LoRA adapter and a
+small head in their own loop (the preference transformer, the curation cross-encoder):
+:class:`~crowdtune.training.lora.LoraSequenceModel`, length allocation, padding, autocast and a
+loss progress bar. torch, transformers and TRL are imported when a model is made or trained, so
+importing this package is cheap.
 """
 
 from crowdtune.training.assess import AssessResult, assess
@@ -21,6 +25,7 @@ from crowdtune.training.models import (
     TINY_CHAT_TEMPLATE,
     UnknownModelError,
     load_model,
+    resolve_device,
     smollm2_checkpoint,
     tiny_config,
     tiny_tokenizer,
@@ -59,6 +64,7 @@ __all__ = [
     "run_rl",
     "run_sft",
     "reward_scores",
+    "resolve_device",
     "run_stage",
     "smollm2_checkpoint",
     "stage_rows",

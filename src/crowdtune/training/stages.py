@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crowdtune.training.data import STAGES, split_rows, stage_rows
+from crowdtune.training.models import load_model, resolve_device
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -168,16 +169,9 @@ class StageResult:
 # shared pieces
 
 
-def _accelerated() -> tuple[bool, bool]:
-    """(CUDA available, bf16 usable there)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return cuda, cuda and torch.cuda.is_bf16_supported()
-
-
 def _training_args(config_class: type, stage: str, config: StageConfig, **extra: Any) -> Any:
-    cuda, bf16 = _accelerated()
+    device, bf16 = resolve_device()
+    cuda = device.type == "cuda"
     return config_class(
         output_dir=str(config.out),
         per_device_train_batch_size=config.batch_size,
@@ -227,8 +221,6 @@ def load_trained(
     is a plain model. Everything else goes to :func:`crowdtune.training.load_model`.
     ``kwargs`` go to ``load_model`` (e.g. ``num_labels=1`` for a reward model).
     """
-    from crowdtune.training.models import load_model
-
     folder = Path(name).expanduser()
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel

@@ -1,31 +1,23 @@
-"""Repository functions: everything the server reads from and writes to the store.
+"""Repository writes: contributors, projects, items, votes and Crowd-SFT rounds.
 
-Plain functions taking a SQLAlchemy :class:`~sqlalchemy.orm.Session` (from
-:func:`crowdtune.store.session_factory`). Functions that write commit any transaction already
-open on the session, run their own, and **commit** it before they return, so a caller never
-acknowledges what is not stored; on an error they roll back and raise one of
-:mod:`crowdtune.store.errors` (or ``ValueError`` for malformed input), leaving nothing half
-written. Readers leave the session's transaction open.
-
-Assignment (:func:`next_task`) is safe under concurrency on both backends: each item goes to at
-most ``overlap`` distinct contributors and never twice to the same one, however many annotators
-ask at once (PostgreSQL: row locks on the chosen item; SQLite: one writer at a time).
+Each writer commits any transaction already open on the session, runs its own (inside
+:func:`writing`) and **commits** it before it returns, so a caller never acknowledges what is
+not stored; on an error it rolls back and raises one of :mod:`crowdtune.store.errors` (or
+``ValueError`` for malformed input), leaving nothing half written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, exists, false, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 
 from crowdtune.records import Comparison, Verdict
 from crowdtune.store.db import SQLITE_BEGIN, write_lock
@@ -40,6 +32,7 @@ from crowdtune.store.models import (
     Round,
     Task,
 )
+from crowdtune.store.repository.reads import get_project, hash_token
 from crowdtune.validation import check_choice
 
 #: Longest contributor name, project name, external id, model name and idempotency key.
@@ -47,13 +40,6 @@ MAX_NAME = 100
 MAX_LABEL = 200
 #: Fields an item dict may have (``id`` is read as ``external_id``).
 ITEM_FIELDS = ("prompt", "response_a", "response_b", "model_a", "model_b", "gold", "external_id")
-#: How often assignment retries after losing a race before it gives up.
-ASSIGN_ATTEMPTS = 20
-
-
-def hash_token(token: str) -> str:
-    """SHA-256 hex of a bearer token: what the store keeps instead of the token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _name(value: str, what: str, limit: int) -> str:
@@ -66,7 +52,7 @@ def _name(value: str, what: str, limit: int) -> str:
 
 
 @contextmanager
-def _writing(session: Session) -> Iterator[None]:
+def writing(session: Session) -> Iterator[None]:
     """Commit the session's open transaction, begin one that will write, and roll it back if
     the block raises (so an error never leaves a transaction, or SQLite's write lock, open).
 
@@ -74,6 +60,7 @@ def _writing(session: Session) -> Iterator[None]:
     and its transaction begins IMMEDIATE, taking SQLite's lock up front: a transaction that
     reads and then writes would otherwise fail at once ("database is locked") if another writer
     committed in between, instead of waiting on the busy timeout. The block must commit.
+    Every writer of the repository runs inside one (assignment too).
     """
     if session.in_transaction():
         session.commit()
@@ -96,10 +83,6 @@ def _commit_or_conflict(session: Session, message: str) -> None:
         raise ConflictError(message) from exc
 
 
-# ---------------------------------------------------------------------------------------------
-# contributors
-
-
 def create_contributor(
     session: Session, name: str, role: str = "annotator"
 ) -> tuple[Contributor, str]:
@@ -117,7 +100,7 @@ def create_contributor(
     """
     name = _name(name, "contributor name", MAX_NAME)
     check_choice(role, ROLES, "role")
-    with _writing(session):
+    with writing(session):
         if session.scalar(select(Contributor.id).where(Contributor.name == name)) is not None:
             raise ConflictError(f"a contributor named {name!r} exists already; pick another name")
         token = secrets.token_urlsafe(32)
@@ -127,34 +110,8 @@ def create_contributor(
     return contributor, token
 
 
-def contributor_by_token(session: Session, token: str) -> Contributor | None:
-    """The contributor whose token this is, or None."""
-    if not token:
-        return None
-    return session.scalar(select(Contributor).where(Contributor.token_hash == hash_token(token)))
-
-
-def contributor_by_name(session: Session, name: str) -> Contributor:
-    """The contributor with this name; :class:`NotFoundError` when there is none."""
-    contributor = session.scalar(select(Contributor).where(Contributor.name == name))
-    if contributor is None:
-        raise NotFoundError(f"no contributor named {name!r}")
-    return contributor
-
-
-def _contributor(session: Session, contributor_id: int) -> Contributor:
-    contributor = session.get(Contributor, contributor_id)
-    if contributor is None:
-        raise NotFoundError(f"no contributor with id {contributor_id}")
-    return contributor
-
-
-# ---------------------------------------------------------------------------------------------
-# projects and items
-
-
 def create_project(
-    session: Session, name: str, overlap: int = 1, kind: str = "pairwise"
+    session: Session, name: str, *, overlap: int = 1, kind: str = "pairwise"
 ) -> Project:
     """Add a project whose items each go to ``overlap`` distinct contributors. Commits.
 
@@ -169,34 +126,12 @@ def create_project(
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
         raise ValueError(f"overlap must be an integer of at least 1, got {overlap!r}")
     check_choice(kind, PROJECT_KINDS, "project kind")
-    with _writing(session):
+    with writing(session):
         if session.scalar(select(Project.id).where(Project.name == name)) is not None:
             raise ConflictError(f"a project named {name!r} exists already; pick another name")
         project = Project(name=name, overlap=overlap, kind=kind)
         session.add(project)
         _commit_or_conflict(session, f"a project named {name!r} exists already")
-    return project
-
-
-def get_project(session: Session, project_id: int, *, lock: bool = False) -> Project:
-    """The project with this id; :class:`NotFoundError` when there is none. ``lock`` takes its
-    row lock (``FOR UPDATE`` on PostgreSQL) until the transaction ends."""
-    project = session.get(Project, project_id, with_for_update=lock or None)
-    if project is None:
-        raise NotFoundError(f"no project with id {project_id}")
-    return project
-
-
-def list_projects(session: Session) -> list[Project]:
-    """Every project, oldest first."""
-    return list(session.scalars(select(Project).order_by(Project.id)))
-
-
-def project_by_name(session: Session, name: str) -> Project:
-    """The project with this name; :class:`NotFoundError` when there is none."""
-    project = session.scalar(select(Project).where(Project.name == name))
-    if project is None:
-        raise NotFoundError(f"no project named {name!r}")
     return project
 
 
@@ -298,7 +233,7 @@ def add_items(
         An external id repeats, within ``items`` or in the project already.
     """
     rows = [_item_values(entry, index, verdict_as_gold) for index, entry in enumerate(items)]
-    with _writing(session):
+    with writing(session):
         get_project(session, project_id)
         external = [row["external_id"] for row in rows if row["external_id"] is not None]
         seen: set[str] = set()
@@ -322,120 +257,11 @@ def add_items(
     return new
 
 
-# ---------------------------------------------------------------------------------------------
-# assignment
-
-
-def _open_task(session: Session, project_id: int, contributor_id: int) -> Task | None:
-    return session.scalar(
-        select(Task)
-        .join(Item, Task.item_id == Item.id)
-        .options(contains_eager(Task.item))
-        .where(
-            Item.project_id == project_id,
-            Task.contributor_id == contributor_id,
-            Task.answered == false(),
-        )
-        .order_by(Task.id)
-        .limit(1)
-    )
-
-
-def _candidate(
-    session: Session, project: Project, contributor_id: int, *, skip_locked: bool
-) -> Item | None:
-    """The least assigned item still short of ``overlap`` and new to the contributor,
-    locked (PostgreSQL) until the transaction ends. Reads the (project, assigned, id) index in
-    order and stops at the first item the contributor has not had."""
-    mine = exists().where(Task.item_id == Item.id, Task.contributor_id == contributor_id)
-    return session.scalar(
-        select(Item)
-        .where(Item.project_id == project.id, Item.assigned < project.overlap, ~mine)
-        .order_by(Item.assigned, Item.id)
-        .limit(1)
-        .with_for_update(of=Item, skip_locked=skip_locked)
-    )
-
-
-def _claim(session: Session, item_id: int, overlap: int) -> bool:
-    """Count one more task on the item if it is still short of ``overlap``.
-
-    One conditional UPDATE: under READ COMMITTED it waits for, and then re-reads, the row a
-    concurrent assignment changed, so the count never passes ``overlap``.
-    """
-    claimed = session.execute(
-        update(Item)
-        .where(Item.id == item_id, Item.assigned < overlap)
-        .values(assigned=Item.assigned + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return cast(CursorResult[Any], claimed).rowcount == 1
-
-
-def next_task(session: Session, project_id: int, contributor_id: int) -> Task | None:
-    """The task a contributor should do next in a project, created when needed. Commits.
-
-    First an open task (one without a response) the contributor has in the project, oldest
-    first; otherwise a new task for the item with the fewest assignments among those with fewer
-    than the project's ``overlap`` and none for this contributor (ties go to the lower item id).
-    None when nothing is left for this contributor.
-
-    Items keep their task count (``Item.assigned``), so the choice reads one index. Safe when
-    many annotators ask at once: on PostgreSQL the chosen item's row is locked (``FOR UPDATE
-    SKIP LOCKED``, then waiting for it when every candidate is locked) and its count raised by
-    a conditional UPDATE that fails if it reached the overlap meanwhile; on SQLite the
-    transaction takes the write lock as it begins. The unique (item, contributor) constraint
-    catches the rest, and the function retries.
-    A transaction already open on ``session`` is committed first.
-
-    Raises
-    ------
-    NotFoundError
-        No such project or contributor.
-    ConflictError
-        Assignment kept losing races for :data:`ASSIGN_ATTEMPTS` attempts.
-    """
-    for _ in range(ASSIGN_ATTEMPTS):
-        try:
-            with _writing(session):
-                project = get_project(session, project_id)
-                _contributor(session, contributor_id)
-                task = _open_task(session, project_id, contributor_id)
-                if task is not None:
-                    session.commit()
-                    return task
-                item = _candidate(session, project, contributor_id, skip_locked=True)
-                if item is None:
-                    # Every candidate may be locked by a concurrent assignment that could still
-                    # leave room (overlap > 1, or it rolls back): wait for one instead.
-                    item = _candidate(session, project, contributor_id, skip_locked=False)
-                if item is None:
-                    session.commit()
-                    return None
-                if not _claim(session, item.id, project.overlap):
-                    session.rollback()
-                    continue
-                # The item comes loaded with the task: nothing is read after the commit.
-                task = Task(item=item, contributor_id=contributor_id)
-                session.add(task)
-                session.commit()
-                return task
-        except IntegrityError:
-            continue  # lost a race for this item; _writing rolled back
-    raise ConflictError(
-        f"could not assign an item of project {project_id} to contributor {contributor_id} "
-        f"after {ASSIGN_ATTEMPTS} attempts; try again"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# responses
-
-
 def submit_response(
     session: Session,
     task_id: int,
     contributor_id: int,
+    *,
     verdict: Verdict | str | int,
     reason: str | None = None,
     seconds: float | None = None,
@@ -478,7 +304,7 @@ def submit_response(
     key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
     key = _name(key, "idempotency key", MAX_LABEL)
     for _ in range(2):
-        with _writing(session):
+        with writing(session):
             stored = session.scalar(
                 select(Response).where(
                     Response.contributor_id == contributor_id, Response.idempotency_key == key
@@ -523,154 +349,6 @@ def submit_response(
     raise ConflictError(f"task {task_id} was answered concurrently under another key")
 
 
-# ---------------------------------------------------------------------------------------------
-# reading results
-
-
-def project_comparisons(session: Session, project_id: int) -> list[Comparison]:
-    """Every vote of a project as a :class:`~crowdtune.records.Comparison`, oldest first.
-
-    ``id`` is ``"{item}/{contributor}"`` (the item's external id, else ``item-{id}``),
-    ``annotator`` the contributor's name and ``source`` the project's name, so the records go
-    straight to :func:`crowdtune.datasets.comparisons.write_jsonl` and the other writers.
-    """
-    project = get_project(session, project_id)
-    rows = session.execute(
-        select(Response.verdict, Item, Contributor.name)
-        .join(Task, Response.task_id == Task.id)
-        .join(Item, Task.item_id == Item.id)
-        .join(Contributor, Response.contributor_id == Contributor.id)
-        .where(Item.project_id == project_id)
-        .order_by(Response.id)
-    ).all()
-    return [_as_comparison(item, verdict, project.name, name) for verdict, item, name in rows]
-
-
-def _as_comparison(
-    item: Item, verdict: Verdict, source: str, annotator: str | None = None
-) -> Comparison:
-    """An item with a verdict as a record: ``id`` is the item's external id (else
-    ``item-{id}``), followed by ``/{annotator}`` for a vote."""
-    ident = item.external_id or f"item-{item.id}"
-    return Comparison(
-        id=ident if annotator is None else f"{ident}/{annotator}",
-        prompt=tuple(item.prompt),
-        response_a=tuple(item.response_a),
-        response_b=tuple(item.response_b),
-        verdict=verdict,
-        annotator=annotator,
-        model_a=item.model_a,
-        model_b=item.model_b,
-        source=source,
-    )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a project is: counts of items, tasks handed out and responses received."""
-
-    items: int
-    tasks: int
-    responses: int
-    #: Tasks handed out and not yet answered.
-    open_tasks: int
-    #: Items with ``overlap`` responses.
-    items_complete: int
-    overlap: int
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def progress(session: Session, project_id: int) -> Progress:
-    """Counts of a project's items, tasks, responses and completed items."""
-    project = get_project(session, project_id)
-    in_project = Item.project_id == project_id
-    items = session.scalar(select(func.count(Item.id)).where(in_project)) or 0
-    tasks = session.scalar(select(func.count(Task.id)).join(Item).where(in_project)) or 0
-    responses = (
-        session.scalar(
-            select(func.count(Response.id))
-            .join(Task, Response.task_id == Task.id)
-            .join(Item, Task.item_id == Item.id)
-            .where(in_project)
-        )
-        or 0
-    )
-    answered = (
-        select(Task.item_id)
-        .join(Response, Response.task_id == Task.id)
-        .join(Item, Task.item_id == Item.id)
-        .where(in_project)
-        .group_by(Task.item_id)
-        .having(func.count(Response.id) >= project.overlap)
-        .subquery()
-    )
-    complete = session.scalar(select(func.count()).select_from(answered)) or 0
-    return Progress(
-        items=items,
-        tasks=tasks,
-        responses=responses,
-        open_tasks=tasks - responses,
-        items_complete=complete,
-        overlap=project.overlap,
-    )
-
-
-@dataclass(frozen=True)
-class Vote:
-    """One stored vote with what scoring it needs: the item, its gold answer and the voter."""
-
-    response_id: int
-    item_id: int
-    contributor_id: int
-    contributor: str
-    verdict: Verdict
-    #: The item's known answer, or None.
-    gold: Verdict | None
-
-
-def project_votes(session: Session, project_id: int) -> list[Vote]:
-    """Every vote of a project with its item id and gold answer, oldest first.
-
-    Raises
-    ------
-    NotFoundError
-        No such project.
-    """
-    get_project(session, project_id)
-    rows = session.execute(
-        select(Response.id, Item.id, Contributor.id, Contributor.name, Response.verdict, Item.gold)
-        .join(Task, Response.task_id == Task.id)
-        .join(Item, Task.item_id == Item.id)
-        .join(Contributor, Response.contributor_id == Contributor.id)
-        .where(Item.project_id == project_id)
-        .order_by(Response.id)
-    ).all()
-    return [Vote(*row) for row in rows]
-
-
-# ---------------------------------------------------------------------------------------------
-# Crowd-SFT rounds
-
-
-def project_gold_items(session: Session, project_id: int) -> list[Comparison]:
-    """The project's items that have a gold answer, as :class:`~crowdtune.records.Comparison`
-    records whose ``verdict`` is that answer (``id`` the external id, else ``item-{id}``;
-    no annotator), in item order.
-
-    Raises
-    ------
-    NotFoundError
-        No such project.
-    """
-    project = get_project(session, project_id)
-    items = session.scalars(
-        select(Item).where(Item.project_id == project_id, Item.gold.is_not(None)).order_by(Item.id)
-    )
-    return [_as_comparison(item, cast(Verdict, item.gold), project.name) for item in items]
-
-
 def record_round(
     session: Session,
     project_id: int,
@@ -701,7 +379,7 @@ def record_round(
     strategy = _name(strategy, "strategy", MAX_NAME)
     scheme = _name(scheme, "scheme", MAX_NAME)
     winner = None if winner is None else _name(winner, "winner", MAX_LABEL)
-    with _writing(session):
+    with writing(session):
         # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
         # rounds that finish together count the stored rounds one after the other.
         get_project(session, project_id, lock=True)
@@ -723,17 +401,3 @@ def record_round(
         session.add(stored)
         session.commit()
     return stored
-
-
-def project_rounds(session: Session, project_id: int) -> list[Round]:
-    """Every round of a project, oldest first.
-
-    Raises
-    ------
-    NotFoundError
-        No such project.
-    """
-    get_project(session, project_id)
-    return list(
-        session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.id))
-    )

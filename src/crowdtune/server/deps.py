@@ -1,0 +1,88 @@
+"""Dependencies of the routes: the request's database session, the caller behind its bearer
+token, and role aliases.
+
+Routes name what they need in their signature: ``session: SessionDep`` (one SQLAlchemy session
+per request), ``me: Annotator`` (an annotator or admin), ``admin: Admin`` (an admin only) or
+``me: SignedIn`` (any contributor). A missing or unknown token is 401, a role that does not fit
+403 (:func:`crowdtune.server.services.check_role`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from crowdtune.server.auth import Caller, TokenCache
+from crowdtune.server.services import check_role
+from crowdtune.store import repository as repo
+
+bearer = HTTPBearer(auto_error=False, description="The token `crowdtune users create` printed.")
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request. Creating it touches no database, and routes commit what they
+    do, so closing it seldom does: only a session with a transaction still open is closed (its
+    transaction rolled back) on a worker thread, off the event loop."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    session = factory()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _lookup(session: Session, token: str) -> Caller | None:
+    contributor = repo.contributor_by_token(session, token)
+    # End the read: the connection goes back to the pool while the request waits for the route.
+    session.commit()
+    if contributor is None:
+        return None
+    return Caller(contributor.id, contributor.name, contributor.role)
+
+
+async def current_contributor(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The contributor whose bearer token came with the request; 401 otherwise. Tokens seen
+    in the last :data:`~crowdtune.server.auth.TOKEN_TTL_SECONDS` are checked without the
+    database."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
+    cache: TokenCache = request.app.state.tokens
+    token_hash = repo.hash_token(credentials.credentials)
+    caller = cache.get(token_hash)
+    if caller is None:
+        caller = await run_in_threadpool(_lookup, session, credentials.credentials)
+        if caller is None:
+            raise HTTPException(401, "unknown bearer token", challenge)
+        cache.put(token_hash, caller)
+    return caller
+
+
+def require_role(*roles: str) -> Any:
+    """A dependency giving the signed-in contributor if their role is one of ``roles``; 403."""
+
+    async def check(caller: Annotated[Caller, Depends(current_contributor)]) -> Caller:
+        check_role(caller.role, roles)
+        return caller
+
+    return Depends(check)
+
+
+Admin = Annotated[Caller, require_role("admin")]
+Annotator = Annotated[Caller, require_role("annotator", "admin")]
+SignedIn = Annotated[Caller, Depends(current_contributor)]

@@ -1,0 +1,25 @@
+"""Server-rendered web pages: sign in, projects, annotate, leaderboard, admin.
+
+Authentication: ``POST /signin`` checks the pasted token and stores it in an HttpOnly,
+SameSite=Strict cookie (``Secure`` over HTTPS). Each page carries a CSRF token derived from the
+session token (an HMAC, so it changes with the session and cannot be guessed without it); every
+cookie-authenticated POST must send it, in the form field ``csrf_token`` or the header
+``X-CSRF-Token``, else 403. The sign-in form itself uses a double-submit cookie.
+
+The annotation page's JavaScript does not call the bearer-token API: it calls two same-origin,
+cookie-authenticated page endpoints, ``GET /projects/{id}/next`` (the next task as JSON, 204
+when all is done) and ``POST /projects/{id}/tasks/{task}/vote`` (with ``X-CSRF-Token`` and an
+``Idempotency-Key`` fixed per task, so a double keypress stores one vote). The same vote route
+accepts a plain form post and redirects, so the page works without JavaScript. The JSON API
+stays bearer-only, with no cookie (and so no CSRF) surface.
+
+All queries go through :mod:`crowdtune.store.repository`, and what the API does too (votes,
+stats, leaderboard, export, uploads, rounds, the role check) through
+:mod:`crowdtune.server.services`; Jinja2 autoescapes every template, and item text is rendered
+by :func:`~crowdtune.server.pages.markdown.safe_markdown`, which escapes everything first.
+
+- :mod:`~crowdtune.server.pages.web`: cookies, CSRF, rendering, error pages;
+- :mod:`~crowdtune.server.pages.markdown`: the safe Markdown subset of item text;
+- :mod:`~crowdtune.server.pages.annotate`: the router of the pages every contributor uses;
+- :mod:`~crowdtune.server.pages.admin`: the router of the admin page and its forms.
+"""

@@ -1,0 +1,223 @@
+"""The pages every contributor uses: sign in and out, the projects, the annotation page (with
+the two JSON endpoints its script calls: the next task, and the vote) and the leaderboard."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi import Response as HTTPResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from sqlalchemy.orm import Session
+
+from crowdtune.records import join_turns
+from crowdtune.server import services
+from crowdtune.server.deps import SessionDep
+from crowdtune.server.pages.markdown import safe_markdown
+from crowdtune.server.pages.web import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    SIGNIN_COOKIE,
+    PageError,
+    SignInNeeded,
+    check_csrf,
+    check_id,
+    csrf_token,
+    page_headers,
+    page_project,
+    render,
+    require,
+    same,
+    set_cookie,
+    signed_in,
+)
+from crowdtune.store import ConflictError, ForbiddenError, NotFoundError
+from crowdtune.store import repository as repo
+
+router = APIRouter(include_in_schema=False)
+
+
+def my_progress(session: Session, project_id: int, contributor_id: int) -> dict[str, int]:
+    """``answered``: this contributor's votes in the project; ``total``: the most they can
+    give (one per item)."""
+    votes = repo.project_votes(session, project_id)
+    answered = sum(vote.contributor_id == contributor_id for vote in votes)
+    total = repo.progress(session, project_id).items
+    return {"answered": answered, "total": max(total, answered)}
+
+
+def _task_json(task: Any) -> dict[str, Any]:
+    item = task.item
+    return {
+        "task_id": task.id,
+        "idempotency_key": f"task-{task.id}",
+        "prompt_html": str(safe_markdown(join_turns(item.prompt))),
+        "response_a_html": str(safe_markdown(join_turns(item.response_a))),
+        "response_b_html": str(safe_markdown(join_turns(item.response_b))),
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+def signin_page(request: Request, session: SessionDep) -> HTMLResponse:
+    try:
+        signed_in(request, session)
+        return RedirectResponse("/projects", 303)  # type: ignore[return-value]
+    except SignInNeeded:
+        pass
+    nonce = secrets.token_urlsafe(24)
+    response = render(request, "signin.html", csrf=nonce, error=None)
+    set_cookie(request, response, SIGNIN_COOKIE, nonce)
+    return response
+
+
+@router.post("/signin")
+def signin(
+    request: Request,
+    session: SessionDep,
+    token: str = Form(""),
+    csrf_token_field: str = Form("", alias=CSRF_FIELD),
+) -> HTTPResponse:
+    expected = request.cookies.get(SIGNIN_COOKIE, "")
+    if not expected or not same(csrf_token_field, expected):
+        raise PageError(403, "the sign-in form expired or came from elsewhere; reload and retry")
+    token = token.strip()
+    if repo.contributor_by_token(session, token) is None:
+        return render(request, "signin.html", 401, csrf=expected, error="Unknown token.")
+    response = RedirectResponse("/projects", 303)
+    set_cookie(request, response, SESSION_COOKIE, token)
+    response.delete_cookie(SIGNIN_COOKIE, path="/")
+    return response
+
+
+@router.post("/signout")
+def signout(
+    request: Request,
+    session: SessionDep,
+    csrf_token_field: str = Form("", alias=CSRF_FIELD),
+) -> HTTPResponse:
+    _, token = signed_in(request, session)
+    check_csrf(request, token, csrf_token_field)
+    response = RedirectResponse("/", 303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/projects", response_class=HTMLResponse)
+def projects_page(request: Request, session: SessionDep) -> HTMLResponse:
+    me, token = signed_in(request, session)
+    rows = [
+        {"project": p, "mine": my_progress(session, p.id, me.id)}
+        for p in repo.list_projects(session)
+    ]
+    return render(request, "projects.html", me=me, csrf=csrf_token(token), rows=rows)
+
+
+@router.get("/projects/{project_id}/annotate", response_class=HTMLResponse)
+def annotate_page(project_id: int, request: Request, session: SessionDep) -> Any:
+    me, token = signed_in(request, session)
+    require(me, "annotator", "admin")
+    project = page_project(session, project_id)
+    task = repo.next_task(session, project_id, me.id)
+    return render(
+        request,
+        "annotate.html",
+        me=me,
+        csrf=csrf_token(token),
+        project=project,
+        task=_task_json(task) if task else None,
+        progress=my_progress(session, project_id, me.id),
+        voted=request.query_params.get("voted"),
+    )
+
+
+@router.get("/projects/{project_id}/next")
+def next_task_json(project_id: int, request: Request, session: SessionDep) -> Any:
+    """The next task for the annotation page's script (JSON), or 204 when all is done."""
+    me, _ = signed_in(request, session)
+    require(me, "annotator", "admin")
+    page_project(session, project_id)
+    task = repo.next_task(session, project_id, me.id)
+    progress = my_progress(session, project_id, me.id)
+    if task is None:
+        return HTTPResponse(
+            status_code=204, headers={"X-Progress": "{answered}/{total}".format(**progress)}
+        )
+    return JSONResponse({**_task_json(task), "progress": progress}, headers=page_headers())
+
+
+@router.post("/projects/{project_id}/tasks/{task_id}/vote")
+async def vote(project_id: int, task_id: int, request: Request) -> Any:
+    """Store a vote. JSON (``{"verdict": ..., "seconds": ...}`` with ``X-CSRF-Token`` and
+    ``Idempotency-Key``) answers JSON; a form post (``verdict``, ``csrf_token``,
+    ``idempotency_key``) redirects back to the annotation page."""
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    if is_json:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": "expected a JSON object"}, 422)
+        sent_csrf, key = None, request.headers.get("Idempotency-Key")
+    else:
+        form = await request.form()
+        body = {k: form.get(k) for k in ("verdict", "seconds")}
+        sent_csrf, key = str(form.get(CSRF_FIELD, "")), str(form.get("idempotency_key") or "")
+    factory = request.app.state.sessions
+    with factory() as session:
+        me, token = signed_in(request, session)
+        check_csrf(request, token, sent_csrf)
+        require(me, "annotator", "admin")
+        page_project(session, project_id)
+        check_id(task_id, "task")
+        verdict = body.get("verdict")
+        if verdict not in ("a", "b", "tie"):
+            return _vote_error(is_json, 422, "verdict must be 'a', 'b' or 'tie'")
+        seconds = body.get("seconds")
+        try:
+            seconds = None if seconds in (None, "") else float(seconds)
+            stored, created = services.vote(
+                session,
+                task_id,
+                me.id,
+                verdict=verdict,
+                seconds=seconds,
+                idempotency_key=key or f"task-{task_id}",
+            )
+        except (ValueError, TypeError) as exc:
+            return _vote_error(is_json, 422, str(exc))
+        except (ForbiddenError, NotFoundError, ConflictError) as exc:
+            return _vote_error(is_json, services.error_status(exc), str(exc))
+        if not is_json:
+            return RedirectResponse(f"/projects/{project_id}/annotate?voted={stored.verdict}", 303)
+        return JSONResponse(
+            {
+                **stored.model_dump(),
+                "replayed": not created,
+                "progress": my_progress(session, project_id, me.id),
+            },
+            status_code=201 if created else 200,
+        )
+
+
+def _vote_error(is_json: bool, status: int, message: str) -> Any:
+    if is_json:
+        return JSONResponse({"detail": message}, status)
+    raise PageError(status, message)
+
+
+@router.get("/projects/{project_id}/leaderboard", response_class=HTMLResponse)
+def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> Any:
+    me, token = signed_in(request, session)
+    project = page_project(session, project_id)
+    board = services.leaderboard(session, project_id)
+    return render(
+        request,
+        "leaderboard.html",
+        me=me,
+        csrf=csrf_token(token),
+        project=project,
+        rows=board["contributors"],
+        credit_note=board["credit_note"],
+    )

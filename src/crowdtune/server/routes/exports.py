@@ -1,0 +1,33 @@
+"""API route of exports: every vote of a project as an arena CSV, crowdtune JSONL or TRL
+preference JSONL."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi import Response as HTTPResponse
+
+from crowdtune.server import services
+from crowdtune.server.deps import Admin, SessionDep
+from crowdtune.server.schemas import RowId
+
+router = APIRouter()
+
+
+@router.get(
+    "/projects/{project_id}/export",
+    response_class=HTTPResponse,
+    responses={200: {"content": {m: {} for _, m in services.EXPORTS.values()}}},
+    tags=["admin"],
+)
+def export(
+    project_id: RowId,
+    session: SessionDep,
+    admin: Admin,
+    format: Annotated[services.ExportFormat, Query()] = "jsonl",
+    ties: Annotated[Literal["drop", "keep"], Query(description="trl only")] = "drop",
+) -> HTTPResponse:
+    """Download every vote: an arena CSV, crowdtune JSONL (one line per vote), or TRL
+    preference JSONL (ties dropped unless ``ties=keep``)."""
+    return services.export_download(session, project_id, format, ties=ties)

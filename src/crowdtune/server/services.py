@@ -1,0 +1,209 @@
+"""What the API and the web pages both do: votes, stats, the leaderboard, exports, CSV uploads
+of items, Crowd-SFT rounds, the role check, and the HTTP status of each store error.
+
+The API's routers (:mod:`crowdtune.server.routes`) and the pages (:mod:`crowdtune.server.pages`)
+call these functions and only shape the answer: JSON for the API; HTML, redirects or the
+page's JSON for the pages. A problem with the request is an :class:`HTTPException` (422 for
+malformed input, 403 for a missing role), which the pages show as an error page; store errors
+pass through and get the status :func:`error_status` gives them.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from fastapi import HTTPException, Request
+from fastapi import Response as HTTPResponse
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from crowdtune.datasets.comparisons import (
+    read_arena_csv,
+    write_arena_csv,
+    write_jsonl,
+    write_trl_jsonl,
+)
+from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.records import Verdict, comparisons_frame
+from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
+from crowdtune.server.scoring import contributor_breakdown
+from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
+from crowdtune.store import repository as repo
+from crowdtune.store.models import VERDICT_CODES, Round
+from crowdtune.tables import jsonable
+
+#: Bootstrap resamples behind the agreement intervals of the project stats.
+STATS_BOOTSTRAP = 200
+#: The HTTP status of each store error (any other :class:`StoreError` is 500).
+STORE_ERROR_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
+#: The export formats: format -> (file suffix, media type).
+EXPORTS = {
+    "arena-csv": (".csv", "text/csv; charset=utf-8"),
+    "jsonl": (".jsonl", "application/x-ndjson"),
+    "trl": ("-trl.jsonl", "application/x-ndjson"),
+}
+ExportFormat = Literal["arena-csv", "jsonl", "trl"]
+
+
+# ---------------------------------------------------------------------------------------------
+# errors and roles
+
+
+def error_status(exc: StoreError) -> int:
+    """The HTTP status of a store error: 404 not found, 403 forbidden, 409 conflict, 503 busy
+    (the database stayed locked), else 500."""
+    return next((code for kind, code in STORE_ERROR_STATUS.items() if isinstance(exc, kind)), 500)
+
+
+def unprocessable(message: str) -> HTTPException:
+    """422: the request is well formed but its content is not (``message`` says why)."""
+    return HTTPException(422, message)
+
+
+def check_role(role: str, roles: Sequence[str], *, what: str = "this") -> None:
+    """Raise 403 unless ``role`` is one of ``roles``; the message says which role ``what``
+    needs."""
+    if role not in roles:
+        raise HTTPException(403, f"{what} needs the role {' or '.join(roles)}; you are {role}")
+
+
+# ---------------------------------------------------------------------------------------------
+# votes
+
+
+def vote(
+    session: Session,
+    task_id: int,
+    contributor_id: int,
+    *,
+    verdict: Verdict | str | int,
+    reason: str | None = None,
+    seconds: float | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[ResponseOut, bool]:
+    """Store the vote that closes one of the contributor's tasks (committed before this
+    returns); the stored vote, and whether this call stored it (False: the idempotency key was
+    seen before and nothing was stored). Raises what
+    :func:`~crowdtune.store.repository.submit_response` raises."""
+    stored, created = repo.submit_response(
+        session,
+        task_id,
+        contributor_id,
+        verdict=verdict,
+        reason=reason,
+        seconds=seconds,
+        idempotency_key=idempotency_key,
+    )
+    out = ResponseOut(
+        response_id=stored.id,
+        task_id=stored.task_id,
+        verdict=cast(VerdictCode, VERDICT_CODES[stored.verdict]),
+    )
+    return out, created
+
+
+# ---------------------------------------------------------------------------------------------
+# stats and leaderboard
+
+
+def project_stats(session: Session, project_id: int) -> StatsOut:
+    """Progress counts, and inter-annotator agreement once two annotators share an item
+    (otherwise ``agreement`` is None and ``agreement_reason`` says why)."""
+    # Deferred: the preference package loads scikit-learn and SciPy, kept off the server's start.
+    from crowdtune.preference.agreement import agreement
+
+    counts = repo.progress(session, project_id).to_dict()
+    comparisons = repo.project_comparisons(session, project_id)
+    try:
+        result = agreement(comparisons_frame(comparisons), n_bootstrap=STATS_BOOTSTRAP)
+    except ValueError as exc:
+        reason = "no votes yet" if not comparisons else str(exc)
+        return StatsOut(progress=counts, agreement=None, agreement_reason=reason)
+    return StatsOut(progress=counts, agreement=jsonable(result.to_dict()))
+
+
+def leaderboard(session: Session, project_id: int) -> dict[str, Any]:
+    """The project's leaderboard (:class:`~crowdtune.server.schemas.LeaderboardOut`): one row
+    per contributor (:func:`~crowdtune.server.scoring.contributor_breakdown`) with the credit
+    of the project's Crowd-SFT rounds, and a note saying how that credit was earned."""
+    # Deferred: rounds runs the crowd package (scikit-learn, SciPy), kept off the server's start.
+    from crowdtune.server.rounds import project_credit
+
+    votes = repo.project_votes(session, project_id)
+    credit, note = project_credit(session, project_id)
+    return {
+        "project_id": project_id,
+        "contributors": contributor_breakdown(votes, credit),
+        "credit_note": note,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# export and import
+
+
+def export_download(
+    session: Session, project_id: int, format: str, *, ties: Literal["drop", "keep"] = "drop"
+) -> HTTPResponse:
+    """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
+    TRL preference JSONL (ties dropped unless ``ties="keep"``)."""
+    project = repo.get_project(session, project_id)
+    comparisons = repo.project_comparisons(session, project_id)
+    suffix, media_type = EXPORTS[format]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"export{suffix}"
+        if format == "arena-csv":
+            write_arena_csv(comparisons, path)
+        elif format == "jsonl":
+            write_jsonl(comparisons, path)
+        else:
+            write_trl_jsonl(comparisons, path, ties)
+        content = path.read_bytes()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
+    return HTTPResponse(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{slug}-votes{suffix}"'},
+    )
+
+
+async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
+    """The items of an arena CSV uploaded as the multipart form field ``file`` (gzipped or
+    not), each row's winner as the gold answer when ``gold``; 422 naming the data row and
+    column of a malformed file."""
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise unprocessable("multipart upload needs the arena CSV in the field 'file'")
+    name = Path(upload.filename or "upload.csv").name
+    data = await upload.read()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("upload.csv.gz" if name.endswith(".gz") else "upload.csv")
+        path.write_bytes(data)
+        try:
+            comparisons = read_arena_csv(path)
+        except DatasetFormatError as exc:
+            where = (f", data row {exc.row}" if exc.row is not None else "") + (
+                f", column {exc.column!r}" if exc.column else ""
+            )
+            raise unprocessable(f"{name}{where}: {exc.problem}") from None
+    return [repo.comparison_item(c, gold) for c in comparisons]
+
+
+# ---------------------------------------------------------------------------------------------
+# Crowd-SFT rounds
+
+
+def run_round(session: Session, project_id: int, body: RoundIn) -> Round:
+    """Run one Crowd-SFT round with the API's settings and store it (see
+    :func:`crowdtune.server.rounds.run_project_round`; ``ValueError`` says why a round cannot
+    run)."""
+    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
+    from crowdtune.crowd.feedback.round import RoundSettings
+    from crowdtune.server.rounds import run_project_round
+
+    return run_project_round(session, project_id, RoundSettings(**body.model_dump()))
