@@ -30,8 +30,9 @@ import pandas as pd
 from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference import make_model
 from crowdtune.preference.cv import cross_validate
-from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, bootstrap_mean_ci, row_log_loss
+from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, row_log_loss
 from crowdtune.records import comparisons_frame
+from crowdtune.stats import bootstrap_mean_ci
 
 SOURCES = ("@pandalm", "@llmeval2", "@mt-bench")
 MODELS = ("length", "difference-bucket", "features-gbdt", "embedding-gbdt", "ensemble")

@@ -18,10 +18,15 @@ import time
 
 import numpy as np
 
-from crowdtune.crowd.experiments import CrowdSpec, load_crowd_matrix, make_setups, run_cell
-from crowdtune.crowd.metrics import get_metric
-from crowdtune.crowd.rounds import RoundConfig
-from crowdtune.crowd.sweep import SweepGrid, sweep
+from crowdtune.crowd.simulation.experiments import (
+    CrowdSpec,
+    load_crowd_matrix,
+    make_setups,
+    run_cell,
+)
+from crowdtune.crowd.simulation.rounds import RoundConfig
+from crowdtune.crowd.simulation.sweep import SweepGrid, sweep
+from crowdtune.spaces.metrics import get_metric
 
 
 def anchor_run(

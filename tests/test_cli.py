@@ -157,7 +157,7 @@ def test_demo_writes_the_report(tmp_path, movielens_available):
 
 
 def test_shapley_centroid_json_is_efficient(movielens_available) -> None:
-    from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix
+    from crowdtune.crowd.simulation.experiments import CrowdSpec, build_setups, load_crowd_matrix
     from crowdtune.valuation import CentroidGame, total_value
 
     result = invoke("shapley", "centroid", "--users", "10", "--method", "exact", "--json")

@@ -1,5 +1,5 @@
 """Tests for per-user credit: the regression and leave-one-out point schemes, adversarial crowds,
-and the credit yardsticks of crowdtune.crowd.credit.
+and the credit yardsticks of crowdtune.crowd.simulation.credit.
 
 Known answers first (an additive outcome the regression must recover, a loop recomputation of
 every leave-one-out share), then the acceptance test of the issue on MovieLens: with 10%
@@ -17,8 +17,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdtune.crowd.credit import adversary_bottom_rate, centroid_shapley, shapley_agreement
-from crowdtune.crowd.experiments import (
+from crowdtune.crowd.points import (
+    SCHEMES,
+    LeaveOneOutPoints,
+    RegressionPoints,
+    RoundOutcome,
+    get_scheme,
+)
+from crowdtune.crowd.simulation.credit import (
+    adversary_bottom_rate,
+    centroid_shapley,
+    shapley_agreement,
+)
+from crowdtune.crowd.simulation.experiments import (
     CrowdSpec,
     build_setups,
     cell_tables,
@@ -27,16 +38,8 @@ from crowdtune.crowd.experiments import (
     run_cell,
     run_streams,
 )
-from crowdtune.crowd.learners import PointLearner
-from crowdtune.crowd.metrics import get_metric
-from crowdtune.crowd.points import (
-    SCHEMES,
-    LeaveOneOutPoints,
-    RegressionPoints,
-    RoundOutcome,
-    get_scheme,
-)
-from crowdtune.crowd.rounds import RoundConfig, run_rounds
+from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
+from crowdtune.spaces.metrics import get_metric
 from crowdtune.valuation import CentroidGame, exact_shapley
 from test_crowd_engine import generators, random_problem  # shared fixtures of the engine tests
 
@@ -44,19 +47,14 @@ ACCEPTANCE = RoundConfig(n_groups=4, n_rounds=100)  # published defaults otherwi
 
 
 def synthetic_outcome(t: int, groups: np.ndarray, gains: np.ndarray, n_groups: int) -> RoundOutcome:
-    """A round whose measured gains are given; only the regression's inputs are meaningful."""
-    n_runs, n_users = groups.shape
+    """A round whose measured gains are given (round ``t``; the model never moves)."""
+    n_runs = groups.shape[0]
     return RoundOutcome(
-        round_index=t,
         groups=groups,
         rank_of_group=np.tile(np.arange(n_groups), (n_runs, 1)),
         improved=np.zeros(n_runs, dtype=bool),
         gains=gains,
-        users=np.zeros((n_runs, n_users, 1)),
         observed_gains=gains,
-        model=np.zeros((n_runs, 1)),
-        weights=np.ones((n_runs, n_users)),
-        learner=PointLearner(np.zeros((n_runs, 1, 1))),
     )
 
 
@@ -255,6 +253,18 @@ def test_leave_one_out_costs_one_evaluation_per_member_of_groups_of_two_or_more(
     # 10 users in 10 groups: all alone, no extra candidate.
     cfg = dataclasses.replace(cfg, n_groups=10)
     assert not run_rounds(users, expert, start, generators(5, 2), cfg).extra_evaluations.any()
+
+
+def test_leave_one_out_needs_the_vectors_of_a_centroid_outcome() -> None:
+    outcome = synthetic_outcome(0, np.array([[0, 1, 0, 1]]), np.array([[0.5, -0.5]]), 2)
+    scheme = LeaveOneOutPoints()
+    scheme.start(1, 4)
+    with pytest.raises(TypeError, match="need the vector simulation's CentroidOutcome"):
+        scheme.award(outcome)
+    for name, expected in (("rank", [0.0, 0.0, 0.0, 0.0]), ("marginal", [0.5, -0.5, 0.5, -0.5])):
+        other = get_scheme(name)  # the schemes of live rounds read the plain outcome only
+        other.start(1, 4)
+        np.testing.assert_array_equal(other.award(outcome)[0], expected)
 
 
 def test_every_scheme_is_available_by_name_and_rejects_unknown_names() -> None:

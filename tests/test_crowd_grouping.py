@@ -1,4 +1,5 @@
-"""Tests for crowdtune.crowd.grouping and the group centroids of crowdtune.crowd.rounds."""
+"""Tests for crowdtune.crowd.grouping and the group centroids of the simulation's round engine
+(crowdtune.crowd.simulation.rounds)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from crowdtune.crowd.grouping import (
     random_groups,
     split_positions,
 )
-from crowdtune.crowd.rounds import group_centroids
+from crowdtune.crowd.simulation.rounds import group_centroids
 
 SIZES = [(n, g) for n in range(1, 14) for g in range(1, n + 1)]
 

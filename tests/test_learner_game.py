@@ -9,7 +9,6 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from crowdtune.crowd.learners import PointLearner, SklearnLearner
 from crowdtune.valuation import (
     CentroidGame,
     Game,
@@ -19,6 +18,7 @@ from crowdtune.valuation import (
     permutation_shapley,
 )
 from crowdtune.valuation.games import default_collate
+from crowdtune.valuation.learners import PointLearner, SklearnLearner
 
 
 def mean_of_rows(items: list[np.ndarray]) -> np.ndarray:

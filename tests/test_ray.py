@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowdtune.crowd.experiments import CrowdSpec
-from crowdtune.crowd.rounds import RoundConfig
-from crowdtune.crowd.sweep import SweepGrid, sweep
+from crowdtune.crowd.simulation.experiments import CrowdSpec
+from crowdtune.crowd.simulation.rounds import RoundConfig
+from crowdtune.crowd.simulation.sweep import SweepGrid, sweep
 from crowdtune.parallel import RayBackend
 from crowdtune.valuation import CentroidGame, permutation_shapley
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 import crowdtune
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.simulation.trace import RunTrace
 from crowdtune.reports import (
     Section,
     figure_to_img,

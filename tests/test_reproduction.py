@@ -9,8 +9,8 @@ interleaved 4.38, epsilon-greedy 4.23, each +- 0.3. The published tables (50 run
 
 import pytest
 
-from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
-from crowdtune.crowd.rounds import RoundConfig
+from crowdtune.crowd.simulation.experiments import CrowdSpec, simulate_grouping
+from crowdtune.crowd.simulation.rounds import RoundConfig
 
 TARGETS = {"random": 4.42, "interleaved": 4.38, "epsilon-greedy": 4.23}
 

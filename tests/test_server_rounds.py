@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from crowdtune.crowd.feedback_round import (
+from crowdtune.crowd.feedback.round import (
     NO_INFORMATION,
     ROUND_MODELS,
     ROUND_SCHEMES,

@@ -55,11 +55,11 @@ def demo_cmd(
 
     Prints the summaries and writes the report to --out/index.html.
     """
-    from crowdtune.crowd.credit import compare_credit
-    from crowdtune.crowd.experiments import CrowdSpec, simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
     from crowdtune.crowd.points import SCHEMES
-    from crowdtune.crowd.rounds import RoundConfig
+    from crowdtune.crowd.simulation.credit import compare_credit
+    from crowdtune.crowd.simulation.experiments import CrowdSpec, simulate_grouping
+    from crowdtune.crowd.simulation.rounds import RoundConfig
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
     from crowdtune.reports import credit_sections
 

@@ -153,7 +153,7 @@ def point_in_space_cmd(
 
 
 def _with_ci(entry: dict[str, Any]) -> str:
-    """``mean [low, high]`` from a :func:`crowdtune.crowd.summary.mean_ci` entry."""
+    """``mean [low, high]`` from a :func:`crowdtune.stats.mean_ci` entry."""
     if entry["mean"] is None:
         return "-"
     low, high = entry["ci_low"], entry["ci_high"]
@@ -163,12 +163,12 @@ def _with_ci(entry: dict[str, Any]) -> str:
 
 def _run_one(config: PointInSpaceConfig, out: Path, progress: bool) -> PointInSpaceResult:
     """One emotion's run with a progress bar over trainings, then its report.html."""
-    from crowdtune.crowd.point_in_space import run_point_in_space, trainings_per_replicate
+    from crowdtune.crowd.point_in_space import record_point_in_space, trainings_per_replicate
     from crowdtune.reports.point_in_space import write_point_in_space_report
 
     total = trainings_per_replicate(config) * config.replicates
     with progress_bar(total, f"trainings ({config.emotion})", progress) as advance:
-        result = run_point_in_space(
+        result = record_point_in_space(
             config, out, advance=advance, log=lambda line: err.print(line, markup=False)
         )
     write_point_in_space_report(

@@ -66,7 +66,7 @@ def shapley_centroid_cmd(
     metric(0, expert). `--json` prints `{"values", "stderr", "n_evaluations", "seconds",
     "method"}`.
     """
-    from crowdtune.crowd.experiments import build_setups, load_crowd_matrix
+    from crowdtune.crowd.simulation.experiments import build_setups, load_crowd_matrix
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
     from crowdtune.valuation import CentroidGame
     from crowdtune.valuation.methods import estimate_shapley

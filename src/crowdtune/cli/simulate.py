@@ -75,8 +75,8 @@ def build_settings(
     adversary_kind: str = "away",
 ) -> tuple[Any, Any]:
     """Validated ``CrowdSpec`` and ``RoundConfig``, or a clean exit naming the bad option."""
-    from crowdtune.crowd.experiments import CrowdSpec
-    from crowdtune.crowd.rounds import RoundConfig
+    from crowdtune.crowd.simulation.experiments import CrowdSpec
+    from crowdtune.crowd.simulation.rounds import RoundConfig
 
     try:
         spec = CrowdSpec(
@@ -149,7 +149,7 @@ def save_grouping(
 ) -> Path:
     """Tables, ``summary.json`` and ``report.html`` of a grouping experiment under ``out``;
     ``extra`` report sections go after the grouping ones."""
-    from crowdtune.crowd.summary import distance_bands
+    from crowdtune.crowd.simulation.summary import distance_bands
     from crowdtune.reports import grouping_sections, render_report
     from crowdtune.tables import write_json, write_table
 
@@ -209,8 +209,8 @@ def simulate_grouping_cmd(
     `rounds_to_threshold` averages the runs that reached --threshold and adds `"reached"`, their
     share. With several, the per-strategy objects sit under `"strategies"`.
     """
-    from crowdtune.crowd.experiments import simulate_grouping
     from crowdtune.crowd.grouping import STRATEGIES
+    from crowdtune.crowd.simulation.experiments import simulate_grouping
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
 
     strategy = list(dict.fromkeys(strategy))  # a repeated --strategy runs once
@@ -308,7 +308,7 @@ def simulate_sweep_cmd(
     CIs; with --shapley also `"credit"`: per cell and reference estimate, the mean Spearman and
     Pearson correlation of points with Shapley values.
     """
-    from crowdtune.crowd.sweep import SweepGrid, sweep
+    from crowdtune.crowd.simulation.sweep import SweepGrid, sweep
     from crowdtune.datasets import DatasetFormatError, DatasetMissingError
 
     def ints(text: str, name: str) -> tuple[int, ...]:

@@ -1,5 +1,14 @@
-"""Crowd-SFT rounds: grouping strategies, metrics, learners, point schemes, credit checks,
-experiments, sweeps.
+"""Crowd-SFT rounds: contributors in groups, a candidate per group, the best one wins, points.
+
+- :mod:`crowdtune.crowd.grouping` and :mod:`crowdtune.crowd.points`: the grouping strategies and
+  point schemes every kind of round shares;
+- :mod:`crowdtune.crowd.simulation`: the vectorised simulation with the model as a point in a
+  vector space, its seeded experiments, sweeps and credit checks against Shapley values;
+- :mod:`crowdtune.crowd.feedback`: one round at a time on a project's collected votes;
+- :mod:`crowdtune.crowd.point_in_space`: the experiment with real language models in the
+  emotion space.
+
+This package exports the simulation's public names and the shared ones:
 
 >>> from crowdtune.crowd import CrowdSpec, RoundConfig, simulate_grouping
 >>> result = simulate_grouping(CrowdSpec(dataset="synthetic", n_users=20), RoundConfig(n_rounds=5),
@@ -8,20 +17,10 @@ experiments, sweeps.
 ['final_distance', 'improving_rounds', 'rounds_to_threshold', 'runs', 'start_distance']
 """
 
-from crowdtune.crowd.credit import adversary_bottom_rate, centroid_shapley, shapley_agreement
-from crowdtune.crowd.experiments import (
-    ADVERSARY_KINDS,
-    CrowdSpec,
-    GroupingResult,
-    RunSetups,
-    build_setups,
-    simulate_grouping,
-)
 from crowdtune.crowd.grouping import STRATEGIES, get_strategy
-from crowdtune.crowd.learners import Learner, PointLearner
-from crowdtune.crowd.metrics import METRICS, get_metric
 from crowdtune.crowd.points import (
     SCHEMES,
+    CentroidOutcome,
     LeaveOneOutPoints,
     MarginalPoints,
     PointScheme,
@@ -31,21 +30,32 @@ from crowdtune.crowd.points import (
     get_scheme,
     leave_one_out_shares,
 )
-from crowdtune.crowd.rounds import RoundConfig, RoundsResult, run_rounds
-from crowdtune.crowd.sweep import SweepGrid, SweepResult, sweep
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.simulation.credit import (
+    adversary_bottom_rate,
+    centroid_shapley,
+    shapley_agreement,
+)
+from crowdtune.crowd.simulation.experiments import (
+    ADVERSARY_KINDS,
+    CrowdSpec,
+    GroupingResult,
+    RunSetups,
+    build_setups,
+    simulate_grouping,
+)
+from crowdtune.crowd.simulation.rounds import RoundConfig, RoundsResult, run_rounds
+from crowdtune.crowd.simulation.sweep import SweepGrid, SweepResult, sweep
+from crowdtune.crowd.simulation.trace import RunTrace
 
 __all__ = [
     "ADVERSARY_KINDS",
-    "METRICS",
     "SCHEMES",
     "STRATEGIES",
+    "CentroidOutcome",
     "CrowdSpec",
     "GroupingResult",
-    "Learner",
     "LeaveOneOutPoints",
     "MarginalPoints",
-    "PointLearner",
     "PointScheme",
     "RankPoints",
     "RegressionPoints",
@@ -59,7 +69,6 @@ __all__ = [
     "adversary_bottom_rate",
     "build_setups",
     "centroid_shapley",
-    "get_metric",
     "get_scheme",
     "get_strategy",
     "leave_one_out_shares",

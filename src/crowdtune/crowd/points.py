@@ -1,16 +1,21 @@
 """Point schemes: how contributors earn points from the outcome of a round.
 
-A scheme sees a :class:`RoundOutcome` (who was in which group, how the evaluator ranked the
-groups, whether the model moved, each group's metric gain, and the users' own vectors) and
-returns every user's increment. Schemes are objects with ``start`` and ``award`` so that schemes
-which learn across rounds keep their state between calls.
+A scheme sees a :class:`RoundOutcome`: who was in which group, how the evaluator ranked the
+groups' candidates, whether the model moved, and each candidate's gain over the model the round
+started from. Both kinds of round fill it: the vector simulation
+(:mod:`crowdtune.crowd.simulation.rounds`) for a batch of runs, a round on collected feedback
+(:mod:`crowdtune.crowd.feedback.round`) as a batch of one. The vector simulation hands over a
+:class:`CentroidOutcome`, which adds the users' vectors, their weights, the model and the learner,
+for the one scheme that rebuilds candidates itself (``leave-one-out``). A scheme returns every
+user's increment; schemes are objects with ``start`` and ``award`` so that schemes which learn
+across rounds keep their state between calls.
 
 ``rank`` (published) and ``marginal`` pay every member of a group the same, so they cannot tell
 members apart. The per-user schemes can: ``regression`` estimates every user's own contribution
 from all rounds so far at no extra cost, ``leave-one-out`` scores each group once more without
 each member. Against accurate Shapley values of the centroid game (MovieLens, N = 100, G = 4,
 100 rounds, random groups, l2, 50 runs) their points reach a mean Spearman of 0.954 and 0.950,
-against 0.680 for rank and 0.766 for marginal points (see :mod:`crowdtune.crowd.credit`).
+against 0.680 for rank and 0.766 for marginal points (see :mod:`crowdtune.crowd.simulation.credit`).
 """
 
 from __future__ import annotations
@@ -20,34 +25,59 @@ from typing import Protocol
 
 import numpy as np
 
-from crowdtune.crowd.learners import Learner
 from crowdtune.validation import check_choice
+from crowdtune.valuation.learners import Learner
 
 SCHEMES = ("rank", "marginal", "regression", "leave-one-out")
 
 
 @dataclass(frozen=True)
 class RoundOutcome:
-    """What happened in one round, for every run of a batch.
+    """What a round reports to a point scheme, for every run of a batch.
+
+    A round on collected feedback is a batch of one run.
 
     Attributes
     ----------
-    round_index : int
-        0-based round number.
     groups : ndarray of int, shape (n_runs, n_users)
         Every user's group.
     rank_of_group : ndarray of int, shape (n_runs, n_groups)
-        The evaluator's rank of each group's candidate, 0 = chosen (after evaluator error).
+        The evaluator's rank of each group's candidate, 0 = chosen. A group without a candidate
+        ranks last (or ``n_groups``), so rank points pay its members nothing.
     improved : ndarray of bool, shape (n_runs,)
         Whether the model moved this round.
     gains : ndarray of shape (n_runs, n_groups)
-        Each candidate's true metric minus the current model's (0 for an empty group).
-    users : ndarray of shape (n_runs, n_users, n_dims)
-        The users' vectors (per-user schemes may use them).
+        Each candidate's score minus the score of the model the round started from (0 for a
+        group without a candidate).
     observed_gains : ndarray of shape (n_runs, n_groups)
-        What the evaluator measured: each candidate's observed score (with the evaluator's score
-        noise) minus the current model's score; equal to ``gains`` when ``score_noise`` is 0, and
-        0 for an empty group.
+        The same gains as the evaluator measured them: with the simulated evaluator's score
+        noise, equal to ``gains`` without it; a round on collected feedback measures its gains on
+        the gold items, so there they are the gains.
+    """
+
+    groups: np.ndarray
+    rank_of_group: np.ndarray
+    improved: np.ndarray
+    gains: np.ndarray
+    observed_gains: np.ndarray
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.rank_of_group.shape[1])
+
+    def one_hot(self) -> np.ndarray:
+        """Group membership as floats of shape (n_runs, n_users, n_groups)."""
+        return (self.groups[:, :, None] == np.arange(self.n_groups)).astype(float)
+
+
+@dataclass(frozen=True)
+class CentroidOutcome(RoundOutcome):
+    """A round of the vector simulation: the outcome plus what its candidates were built from.
+
+    Attributes
+    ----------
+    users : ndarray of shape (n_runs, n_users, n_dims)
+        The users' vectors.
     model : ndarray of shape (n_runs, n_dims)
         The model the round started from (the base of every candidate).
     weights : ndarray of shape (n_runs, n_users)
@@ -57,24 +87,10 @@ class RoundOutcome:
         broadcast over the batch, so a scheme can build and score candidates of its own.
     """
 
-    round_index: int
-    groups: np.ndarray
-    rank_of_group: np.ndarray
-    improved: np.ndarray
-    gains: np.ndarray
     users: np.ndarray
-    observed_gains: np.ndarray
     model: np.ndarray
     weights: np.ndarray
     learner: Learner
-
-    @property
-    def n_groups(self) -> int:
-        return int(self.rank_of_group.shape[1])
-
-    def one_hot(self) -> np.ndarray:
-        """Group membership as floats of shape (n_runs, n_users, n_groups)."""
-        return (self.groups[:, :, None] == np.arange(self.n_groups)).astype(float)
 
 
 class PointScheme(Protocol):
@@ -193,7 +209,7 @@ class RegressionPoints(CountingScheme):
     Examples
     --------
     >>> import numpy as np
-    >>> from crowdtune.crowd.rounds import RoundConfig, run_rounds
+    >>> from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
     >>> rng = np.random.default_rng(0)
     >>> users = rng.uniform(0, 5, (2, 8, 3))  # 2 runs of 8 users in 3 dimensions
     >>> expert, start = rng.uniform(0, 5, (2, 2, 3))
@@ -264,7 +280,7 @@ class LeaveOneOutPoints(CountingScheme):
     Examples
     --------
     >>> import numpy as np
-    >>> from crowdtune.crowd.rounds import RoundConfig, run_rounds
+    >>> from crowdtune.crowd.simulation.rounds import RoundConfig, run_rounds
     >>> rng = np.random.default_rng(0)
     >>> users = rng.uniform(0, 5, (2, 8, 3))  # 2 runs of 8 users in 3 dimensions
     >>> expert, start = rng.uniform(0, 5, (2, 2, 3))
@@ -278,12 +294,18 @@ class LeaveOneOutPoints(CountingScheme):
     name = "leave-one-out"
 
     def award(self, outcome: RoundOutcome) -> np.ndarray:
+        if not isinstance(outcome, CentroidOutcome):
+            raise TypeError(
+                "leave-one-out points rebuild every group's centroid without each member, so "
+                "they need the vector simulation's CentroidOutcome (users, weights, model, "
+                f"learner); got {type(outcome).__name__}"
+            )
         shares, cost = leave_one_out_shares(outcome)
         self.extra_evaluations = self.extra_evaluations + cost
         return shares
 
 
-def leave_one_out_shares(outcome: RoundOutcome) -> tuple[np.ndarray, np.ndarray]:
+def leave_one_out_shares(outcome: CentroidOutcome) -> tuple[np.ndarray, np.ndarray]:
     """Every user's leave-one-out share (n_runs, n_users) and the evaluations it cost (n_runs,).
 
     The share of user ``i`` in group ``g`` is ``score(fit(model, c_g)) - score(fit(model,

@@ -41,7 +41,7 @@ from crowdtune.curation.linguistic import (
     TextAnalysis,
     aligned_lemma_counts,
 )
-from crowdtune.valuation.stats import Correlation, correlation
+from crowdtune.stats import Correlation, correlation
 
 __all__ = [
     "MAIN_FEATURES",
@@ -490,7 +490,7 @@ class ScoreAgreement:
     """How reward-model scores agree with human scores, overall and on matched/mismatched texts.
 
     ``correlations``: per group (``all``, ``matched``, ``mismatched``) and method (``pearson``,
-    ``spearman``) a :class:`~crowdtune.valuation.stats.Correlation`, or None where the group has
+    ``spearman``) a :class:`~crowdtune.stats.Correlation`, or None where the group has
     fewer than 3 texts or constant scores. ``differences``: per score (``human``, ``reward``) a
     Mann–Whitney test of mismatched against matched texts with Cliff's delta and its 95%
     interval (positive: higher on mismatched texts).
@@ -540,7 +540,7 @@ def score_agreement(
         Per text, whether it was flagged outside the training distribution.
     n_boot, seed
         Bootstrap resamples and their seed
-        (:func:`crowdtune.valuation.stats.correlation`).
+        (:func:`crowdtune.stats.correlation`).
     """
     h = np.asarray(human, dtype=float)
     r = np.asarray(reward, dtype=float)

@@ -27,7 +27,7 @@ import numpy as np
 
 from crowdtune.curation.cross_encoder import CrossEncoderScorer
 from crowdtune.curation.quality import EmbeddingScorer, LengthScorer, check_pairs
-from crowdtune.preference.metrics import bootstrap_mean_ci
+from crowdtune.stats import bootstrap_mean_ci
 from crowdtune.validation import check_choice
 
 if TYPE_CHECKING:

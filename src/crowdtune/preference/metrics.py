@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from crowdtune.preference.base import check_labels
+from crowdtune.stats import bootstrap_mean_ci
 
 #: Probabilities are clipped to [EPS, 1] before the log, as scikit-learn's ``log_loss`` does.
 EPS = float(np.finfo(np.float64).eps)
@@ -31,22 +32,6 @@ def row_log_loss(y: Any, proba: Any) -> np.ndarray:
     labels = np.asarray(y)
     p = np.asarray(proba, dtype=float)
     return -np.log(np.clip(p[np.arange(len(labels)), labels], EPS, 1.0))
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, n_bootstrap: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (rows resampled with replacement)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    # Resampling counts per row (one multinomial per draw) equals resampling rows: O(draws * n).
-    counts = rng.multinomial(v.size, np.full(v.size, 1.0 / v.size), size=n_bootstrap)
-    means = counts @ v / v.size
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
 
 
 def evaluate_proba(y: Any, proba: Any, n_bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:

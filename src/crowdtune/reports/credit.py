@@ -1,13 +1,14 @@
 """Report section for credit: each point scheme's final points against accurate Shapley values.
 
-Takes a :class:`crowdtune.crowd.credit.CreditComparison` and lays it out; it computes nothing.
+Takes a :class:`crowdtune.crowd.simulation.credit.CreditComparison` and lays it out; it computes
+nothing.
 """
 
 from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from crowdtune.crowd.credit import CreditComparison
+from crowdtune.crowd.simulation.credit import CreditComparison
 from crowdtune.reports.html import Section, figure_to_img, paragraph, table_html
 
 __all__ = ["credit_sections"]

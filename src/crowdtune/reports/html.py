@@ -35,11 +35,20 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import crowdtune
 
-__all__ = ["Section", "figure_to_img", "table_html", "render_report", "paragraph"]
+__all__ = [
+    "Section",
+    "figure_to_img",
+    "mpl_text",
+    "paragraph",
+    "render_report",
+    "style_axes",
+    "table_html",
+]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PNG_DPI = 110
@@ -100,6 +109,17 @@ def figure_to_img(fig: Figure, alt: str) -> str:
     fig.clf()
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def style_axes(ax: Axes) -> None:
+    """The house style of a plot: a light grid, no top or right spine."""
+    ax.grid(True, alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def mpl_text(text: str) -> str:
+    """Escape text for matplotlib, which would otherwise read ``$...$`` as math."""
+    return str(text).replace("$", r"\$")
 
 
 def _format_cell(value: Any, float_format: str) -> tuple[str, bool]:

@@ -18,7 +18,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from crowdtune.reports.html import Section, figure_to_img, paragraph, render_report, table_html
+from crowdtune.reports.html import (
+    Section,
+    figure_to_img,
+    paragraph,
+    render_report,
+    style_axes,
+    table_html,
+)
 
 __all__ = ["ARM_COLORS", "point_in_space_sections", "write_point_in_space_report"]
 
@@ -86,8 +93,7 @@ def _distance_figure(
     )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
+    style_axes(ax)
     ax.legend(frameon=False, fontsize=8)
     return figure_to_img(fig, "Line chart: distance to the target centre by generation, per arm")
 

@@ -80,7 +80,7 @@ def sweep_sections(
     credit: pd.DataFrame | None = None,
 ) -> list[Section]:
     """Sections for a sweep's ``cells`` (and ``credit``) tables (see
-    :class:`crowdtune.crowd.sweep.SweepResult`).
+    :class:`crowdtune.crowd.simulation.sweep.SweepResult`).
 
     Raises ``ValueError`` naming the missing columns when ``cells`` lacks any of ``CELL_COLUMNS``.
     """

@@ -1,10 +1,10 @@
 """Crowd-SFT rounds on a project's stored feedback, for the API and the admin page.
 
 :func:`run_project_round` reads the votes, gold items and earlier rounds from the store, runs
-:func:`crowdtune.crowd.feedback_round.run_feedback_round` and records the outcome;
+:func:`crowdtune.crowd.feedback.round.run_feedback_round` and records the outcome;
 :func:`project_credit` sums the points of the stored rounds for the leaderboard. The round's
 whole outcome lives in the ``details`` JSON of its :class:`~crowdtune.store.models.Round` row
-(see :meth:`~crowdtune.crowd.feedback_round.FeedbackRound.to_dict`).
+(see :meth:`~crowdtune.crowd.feedback.round.FeedbackRound.to_dict`).
 
 The crowd and preference packages load scikit-learn and SciPy, so the app imports this module
 only when a round runs or credit is shown, which keeps the server's start fast.
@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from crowdtune.crowd.feedback_round import (
+from crowdtune.crowd.feedback.round import (
     CurrentModel,
     RoundSettings,
     accumulated_points,
@@ -39,7 +39,7 @@ def run_project_round(session: Session, project_id: int, settings: RoundSettings
     """Run one round on everything the project has collected and store it. Commits.
 
     The points of earlier rounds feed the grouping strategy, and the model the last round left
-    is the base to beat (see :class:`~crowdtune.crowd.feedback_round.CurrentModel`).
+    is the base to beat (see :class:`~crowdtune.crowd.feedback.round.CurrentModel`).
 
     Raises
     ------

@@ -117,7 +117,7 @@ RoundModel = Literal["length", "difference-bucket", "features-gbdt"]
 
 
 class RoundIn(BaseModel):
-    """Settings of one Crowd-SFT round (:class:`crowdtune.crowd.feedback_round.RoundSettings`)."""
+    """Settings of one Crowd-SFT round (:class:`crowdtune.crowd.feedback.round.RoundSettings`)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -203,7 +203,7 @@ def run_round(session: Session, project_id: int, body: RoundIn) -> Round:
     :func:`crowdtune.server.rounds.run_project_round`; ``ValueError`` says why a round cannot
     run)."""
     # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
-    from crowdtune.crowd.feedback_round import RoundSettings
+    from crowdtune.crowd.feedback.round import RoundSettings
     from crowdtune.server.rounds import run_project_round
 
     return run_project_round(session, project_id, RoundSettings(**body.model_dump()))

@@ -7,7 +7,7 @@ reports:
 - **win rate** of the tuned model: the mean over prompts of 1 (its reward is higher), 1/2 (equal,
   always so where both models gave the same answer: :func:`answer_rewards`) or 0, with a 95%
   percentile bootstrap interval over prompts
-  (:func:`crowdtune.preference.metrics.bootstrap_mean_ci`).
+  (:func:`crowdtune.stats.bootstrap_mean_ci`).
 - **length-controlled win rate**: every published preference signal here favours longer
   answers, and so do reward models trained on them, so a model can "win" by talking more. As in
   AlpacaEval 2.0's length-controlled win rate (Dubois et al., 2024), the win indicator is
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdtune.preference.metrics import bootstrap_mean_ci
+from crowdtune.stats import bootstrap_mean_ci
 
 __all__ = [
     "AssessResult",

@@ -1,7 +1,9 @@
 """Cooperative games and Shapley value estimators for crediting contributors.
 
 A :class:`Game` values coalitions of players; an estimator turns it into a
-:class:`ValuationResult` with values, standard errors, evaluations and the method.
+:class:`ValuationResult` with values, standard errors, evaluations and the method. A
+:class:`LearnerGame` values a coalition by what a :class:`Learner` trains on its feedback, the
+protocol Crowd-SFT rounds (:mod:`crowdtune.crowd`) train and score their candidates with.
 
 >>> import numpy as np
 >>> from crowdtune.valuation import CentroidGame, exact_shapley, permutation_shapley
@@ -28,22 +30,22 @@ from crowdtune.valuation.games import (
     UnanimityGame,
 )
 from crowdtune.valuation.kernel import kernel_shapley
+from crowdtune.valuation.learners import Learner, PointLearner, SklearnLearner
 from crowdtune.valuation.result import ValuationResult
-from crowdtune.valuation.stats import Correlation, correlation, fisher_z_mean
 
 __all__ = [
     "AdditiveGame",
     "CentroidGame",
-    "Correlation",
     "Game",
+    "Learner",
     "LearnerGame",
+    "PointLearner",
+    "SklearnLearner",
     "SymmetricVotingGame",
     "UnanimityGame",
     "ValuationResult",
     "check_efficiency",
-    "correlation",
     "exact_shapley",
-    "fisher_z_mean",
     "kernel_shapley",
     "permutation_shapley",
     "total_value",

@@ -15,14 +15,12 @@ array([4., 0.])
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from crowdtune.crowd.metrics import get_metric
-
-if TYPE_CHECKING:
-    from crowdtune.crowd.learners import Learner
+from crowdtune.spaces.metrics import get_metric
+from crowdtune.valuation.learners import Learner
 
 
 @runtime_checkable
@@ -82,7 +80,7 @@ class CentroidGame:
     expert : ndarray of shape (d,)
         The target the coalition's mean is scored against.
     metric : str, default "l2"
-        A name from :data:`crowdtune.crowd.metrics.METRICS` (higher is better).
+        A name from :data:`crowdtune.spaces.metrics.METRICS` (higher is better).
     empty_value : float, optional
         Value of the empty coalition; ``None`` uses ``metric(zeros(d), expert)``.
 
@@ -251,7 +249,7 @@ class LearnerGame:
     """A coalition is worth the score of a candidate trained on its members' feedback.
 
     ``v(S) = learner.score(learner.fit(base, collate([feedback[i] for i in S])))`` for a non-empty
-    ``S``, with the :class:`~crowdtune.crowd.learners.Learner` protocol of Crowd-SFT rounds, so
+    ``S``, with the :class:`~crowdtune.valuation.learners.Learner` protocol of Crowd-SFT rounds, so
     credit is computed for whatever a round trains. ``v(∅)`` is ``empty_value`` when given, else
     ``learner.score(base)`` (the untrained candidate).
 
@@ -284,7 +282,7 @@ class LearnerGame:
 
     Examples
     --------
-    >>> from crowdtune.crowd.learners import PointLearner
+    >>> from crowdtune.valuation.learners import PointLearner
     >>> learner = PointLearner(np.array([2.0, 0.0]), delta=1.0)
     >>> feedback = [np.array([[0.0, 0.0]]), np.array([[2.0, 0.0]])]
     >>> game = LearnerGame(learner, feedback, base=np.zeros(2),

@@ -14,6 +14,7 @@ from crowdtune.parallel import Backend
 from crowdtune.validation import check_choice
 from crowdtune.valuation.estimators import exact_shapley, permutation_shapley, truncated_shapley
 from crowdtune.valuation.games import Game
+from crowdtune.valuation.kernel import kernel_shapley
 from crowdtune.valuation.result import ValuationResult
 
 METHODS = ("exact", "permutation", "truncated", "kernel")
@@ -45,8 +46,6 @@ def estimate_shapley(
     if method == "exact":
         return exact_shapley(game)
     if method == "kernel":
-        from crowdtune.valuation.kernel import kernel_shapley
-
         nsamples = 10_000 if max_evaluations is None else max_evaluations
         return kernel_shapley(game, nsamples=nsamples, rng=seed)
     if (n_permutations, max_evaluations, seconds, rtol) == (None, None, None, None):

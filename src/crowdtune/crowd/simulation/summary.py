@@ -1,4 +1,8 @@
-"""Statistics of many seeded runs: means with 95% confidence intervals, bands per round."""
+"""Statistics of many seeded runs: means with 95% confidence intervals, bands per round.
+
+The intervals themselves are :mod:`crowdtune.stats`'s (:func:`~crowdtune.stats.mean_ci`,
+:func:`~crowdtune.stats.t_half_width`).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-
-def mean_ci(
-    values: Sequence[float] | np.ndarray | pd.Series, level: float = 0.95
-) -> dict[str, float | None]:
-    """Mean with a Student-t confidence interval: ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)``.
-
-    NaNs are ignored. Bounds are ``None`` with fewer than two values; everything is ``None`` with
-    none.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None}
-    mean = float(x.mean())
-    if x.size < 2:
-        return {"mean": mean, "ci_low": None, "ci_high": None}
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+from crowdtune.stats import mean_ci, t_half_width
 
 
 def first_round_within(distances: np.ndarray, threshold: float) -> np.ndarray:
@@ -59,8 +45,7 @@ def distance_bands(rounds: pd.DataFrame, by: Sequence[str] = ("strategy",)) -> p
     keys = [*by, "round"]
     grouped = rounds.groupby(keys, sort=False)["distance"]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
-    half = stats.t.ppf(0.975, np.maximum(out["count"] - 1, 1)) * out["std"] / np.sqrt(out["count"])
-    half = half.fillna(0.0)
+    half = t_half_width(out["std"], out["count"]).fillna(0.0)  # one run: no interval
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     return out.drop(columns=["std", "count"])

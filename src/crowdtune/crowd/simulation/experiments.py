@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdtune.crowd.rounds import RoundConfig, RoundsResult, run_rounds
-from crowdtune.crowd.summary import first_round_within, summarize_runs
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.simulation.rounds import RoundConfig, RoundsResult, run_rounds
+from crowdtune.crowd.simulation.summary import first_round_within, summarize_runs
+from crowdtune.crowd.simulation.trace import RunTrace
+from crowdtune.datasets import movielens_genre_matrix, synthetic_crowd
 from crowdtune.validation import check_choice
 
 DATASETS = ("movielens", "synthetic")
@@ -120,8 +121,6 @@ def load_crowd_matrix(spec: CrowdSpec) -> np.ndarray | None:
     """The MovieLens user x genre matrix for ``spec``, or ``None`` for synthetic crowds."""
     if spec.dataset != "movielens":
         return None
-    from crowdtune.datasets import movielens_genre_matrix
-
     frame = movielens_genre_matrix(missing=spec.missing, drop_genres=spec.drop_genres)  # type: ignore[arg-type]
     return frame.to_numpy(dtype=float)
 
@@ -187,8 +186,6 @@ def build_setups(
     for run in runs:
         setup_rng, dynamics_rng = run_streams(seed, run)
         if matrix is None:
-            from crowdtune.datasets import synthetic_crowd
-
             pool = synthetic_crowd(spec.n_users + 1, spec.n_dims, setup_rng)
         elif spec.user_pool == "first":
             pool = matrix[: spec.n_users + 1]

@@ -1,8 +1,13 @@
-"""Correlation statistics with confidence intervals: how well do two valuations agree?
+"""Statistics shared by every stage: intervals of a mean and correlations with intervals.
 
-:func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile bootstrap
-interval over paired resamples; :func:`fisher_z_mean` pools the correlations of independent runs
-through Fisher's z. Both return a :class:`Correlation`.
+Intervals of a mean
+    :func:`mean_ci` gives a Student-t interval, ``mean ± t · sd / sqrt(n)``, whose half-width
+    :func:`t_half_width` also computes elementwise (one interval per group of a table);
+    :func:`bootstrap_mean_ci` gives a percentile bootstrap interval.
+Correlations
+    :func:`correlation` gives a point estimate (from :mod:`scipy.stats`) with a percentile
+    bootstrap interval over paired resamples; :func:`fisher_z_mean` pools the correlations of
+    independent runs through Fisher's z. Both return a :class:`Correlation`.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -16,9 +21,12 @@ through Fisher's z. Both return a :class:`Correlation`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 
 from crowdtune.validation import check_choice
@@ -31,6 +39,50 @@ BOOT_BLOCK = 2**22
 PAIRWISE_KENDALL_MAX_N = 300
 #: Largest block of pairwise Kendall signs, in pairs (rows × n (n - 1) / 2).
 PAIR_BLOCK = 2**21
+
+
+def t_half_width(sd: Any, n: Any, level: float = 0.95) -> Any:
+    """Half-width of the Student-t interval of a mean: ``t_{(1+level)/2, n-1} · sd / sqrt(n)``.
+
+    Elementwise over arrays or Series of standard deviations (``ddof=1``) and counts; NaN where
+    ``n < 2`` (no degrees of freedom).
+    """
+    return scipy.stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)
+
+
+def mean_ci(
+    values: Sequence[float] | np.ndarray | pd.Series, level: float = 0.95
+) -> dict[str, float | None]:
+    """Mean with a Student-t confidence interval: ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)``.
+
+    NaNs are ignored. Bounds are ``None`` with fewer than two values; everything is ``None`` with
+    none.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None}
+    mean = float(x.mean())
+    if x.size < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None}
+    half = float(t_half_width(x.std(ddof=1), x.size, level))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_bootstrap: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (rows resampled with replacement)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    # Resampling counts per row (one multinomial per draw) equals resampling rows: O(draws * n).
+    counts = rng.multinomial(v.size, np.full(v.size, 1.0 / v.size), size=n_bootstrap)
+    means = counts @ v / v.size
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)

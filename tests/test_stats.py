@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import crowdtune.valuation.stats as stats_module
-from crowdtune.valuation import Correlation, correlation, fisher_z_mean
+import crowdtune.stats as stats_module
+from crowdtune.stats import (
+    Correlation,
+    bootstrap_mean_ci,
+    correlation,
+    fisher_z_mean,
+    mean_ci,
+    t_half_width,
+)
 
 METHODS = ["pearson", "spearman", "kendall"]
 
@@ -150,3 +157,50 @@ def test_fisher_z_errors_name_the_problem() -> None:
         fisher_z_mean([0.1, 0.2], [10, 3])
     with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
         fisher_z_mean([0.1], [10], confidence=1.0)
+
+
+def test_bootstrap_mean_interval_matches_scipys_percentile_bootstrap() -> None:
+    values = np.random.default_rng(3).exponential(2.0, 150)
+    low, high = bootstrap_mean_ci(values, n_bootstrap=4000, seed=1)
+    expected = scipy.stats.bootstrap(
+        (values,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(2)
+    ).confidence_interval
+    assert low < values.mean() < high
+    assert low == pytest.approx(expected.low, abs=0.05)
+    assert high == pytest.approx(expected.high, abs=0.05)
+    assert bootstrap_mean_ci(values, n_bootstrap=500, seed=1) == bootstrap_mean_ci(
+        values, n_bootstrap=500, seed=1
+    )
+    assert all(np.isnan(bootstrap_mean_ci(np.array([]))))
+
+
+def test_mean_ci_equals_scipy_t_interval() -> None:
+    sample = np.random.default_rng(0).normal(3.0, 2.0, 17)
+    for level in (0.95, 0.9):
+        low, high = scipy.stats.t.interval(
+            level, len(sample) - 1, loc=sample.mean(), scale=scipy.stats.sem(sample)
+        )
+        got = mean_ci(sample, level=level)
+        assert got["mean"] == pytest.approx(sample.mean())
+        assert got["ci_low"] == pytest.approx(low)
+        assert got["ci_high"] == pytest.approx(high)
+
+
+def test_mean_ci_ignores_nan_and_handles_tiny_samples() -> None:
+    assert mean_ci([1.0, np.nan, 3.0])["mean"] == pytest.approx(2.0)
+    low, high = scipy.stats.t.interval(0.95, 1, loc=2.0, scale=scipy.stats.sem([1.0, 3.0]))
+    assert mean_ci([1.0, np.nan, 3.0])["ci_low"] == pytest.approx(low)
+    assert mean_ci([1.0, np.nan, 3.0])["ci_high"] == pytest.approx(high)
+    assert mean_ci([4.0]) == {"mean": 4.0, "ci_low": None, "ci_high": None}
+    assert mean_ci([]) == {"mean": None, "ci_low": None, "ci_high": None}
+
+
+def test_t_half_width_works_elementwise_and_has_none_for_one_value() -> None:
+    rng = np.random.default_rng(1)
+    samples = [rng.normal(size=n) for n in (2, 5, 30)]
+    sd = np.array([s.std(ddof=1) for s in samples])
+    n = np.array([len(s) for s in samples])
+    for width, sample in zip(t_half_width(sd, n), samples, strict=True):
+        got = mean_ci(sample)
+        assert width == pytest.approx(got["ci_high"] - got["mean"], rel=1e-12)
+    assert np.isnan(t_half_width(np.nan, 1))

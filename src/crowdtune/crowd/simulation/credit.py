@@ -28,9 +28,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from crowdtune.crowd.experiments import CrowdSpec, build_setups, load_crowd_matrix, run_cell
-from crowdtune.crowd.rounds import RoundConfig
+from crowdtune.crowd.simulation.experiments import (
+    CrowdSpec,
+    build_setups,
+    load_crowd_matrix,
+    run_cell,
+)
+from crowdtune.crowd.simulation.rounds import RoundConfig
+from crowdtune.stats import fisher_z_mean
 from crowdtune.validation import check_choice
+from crowdtune.valuation.games import CentroidGame
+from crowdtune.valuation.methods import estimate_shapley
 
 #: How a run's Shapley values can be estimated (see :func:`centroid_shapley`).
 SHAPLEY_METHODS = ("exact", "permutation", "kernel")
@@ -97,10 +105,6 @@ def centroid_shapley(
     The run numbered ``runs[i]`` (default: ``i``) draws from ``SeedSequence(seed,
     spawn_key=(runs[i],))``, so a run's values do not depend on the batch.
     """
-    # valuation imports crowd.metrics, so crowd imports valuation only when it is used.
-    from crowdtune.valuation import CentroidGame
-    from crowdtune.valuation.methods import estimate_shapley
-
     check_choice(method, SHAPLEY_METHODS, "Shapley method")
     users = np.asarray(users, dtype=float)
     expert = np.asarray(expert, dtype=float)
@@ -126,10 +130,8 @@ def summarize_agreement(per_run: pd.DataFrame, n_users: int) -> pd.DataFrame:
     """Mean Spearman and Pearson per scheme (and any other label columns) with 95% CIs.
 
     Correlations are averaged on Fisher's z scale across runs, each weighted by ``n_users - 3``
-    (:func:`crowdtune.valuation.stats.fisher_z_mean`); runs with constant points are left out.
+    (:func:`crowdtune.stats.fisher_z_mean`); runs with constant points are left out.
     """
-    from crowdtune.valuation.stats import fisher_z_mean
-
     labels = [c for c in per_run.columns if c not in ("run", "spearman", "pearson")]
     rows = []
     for key, frame in per_run.groupby(labels, sort=False):

@@ -3,8 +3,8 @@
 The default grid is the published one: users {10, 25, 50, 75, 100} x groups {2, 3, 4, 5} x three
 strategies x three metrics (l2, l1, dot), 50 runs of 100 rounds each: 9,000 runs. Each cell's runs
 are simulated as one batch in a worker task; run ``i`` of every cell uses the same seeds (see
-:mod:`crowdtune.crowd.experiments`), so the result depends neither on the backend nor on the
-number of workers.
+:mod:`crowdtune.crowd.simulation.experiments`), so the result depends neither on the backend nor
+on the number of workers.
 """
 
 from __future__ import annotations
@@ -18,26 +18,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdtune.crowd.credit import (
+from crowdtune.crowd.grouping import STRATEGIES
+from crowdtune.crowd.points import SCHEMES
+from crowdtune.crowd.simulation.credit import (
     SHAPLEY_METHODS,
     centroid_shapley,
     shapley_agreement,
     summarize_agreement,
 )
-from crowdtune.crowd.experiments import (
+from crowdtune.crowd.simulation.experiments import (
     CrowdSpec,
     build_setups,
     cell_tables,
     load_crowd_matrix,
     run_cell,
 )
-from crowdtune.crowd.grouping import STRATEGIES
-from crowdtune.crowd.metrics import METRICS
-from crowdtune.crowd.points import SCHEMES
-from crowdtune.crowd.rounds import RoundConfig
-from crowdtune.crowd.summary import summarize_runs
+from crowdtune.crowd.simulation.rounds import RoundConfig
+from crowdtune.crowd.simulation.summary import summarize_runs
 from crowdtune.parallel import Backend, LocalBackend
+from crowdtune.spaces.metrics import METRICS
 from crowdtune.validation import check_choice
+from crowdtune.valuation.estimators import MAX_EXACT_PLAYERS
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,6 @@ def sweep(
     references: list[str] = []
     if shapley is not None:
         check_choice(shapley, SHAPLEY_METHODS, "Shapley method")
-        from crowdtune.valuation.estimators import MAX_EXACT_PLAYERS  # valuation imports crowd
-
         if shapley == "exact" and max(grid.users) > MAX_EXACT_PLAYERS:
             raise ValueError(
                 f"--shapley exact enumerates 2^users coalitions and allows users <= "

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crowdtune.crowd.grouping import SCHEDULES, STRATEGIES, RoundRandomness, get_strategy
-from crowdtune.crowd.learners import PointLearner
-from crowdtune.crowd.metrics import METRICS, l2_score
-from crowdtune.crowd.points import SCHEMES, PointScheme, RoundOutcome, get_scheme
-from crowdtune.crowd.trace import RunTrace
+from crowdtune.crowd.points import SCHEMES, CentroidOutcome, PointScheme, get_scheme
+from crowdtune.crowd.simulation.trace import RunTrace
+from crowdtune.spaces.metrics import METRICS, l2_score
 from crowdtune.validation import check_choice
+from crowdtune.valuation.learners import PointLearner
 
 
 @dataclass(frozen=True)
@@ -244,14 +244,13 @@ def run_rounds(
 
         gains = np.where(sizes > 0, true_scores - current[:, None], 0.0)
         observed_gains = np.where(sizes > 0, observed - current[:, None], 0.0)
-        outcome = RoundOutcome(
-            t,
-            groups,
-            rank_of_group,
-            improved,
-            gains,
-            users,
+        outcome = CentroidOutcome(
+            groups=groups,
+            rank_of_group=rank_of_group,
+            improved=improved,
+            gains=gains,
             observed_gains=observed_gains,
+            users=users,
             model=previous,
             weights=weights,
             learner=learner,

@@ -1,8 +1,7 @@
 """One Crowd-SFT round on collected pairwise feedback: groups, candidates, a winner, points.
 
-The point-in-space simulation (:mod:`crowdtune.crowd.rounds`) runs thousands of rounds on
-vectors; this module runs **one** round on real votes, the way a project does after collecting
-feedback:
+The vector simulation (:mod:`crowdtune.crowd.simulation`) runs thousands of rounds on vectors;
+this module runs **one** round on real votes, the way a project does after collecting feedback:
 
 1. Votes on **gold items** (items with a known answer, matched by their texts in either order)
    are set aside: the gold items are the evaluation set, and training on votes about them would
@@ -10,15 +9,17 @@ feedback:
 2. The grouping strategy (:func:`crowdtune.crowd.grouping.get_strategy`) splits the contributors
    into ``n_groups`` groups, using the points of earlier rounds (epsilon-greedy and interleaved
    sort by them).
-3. Each group's votes train a candidate preference model (:func:`~crowdtune.preference.registry.
-   make_model`, from scratch: a preference model has no warm start). A group with fewer than
+3. Each group's votes train a candidate preference model (the round's
+   :class:`~crowdtune.crowd.feedback.learner.GoldLearner`, through
+   :func:`~crowdtune.preference.registry.make_model`, from scratch: a preference model has no
+   warm start). A group with fewer than
    ``min_votes`` votes, or with only ties, gets no candidate and a reason.
 4. Candidates are scored on the gold items by their mean log loss (lower is better; the score is
    its negative). The best candidate wins; the round **improved** only if it beats the *base*:
    the current model, i.e. the log loss the last round left (its winner's if it improved, else
    its own base) when the gold items are the same, else the no-information baseline (1/3 for each
    outcome, log loss ``log 3``).
-5. The point scheme pays the contributors.
+5. The point scheme pays the contributors (:func:`~crowdtune.crowd.feedback.credit.award_points`).
 
 Point schemes (:data:`ROUND_SCHEMES`):
 
@@ -38,8 +39,9 @@ Point schemes (:data:`ROUND_SCHEMES`):
     points are its Shapley value, so a group's points add up to its gain over the base (paid
     every round, like ``marginal``, which it splits among the members).
     Exact (:func:`~crowdtune.valuation.exact_shapley`, ``2^n`` fits) for groups of at most
-    :data:`EXACT_SHAPLEY_PLAYERS`, else :func:`~crowdtune.valuation.permutation_shapley` with a
-    budget of ``shapley_evaluations`` coalitions.
+    :data:`~crowdtune.crowd.feedback.credit.EXACT_SHAPLEY_PLAYERS`, else
+    :func:`~crowdtune.valuation.permutation_shapley` with a budget of ``shapley_evaluations``
+    coalitions.
 
 The simulation's ``regression`` scheme is not offered: it learns from every round of a run in one
 process and would have to replay all stored rounds; the centroid-specific leave-one-out of
@@ -63,21 +65,19 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from crowdtune.crowd.feedback.credit import award_points
+from crowdtune.crowd.feedback.learner import GoldLearner, evaluation_fingerprint, join_votes
 from crowdtune.crowd.grouping import STRATEGIES, RoundRandomness, get_strategy
-from crowdtune.crowd.points import RoundOutcome, get_scheme
-from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, row_log_loss
-from crowdtune.preference.registry import MODELS, make_model
-from crowdtune.records import LABELS, Comparison, comparisons_frame
+from crowdtune.preference.metrics import UNIFORM_LOG_LOSS
+from crowdtune.preference.registry import MODELS
+from crowdtune.records import Comparison, comparisons_frame
 from crowdtune.tables import jsonable
 from crowdtune.validation import check_choice
 
@@ -86,8 +86,6 @@ ROUND_SCHEMES = ("rank", "marginal", "leave-one-out", "shapley")
 #: Preference models that train in well under a second on a few thousand votes, so a round (and
 #: the extra fits of leave-one-out and Shapley points) fits in one web request.
 ROUND_MODELS = ("length", "difference-bucket", "features-gbdt")
-#: Largest group whose Shapley values are computed exactly (``2^n`` fits).
-EXACT_SHAPLEY_PLAYERS = 8
 #: Where the base comes from when there is no comparable current model.
 NO_INFORMATION = "no-information baseline (1/3 for each outcome)"
 
@@ -280,91 +278,8 @@ class FeedbackRound:
         return jsonable(out)
 
 
-class GoldLearner:
-    """The :class:`~crowdtune.crowd.learners.Learner` of a round: a preference model trained
-    from scratch on a coalition's votes, scored on the gold items.
-
-    ``fit(base, frame)`` returns the fitted model, or None when the votes cannot train one (see
-    :meth:`why_not`); ``score`` is minus the mean gold log loss, and a None candidate (no model:
-    the current one stays) scores ``-base_log_loss``. ``base`` is unused.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        gold: pd.DataFrame,
-        *,
-        base_log_loss: float,
-        min_votes: int,
-        uniform_mix: float,
-        seed: int,
-    ) -> None:
-        self.model = model
-        self.gold = gold
-        self.labels = gold["label"].to_numpy()
-        self.base_log_loss = base_log_loss
-        self.min_votes = min_votes
-        self.uniform_mix = uniform_mix
-        self.seed = seed
-        self.n_fits = 0
-
-    def why_not(self, frame: pd.DataFrame) -> str | None:
-        """Why these votes cannot train a candidate, or None when they can."""
-        if len(frame) < self.min_votes:
-            return (
-                f"{len(frame)} vote(s) outside the gold items, fewer than "
-                f"min_votes={self.min_votes}"
-            )
-        if (frame["label"] == LABELS.index("TIE")).all():
-            return "every vote is a tie: nothing to learn about which side wins"
-        return None
-
-    def fit(self, base: Any, frame: pd.DataFrame) -> Any:
-        if self.why_not(frame) is not None:
-            return None
-        model = make_model(self.model, seed=self.seed)
-        with warnings.catch_warnings():
-            # Expected for many groups; the uniform mix bounds what P(tie) = 0 costs.
-            warnings.filterwarnings("ignore", message="the training comparisons have no ties")
-            model.fit(frame, frame["label"].to_numpy())
-        self.n_fits += 1
-        return model
-
-    def proba(self, candidate: Any) -> np.ndarray:
-        """The candidate's gold probabilities, mixed with ``uniform_mix`` of the uniform."""
-        proba = np.asarray(candidate.predict_proba(self.gold), dtype=float)
-        return (1.0 - self.uniform_mix) * proba + self.uniform_mix / len(LABELS)
-
-    def log_loss(self, candidate: Any) -> float:
-        """Mean gold log loss of the candidate (the base's for None)."""
-        if candidate is None:
-            return self.base_log_loss
-        return float(row_log_loss(self.labels, self.proba(candidate)).mean())
-
-    def accuracy(self, candidate: Any) -> float:
-        """Share of gold items whose most probable outcome is the gold answer."""
-        return float((self.proba(candidate).argmax(axis=1) == self.labels).mean())
-
-    def score(self, candidate: Any) -> float:
-        return -self.log_loss(candidate)
-
-
-def evaluation_fingerprint(gold: pd.DataFrame, uniform_mix: float) -> str:
-    """A short hash of the gold items (texts and answers, in any order) and the scoring."""
-    rows = sorted(
-        "\x1f".join(map(str, row))
-        for row in gold[["prompt", "response_a", "response_b", "label"]].itertuples(index=False)
-    )
-    digest = hashlib.sha256("\x1e".join([f"mix={uniform_mix!r}", *rows]).encode("utf-8"))
-    return digest.hexdigest()[:16]
-
-
 def _pair_key(comparison: Comparison) -> tuple[tuple[str, ...], ...]:
     return (comparison.prompt, comparison.response_a, comparison.response_b)
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True)
 
 
 def run_feedback_round(
@@ -469,7 +384,7 @@ def run_feedback_round(
             losses.append(None)
             reasons.append("no members")
             continue
-        group_frame = _concat([by_name[n] for n in group_members])
+        group_frame = join_votes([by_name[n] for n in group_members])
         model = learner.fit(None, group_frame)
         models.append(model)
         losses.append(None if model is None else learner.log_loss(model))
@@ -486,17 +401,18 @@ def run_feedback_round(
     gains = np.array([0.0 if loss is None else base_log_loss - loss for loss in losses])
 
     fits_before = learner.n_fits
-    increments, methods = _award(
-        settings,
+    increments, methods = award_points(
+        settings.scheme,
         learner,
-        names,
-        members,
-        by_name,
-        groups,
-        rank_of_group,
-        improved,
-        gains,
-        credit_stream,
+        names=names,
+        members=members,
+        by_name=by_name,
+        groups=groups,
+        rank_of_group=rank_of_group,
+        improved=improved,
+        gains=gains,
+        stream=credit_stream,
+        shapley_evaluations=settings.shapley_evaluations,
     )
     votes_of = {name: len(by_name[name]) for name in names}
     contributors = [
@@ -541,80 +457,6 @@ def run_feedback_round(
         extra_fits=learner.n_fits - fits_before,
         credit_methods=methods,
     )
-
-
-def _award(
-    settings: RoundSettings,
-    learner: GoldLearner,
-    names: list[str],
-    members: list[list[str]],
-    by_name: Mapping[str, pd.DataFrame],
-    groups: np.ndarray,
-    rank_of_group: np.ndarray,
-    improved: bool,
-    gains: np.ndarray,
-    stream: np.random.SeedSequence,
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Points per contributor (in ``names`` order) and, for Shapley, the method per group.
-
-    Members of a group without a candidate get nothing: every coalition of them is worth the
-    base (it has fewer votes, or only ties, too), so each of their shares would be 0 anyway.
-    """
-    if settings.scheme in ("rank", "marginal"):
-        # The simulation's schemes read only groups, ranks, the move and the gains; the vector
-        # fields of the outcome (users, model, weights) have no meaning here and stay empty.
-        n = len(groups)
-        outcome = RoundOutcome(
-            round_index=0,
-            groups=groups[None, :],
-            rank_of_group=rank_of_group[None, :],
-            improved=np.array([improved]),
-            gains=gains[None, :],
-            users=np.zeros((1, n, 0)),
-            observed_gains=gains[None, :],
-            model=np.zeros((1, 0)),
-            weights=np.ones((1, n)),
-            learner=learner,
-        )
-        scheme = get_scheme(settings.scheme)
-        scheme.start(1, n)
-        return scheme.award(outcome)[0], {}
-
-    from crowdtune.valuation import LearnerGame, exact_shapley, permutation_shapley
-
-    position = {name: i for i, name in enumerate(names)}
-    increments = np.zeros(len(names))
-    methods: dict[int, str] = {}
-    seeds = stream.spawn(len(members))
-    for k, group in enumerate(members):
-        if rank_of_group[k] >= settings.n_groups:  # no candidate
-            continue
-        game = LearnerGame(
-            learner,
-            [by_name[n] for n in group],
-            collate=_concat,
-            empty_value=-learner.base_log_loss,
-        )
-        if settings.scheme == "leave-one-out":
-            full = -learner.base_log_loss + gains[k]
-            without = game.value(~np.eye(len(group), dtype=bool))
-            values = full - without
-        elif len(group) <= EXACT_SHAPLEY_PLAYERS:
-            result = exact_shapley(game)
-            values, methods[k + 1] = result.values, result.method
-        else:
-            result = permutation_shapley(
-                game,
-                max_evaluations=settings.shapley_evaluations,
-                rng=int(seeds[k].generate_state(1)[0]),
-            )
-            values, methods[k + 1] = (
-                result.values,
-                f"{result.method}({result.n_evaluations} coalitions)",
-            )
-        for name, value in zip(group, values, strict=True):
-            increments[position[name]] = float(value)
-    return increments, methods
 
 
 def accumulated_points(rounds: Iterable[Mapping[str, Any]]) -> dict[str, float]:

@@ -1,7 +1,9 @@
-"""Evaluation metrics for a model point against the expert target (higher is better).
+"""Point metrics: how close a model point is to a target point in a vector space (higher is
+better).
 
-Every metric works on the last axis and broadcasts over any leading axes, so one call scores all
-candidates of all runs of a batch at once.
+Crowd-SFT rounds (:mod:`crowdtune.crowd`) score candidates with them, and the centroid game of
+:mod:`crowdtune.valuation` values coalitions with them. Every metric works on the last axis and
+broadcasts over any leading axes, so one call scores all candidates of all runs of a batch at once.
 """
 
 from __future__ import annotations

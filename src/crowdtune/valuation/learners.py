@@ -1,8 +1,9 @@
-"""Learners: what a group's feedback trains, and how a candidate is scored.
+"""Learners: what a coalition's feedback trains, and how a candidate is scored.
 
-The ``Learner`` protocol is shared by Crowd-SFT rounds and (later) valuation games: ``fit(base,
-feedback)`` returns a candidate trained from ``base`` on a group's feedback, ``score(candidate)``
-says how good it is (higher is better). Implementations may accept leading batch axes.
+The ``Learner`` protocol is shared by the valuation games (:class:`~crowdtune.valuation.games.
+LearnerGame`) and by Crowd-SFT rounds (:mod:`crowdtune.crowd`): ``fit(base, feedback)`` returns a
+candidate trained from ``base`` on a group's feedback, ``score(candidate)`` says how good it is
+(higher is better). Implementations may accept leading batch axes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from crowdtune.crowd.metrics import get_metric
+from crowdtune.spaces.metrics import get_metric
 
 
 class Learner(Protocol):
@@ -32,7 +33,7 @@ class PointLearner:
     expert : ndarray of shape (..., n_dims)
         The target; its leading axes must broadcast against the candidates'.
     metric : str
-        One of ``crowdtune.crowd.metrics.METRICS``.
+        One of ``crowdtune.spaces.metrics.METRICS``.
     delta : float
         Step size in (0, 1] (published: 0.1).
     """

@@ -1,0 +1,11 @@
+"""Crowd-SFT rounds on collected feedback: one round at a time, on a project's real votes.
+
+- :mod:`~crowdtune.crowd.feedback.round`: the round (:func:`run_feedback_round`), its settings
+  and its recorded outcome;
+- :mod:`~crowdtune.crowd.feedback.learner`: the preference model a group's votes train, scored
+  on the gold items;
+- :mod:`~crowdtune.crowd.feedback.credit`: the points each scheme pays.
+
+The grouping strategies and the ``rank`` and ``marginal`` point schemes are the simulation's
+(:mod:`crowdtune.crowd.grouping`, :mod:`crowdtune.crowd.points`).
+"""
