@@ -192,7 +192,7 @@ class EmbeddingScorer(BaseEstimator):
         :data:`crowdtune.curation.scoring.DEFAULT_GRIDS` with the default views).
     n_estimators, learning_rate, num_leaves, min_child_samples, colsample_bytree, reg_lambda
         LightGBM settings of the ``"gbdt"`` model.
-    seed : int, default=0
+    random_state : int, default=0
         Seeds LightGBM's feature subsampling.
     """
 
@@ -209,7 +209,7 @@ class EmbeddingScorer(BaseEstimator):
         min_child_samples: int = 20,
         colsample_bytree: float = 0.3,
         reg_lambda: float = 1.0,
-        seed: int = 0,
+        random_state: int = 0,
     ) -> None:
         self.encoder = encoder
         self.model = model
@@ -222,7 +222,7 @@ class EmbeddingScorer(BaseEstimator):
         self.min_child_samples = min_child_samples
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
-        self.seed = seed
+        self.random_state = random_state
 
     def _views(self) -> list[str]:
         views = [v for v in self.views.split("+") if v]
@@ -295,7 +295,7 @@ class EmbeddingScorer(BaseEstimator):
                 min_child_samples=self.min_child_samples,
                 colsample_bytree=self.colsample_bytree,
                 reg_lambda=self.reg_lambda,
-                random_state=self.seed,
+                random_state=self.random_state,
                 n_jobs=1,
                 verbose=-1,
             )

@@ -276,8 +276,8 @@ def evaluate_on_car(
 
     check_choice(scorer_name, SCORERS, "quality scorer")
     fixed = dict(params or {})
-    if "seed" in SCORERS[scorer_name]().get_params() and "seed" not in fixed:
-        fixed["seed"] = seed
+    if "random_state" in SCORERS[scorer_name]().get_params() and "random_state" not in fixed:
+        fixed["random_state"] = seed
     train, valid, test = (load_car_pairs(s) for s in ("train", "valid", "test"))
     search = DEFAULT_GRIDS.get(_grid_key(scorer_name, fixed), {}) if grid is None else grid
     if search:
