@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from crowdtune.datasets.car import split_item_text
 from crowdtune.preference.features import RESPONSE_FEATURES, response_features
+from crowdtune.spaces.text import embed_texts, shared_encoder
 from crowdtune.validation import check_choice
 
 __all__ = [
@@ -234,7 +235,6 @@ class EmbeddingScorer(BaseEstimator):
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
         """The raw (unstandardised) feature matrix of ``texts``, one row per item."""
-        from crowdtune.spaces.text import embed_texts
 
         texts = [str(t) for t in texts]
         parts = [split_item_text(t) for t in texts]
@@ -256,7 +256,6 @@ class EmbeddingScorer(BaseEstimator):
 
     def feature_names(self) -> list[str]:
         """Column names of :meth:`features` (embedding dimensions as ``<view>_<i>``)."""
-        from crowdtune.spaces.text import shared_encoder
 
         names: list[str] = []
         views = self._views()
