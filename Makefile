@@ -49,9 +49,11 @@ SERVE_PORT ?= 8000
 serve: setup
 	$(BIN)/crowdtune serve --db $(SERVE_DB) --port $(SERVE_PORT) --sample @pandalm
 
-# Two pytest workers on 2 cores: one thread each (torch or OpenMP with 2 threads per worker
-# oversubscribes the cores and runs many times slower; see MODELS.md).
+# The layer contract first (import-linter, pyproject.toml), then two pytest workers on 2 cores:
+# one thread each (torch or OpenMP with 2 threads per worker oversubscribes the cores and runs
+# many times slower; see MODELS.md).
 test: setup chromium
+	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: setup
@@ -68,6 +70,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) reports/demo .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ side, and two of a kind tie.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -192,6 +193,21 @@ def test_save_and_load_give_the_same_predictions(fitted, tmp_path):
     loaded = TransformerPreferenceModel.load(tmp_path / "pref", device="cpu")
     assert loaded.get_params() == {**model.get_params(), "device": "cpu"}
     assert loaded.loss_history_ == model.loss_history_
+    np.testing.assert_allclose(
+        loaded.predict_proba(X_test), model.predict_proba(X_test), atol=1e-6, rtol=0
+    )
+
+
+@pytest.mark.slow
+def test_a_model_saved_when_the_seed_was_named_seed_still_loads(fitted, tmp_path):
+    model, X_test, _ = fitted
+    model.save(tmp_path / "pref")
+    manifest_path = tmp_path / "pref" / "params.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["params"]["seed"] = manifest["params"].pop("random_state")
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = TransformerPreferenceModel.load(tmp_path / "pref", device="cpu")
+    assert loaded.get_params() == {**model.get_params(), "device": "cpu"}
     np.testing.assert_allclose(
         loaded.predict_proba(X_test), model.predict_proba(X_test), atol=1e-6, rtol=0
     )

@@ -162,7 +162,7 @@ def cross_encoder() -> Iterator[CrossEncoderScorer]:
     better = [item_text(f"Task {i}.", "", "yes, done well. " * 3) for i in range(16)]
     worse = [item_text(f"Task {i}.", "", "no no no no") for i in range(16)]
     scorer = CrossEncoderScorer(
-        max_steps=30, batch_size=8, max_length=48, learning_rate=3e-3, lora_r=4, seed=0
+        max_steps=30, batch_size=8, max_length=48, learning_rate=3e-3, lora_r=4, random_state=0
     )
     scorer.toy_ = (better, worse)  # type: ignore[attr-defined]
     try:

@@ -71,7 +71,7 @@ class CrossEncoderScorer(LoraSequenceModel):
         gradient_accumulation: int = 1,
         max_grad_norm: float = 1.0,
         gradient_checkpointing: bool = False,
-        seed: int = 0,
+        random_state: int = 0,
         device: str = "auto",
         bf16: str | bool = "auto",
         verbose: bool = False,
@@ -91,7 +91,7 @@ class CrossEncoderScorer(LoraSequenceModel):
         self.gradient_accumulation = gradient_accumulation
         self.max_grad_norm = max_grad_norm
         self.gradient_checkpointing = gradient_checkpointing
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.bf16 = bf16
         self.verbose = verbose
@@ -131,7 +131,7 @@ class CrossEncoderScorer(LoraSequenceModel):
         for attribute in ("model_", "tokenizer_"):
             self.__dict__.pop(attribute, None)
         with self._forked_rng(device):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.random_state)
             model, tokenizer = self._fresh_model(device, bf16)
             better_ids = self.encode(better, tokenizer)
             worse_ids = self.encode(worse, tokenizer)

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from crowdtune.datasets.car import split_item_text
 from crowdtune.preference.features import RESPONSE_FEATURES, response_features
+from crowdtune.spaces.text import embed_texts, shared_encoder
 from crowdtune.validation import check_choice
 
 __all__ = [
@@ -192,7 +193,7 @@ class EmbeddingScorer(BaseEstimator):
         :data:`crowdtune.curation.scoring.DEFAULT_GRIDS` with the default views).
     n_estimators, learning_rate, num_leaves, min_child_samples, colsample_bytree, reg_lambda
         LightGBM settings of the ``"gbdt"`` model.
-    seed : int, default=0
+    random_state : int, default=0
         Seeds LightGBM's feature subsampling.
     """
 
@@ -209,7 +210,7 @@ class EmbeddingScorer(BaseEstimator):
         min_child_samples: int = 20,
         colsample_bytree: float = 0.3,
         reg_lambda: float = 1.0,
-        seed: int = 0,
+        random_state: int = 0,
     ) -> None:
         self.encoder = encoder
         self.model = model
@@ -222,7 +223,7 @@ class EmbeddingScorer(BaseEstimator):
         self.min_child_samples = min_child_samples
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
-        self.seed = seed
+        self.random_state = random_state
 
     def _views(self) -> list[str]:
         views = [v for v in self.views.split("+") if v]
@@ -234,7 +235,6 @@ class EmbeddingScorer(BaseEstimator):
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
         """The raw (unstandardised) feature matrix of ``texts``, one row per item."""
-        from crowdtune.spaces.text import embed_texts
 
         texts = [str(t) for t in texts]
         parts = [split_item_text(t) for t in texts]
@@ -256,7 +256,6 @@ class EmbeddingScorer(BaseEstimator):
 
     def feature_names(self) -> list[str]:
         """Column names of :meth:`features` (embedding dimensions as ``<view>_<i>``)."""
-        from crowdtune.spaces.text import shared_encoder
 
         names: list[str] = []
         views = self._views()
@@ -295,7 +294,7 @@ class EmbeddingScorer(BaseEstimator):
                 min_child_samples=self.min_child_samples,
                 colsample_bytree=self.colsample_bytree,
                 reg_lambda=self.reg_lambda,
-                random_state=self.seed,
+                random_state=self.random_state,
                 n_jobs=1,
                 verbose=-1,
             )

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import crowdtune
 from crowdtune.curation.cross_encoder import CrossEncoderScorer
 from crowdtune.curation.quality import EmbeddingScorer, LengthScorer, check_pairs
+from crowdtune.datasets.car import load_car_pairs
+from crowdtune.datasets.home import cache_dir
 from crowdtune.stats import bootstrap_mean_ci
 from crowdtune.validation import check_choice
 
@@ -272,12 +275,10 @@ def evaluate_on_car(
     """
     import pandas as pd
 
-    from crowdtune.datasets.car import load_car_pairs
-
     check_choice(scorer_name, SCORERS, "quality scorer")
     fixed = dict(params or {})
-    if "seed" in SCORERS[scorer_name]().get_params() and "seed" not in fixed:
-        fixed["seed"] = seed
+    if "random_state" in SCORERS[scorer_name]().get_params() and "random_state" not in fixed:
+        fixed["random_state"] = seed
     train, valid, test = (load_car_pairs(s) for s in ("train", "valid", "test"))
     search = DEFAULT_GRIDS.get(_grid_key(scorer_name, fixed), {}) if grid is None else grid
     if search:
@@ -323,10 +324,6 @@ def default_scorer(
     A cache that cannot be read or written is skipped.
     """
     import pandas as pd
-
-    import crowdtune
-    from crowdtune.datasets.car import load_car_pairs
-    from crowdtune.datasets.home import cache_dir
 
     chosen = {**DEFAULT_EMBEDDING_PARAMS, **(params or {})}
     key = hashlib.sha256(

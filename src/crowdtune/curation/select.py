@@ -31,6 +31,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from crowdtune.datasets.car import item_text
+from crowdtune.spaces.text import embed_texts
+
 #: Items at or above which :func:`cluster` switches to MiniBatchKMeans.
 MINIBATCH_THRESHOLD = 20_000
 #: Selected sets with at most this many pairs get the exact mean pairwise distance.
@@ -308,7 +311,6 @@ class SelectionResult:
 
 
 def _texts(items: pd.DataFrame) -> list[str]:
-    from crowdtune.datasets.car import item_text
 
     inputs = items["input"] if "input" in items.columns else pd.Series("", index=items.index)
     return [
@@ -376,8 +378,6 @@ def car_select(
 
     start = time.perf_counter()
     if embed is None:
-        from crowdtune.spaces.text import embed_texts
-
         embeddings = embed_texts(texts, encoder=encoder, progress=progress)
     else:
         embeddings = np.asarray(embed(texts))

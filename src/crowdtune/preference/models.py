@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from crowdtune.preference.base import PairFeatureModel, check_frame, expand_proba
 from crowdtune.preference.features import length_features, pair_features, text_features
+from crowdtune.spaces.text import embed_texts
 
 
 class LengthModel(PairFeatureModel):
@@ -240,7 +241,6 @@ subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
         self.n_jobs = n_jobs
 
     def _embed(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from crowdtune.spaces.text import embed_texts
 
         columns = ("prompt", "response_a", "response_b")
         texts = [X[c].astype(str).tolist() for c in columns]

@@ -250,12 +250,6 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         self.bf16 = bf16
         self.verbose = verbose
 
-    @property
-    def seed(self) -> int:  # type: ignore[override]  # read-only: set random_state instead
-        """``random_state``, under the name the shared LoRA machinery
-        (:class:`~crowdtune.training.lora.LoraSequenceModel`) reads; not a parameter."""
-        return self.random_state
-
     # -------------------------------------------------------------------------------- training
 
     def fit(self, X: pd.DataFrame, y: Any) -> TransformerPreferenceModel:

@@ -49,8 +49,10 @@ from sklearn.metrics import f1_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from crowdtune.datasets.goemotions import GOEMOTIONS_LABELS
+from crowdtune.datasets.goemotions import GOEMOTIONS_LABELS, load_goemotions
 from crowdtune.datasets.home import cache_dir
+from crowdtune.datasets.textfile import atomic_path
+from crowdtune.spaces.text import ENCODERS, embed_texts
 from crowdtune.validation import check_choice
 
 #: Bump when the classifier's code or defaults change, so cached fits are refitted.
@@ -196,7 +198,6 @@ class EmotionClassifier(BaseEstimator):
 
     def embed(self, X: Sequence[str]) -> np.ndarray:
         """The encoder's embeddings of ``X`` (cached by text)."""
-        from crowdtune.spaces.text import embed_texts
 
         return embed_texts(list(X), encoder=self.encoder, progress=self.progress)
 
@@ -221,7 +222,6 @@ class EmotionClassifier(BaseEstimator):
         Without a dev set, ``validation_fraction`` of ``X`` is held out to tune thresholds and
         the heads are fitted on the rest.
         """
-        from crowdtune.spaces.text import ENCODERS
 
         check_choice(self.encoder, ENCODERS, "text encoder")
         texts, Y = list(X), np.asarray(Y)
@@ -322,9 +322,6 @@ def fit_default(
     """
     import joblib
 
-    from crowdtune.datasets.goemotions import load_goemotions
-    from crowdtune.datasets.textfile import atomic_path
-
     train, dev = load_goemotions("train"), load_goemotions("dev")
     classifier = EmotionClassifier(**{**(params or {}), "progress": progress})
     classifier.fit(train.texts, train.labels, dev.texts, dev.labels)
@@ -386,7 +383,6 @@ def evaluate_emotions(
         ``label_names``, ``micro_f1_at_05`` and ``macro_f1_at_05`` (every threshold 0.5, the
         anchor's setting).
     """
-    from crowdtune.datasets.goemotions import load_goemotions
 
     data = load_goemotions(split)
     texts, truth = data.texts, data.labels
@@ -575,8 +571,6 @@ def pool_scores(
     cached beside its file (``...scores-<split>.npz``), because scoring the 43k train sentences
     takes about a minute on 2 cores; a cache made for another fit of the classifier is ignored.
     """
-    from crowdtune.datasets.goemotions import load_goemotions
-    from crowdtune.datasets.textfile import atomic_path
 
     data = load_goemotions(split)
     if classifier is not None:

@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 
 from crowdtune.stats import bootstrap_mean_ci
+from crowdtune.training.data import StageDataError, split_rows, stage_rows
+from crowdtune.training.generation import generate, on_inference_device, reward_scores
+from crowdtune.training.stages import load_trained, prompt_key, training_prompts
 
 __all__ = [
     "AssessResult",
@@ -214,8 +217,6 @@ def held_out_prompts(
     Returns the prompts (shuffled with ``seed``, at most ``n_prompts``) and counts: ``source``,
     ``available`` (distinct prompts in ``src``), ``excluded_trained`` and ``used``.
     """
-    from crowdtune.training.data import StageDataError, split_rows, stage_rows
-    from crowdtune.training.stages import prompt_key, training_prompts
 
     seen: set[str] = set()
     for folder in trained or []:
@@ -289,8 +290,6 @@ def assess(
     crowdtune.training.UnknownModelError
         ``base`` or ``tuned`` names no model.
     """
-    from crowdtune.training.generation import generate, on_inference_device, reward_scores
-    from crowdtune.training.stages import load_trained
 
     started = time.perf_counter()
     reward_path = Path(reward_model).expanduser()

@@ -26,6 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from crowdtune.datasets.comparisons import trl_rows
+from crowdtune.datasets.registry import load_comparisons
+from crowdtune.records import Verdict
+
 __all__ = [
     "STAGES",
     "STAGE_COLUMNS",
@@ -128,9 +132,6 @@ def stage_rows(src: str, stage: str, seed: int = 0) -> StageData:
     ValueError, FileNotFoundError
         From the comparison loaders: an unknown dataset or file type, a missing or bad file.
     """
-    from crowdtune.datasets.comparisons import trl_rows
-    from crowdtune.datasets.registry import load_comparisons
-    from crowdtune.records import Verdict
 
     if stage not in STAGE_COLUMNS:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")

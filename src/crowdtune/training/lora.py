@@ -244,7 +244,7 @@ class LoraSequenceModel(BaseEstimator):
     gradient_accumulation: int
     max_grad_norm: float
     gradient_checkpointing: bool
-    seed: int
+    random_state: int
     device: str
     bf16: str | bool
     verbose: bool
@@ -299,7 +299,7 @@ class LoraSequenceModel(BaseEstimator):
             "sequence-classification",
             num_labels=self._num_labels,
             dtype=torch.bfloat16 if bf16 else None,
-            seed=self.seed,
+            seed=self.random_state,
             **options,
         )
 
@@ -393,7 +393,10 @@ class LoraSequenceModel(BaseEstimator):
                 f"{manifest_path}: expected format {_SAVE_FORMAT} of {cls.__name__}, got format "
                 f"{manifest.get('format')!r} of {manifest.get('estimator')!r}"
             )
-        estimator = cls(**manifest["params"])
+        params = dict(manifest["params"])
+        if "seed" in params:  # written before the seed was named random_state (same format)
+            params["random_state"] = params.pop("seed")
+        estimator = cls(**params)
         if device is not None:
             estimator.device = device
         resolved, bf16 = estimator._resolve_device()
@@ -450,7 +453,7 @@ class LoraSequenceModel(BaseEstimator):
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(self.warmup_ratio * total_steps), total_steps
         )
-        order = torch.Generator().manual_seed(int(self.seed))
+        order = torch.Generator().manual_seed(int(self.random_state))
         batches = _shuffled_batches(n_examples, int(self.batch_size), order)
         model.train()
         history: list[float] = []
