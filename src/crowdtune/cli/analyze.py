@@ -8,15 +8,14 @@ SRC is a dataset of the data home (``@goemotions``, ``@hh-rlhf:helpful-base``,
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import typer
 
 from crowdtune.cli.common import JsonOpt, ProgressOpt, err, fail, progress_bar
+from crowdtune.tables import jsonable
 
 analyze_app = typer.Typer(help="How far a test set lies, linguistically, from fine-tuning data.")
 
@@ -47,23 +46,6 @@ def _load(option: str, src: str, max_texts: int | None, rng: np.random.Generator
         keep = np.sort(rng.choice(len(frame), max_texts, replace=False))
         frame = frame.iloc[keep].reset_index(drop=True)
     return frame
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities become null, so the JSON is standard."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float | np.floating) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 @analyze_app.command("distribution")
@@ -152,7 +134,7 @@ def distribution_cmd(
         **comparison.to_dict(),
         "score_agreement": agreement.to_dict() if agreement is not None else None,
     }  # fmt: skip
-    summary = _clean(summary)
+    summary = jsonable(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     render_report(
         out / "report.html",
