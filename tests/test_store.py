@@ -437,6 +437,23 @@ def test_cli_projects_import_real_items_with_a_share_of_gold(tmp_path):
         assert failed.exit_code == 2 and message in failed.output, failed.output
 
 
+def test_comparison_items_keep_a_seeded_share_of_verdicts_as_gold():
+    from crowdtune.store.repository import comparison_items
+
+    comparisons = [
+        Comparison(id=f"c{i}", prompt=("p",), response_a=("a",), response_b=("b",),
+                   verdict=Verdict.A)
+        for i in range(10)
+    ]  # fmt: skip
+    items = comparison_items(comparisons, gold_share=0.3, seed=4)
+    assert [item["external_id"] for item in items] == [f"c{i}" for i in range(10)]
+    assert sum(item["gold"] is not None for item in items) == 3
+    assert items == comparison_items(comparisons, gold_share=0.3, seed=4)
+    assert all(item["gold"] is None for item in comparison_items(comparisons))
+    with pytest.raises(ValueError, match="gold_share must be between 0 and 1, got 1.5"):
+        comparison_items(comparisons, gold_share=1.5)
+
+
 def test_serve_sample_sets_up_an_empty_database_once(tmp_path, capsys):
     from crowdtune.cli.serve import sample_campaign
 

@@ -87,17 +87,13 @@ def open_store(db: str) -> Any:
 def load_items(data: str, limit: int | None, gold_share: float, seed: int) -> list[dict[str, Any]]:
     """The first ``limit`` comparisons of ``data`` as items; a random ``gold_share`` of them
     keep their verdict as gold. Exits cleanly naming the bad option or source."""
-    import numpy as np
-
     from crowdtune.cli.preference import load_records
-    from crowdtune.store.repository import comparison_item
+    from crowdtune.store.repository import comparison_items
 
     if not 0 <= gold_share <= 1:
         fail(f"--gold-share must be between 0 and 1, got {gold_share}")
     records = load_records([data], seed=seed)[:limit]
-    rng = np.random.default_rng(seed)
-    gold = set(rng.choice(len(records), size=round(gold_share * len(records)), replace=False))
-    return [comparison_item(c, i in gold) for i, c in enumerate(records)]
+    return comparison_items(records, gold_share=gold_share, seed=seed)
 
 
 @projects_app.command("create")

@@ -67,30 +67,26 @@ def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
     The items are loaded first, so a bad source exits before anything is stored.
     """
     from crowdtune.cli.db import load_items
+    from crowdtune.server.sample import SAMPLE_OVERLAP, create_sample_campaign
     from crowdtune.store import make_engine, session_factory
-    from crowdtune.store import repository as repo
 
     rows = load_items(source, items, gold_share=0.2, seed=0)
     engine = make_engine(db)
     try:
         with session_factory(engine)() as session:
-            if repo.list_projects(session):
-                typer.echo(
-                    "the database has projects already: sign in with the tokens printed when "
-                    "they were made, or add people with `crowdtune users create`"
-                )
-                return
-            people = [("admin", "admin")] + [(f"annotator-{i}", "annotator") for i in (1, 2, 3)]
-            tokens = [(name, role, repo.create_contributor(session, name, role)[1])
-                      for name, role in people]  # fmt: skip
-            project = repo.create_project(session, f"sample {source}", overlap=3)
-            repo.add_items(session, project.id, rows)
+            made = create_sample_campaign(session, f"sample {source}", rows)
     finally:
         engine.dispose()
-    n_gold = sum(row["gold"] is not None for row in rows)
+    if made is None:
+        typer.echo(
+            "the database has projects already: sign in with the tokens printed when "
+            "they were made, or add people with `crowdtune users create`"
+        )
+        return
     typer.echo(
-        f"sample project {project.id}: {len(rows)} items from {source} ({n_gold} gold), overlap 3"
+        f"sample project {made.project_id}: {made.n_items} items from {source} "
+        f"({made.n_gold} gold), overlap {SAMPLE_OVERLAP}"
     )
     typer.echo(f"sign in at {base_url}/ with one of these tokens (shown once):")
-    for name, role, token in tokens:
+    for name, role, token in made.tokens:
         typer.echo(f"  {name:<12} {role:<10} {token}")

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -164,6 +165,19 @@ def comparison_item(comparison: Comparison, gold: bool = False) -> dict[str, Any
         "gold": comparison.verdict if gold else None,
         "external_id": comparison.id,
     }
+
+
+def comparison_items(
+    comparisons: list[Comparison], *, gold_share: float = 0.0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The item fields of ``comparisons`` (:func:`comparison_item`); a random ``gold_share`` of
+    them, drawn from ``seed``, keep their verdict as the gold answer."""
+    if not 0 <= gold_share <= 1:
+        raise ValueError(f"gold_share must be between 0 and 1, got {gold_share}")
+    rng = np.random.default_rng(seed)
+    size = round(gold_share * len(comparisons))
+    gold = set(rng.choice(len(comparisons), size=size, replace=False))
+    return [comparison_item(c, i in gold) for i, c in enumerate(comparisons)]
 
 
 def _item_values(entry: Mapping[str, Any] | Comparison, index: int, gold: bool) -> dict[str, Any]:
