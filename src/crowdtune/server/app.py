@@ -51,7 +51,8 @@ answers, so an acknowledged vote is stored.
 
 Idempotent votes: ``POST /api/v1/tasks/{task_id}/responses`` with an ``Idempotency-Key`` header
 answers **201** when it stores the vote and **200** with the same body (and the header
-``Idempotent-Replayed: true``) when the key was seen before, storing nothing.
+``Idempotent-Replayed: true``) when the key was seen before with the same body, storing
+nothing; the key again with another verdict, reason or seconds is **422**.
 """
 #: The API's routers, in the order their routes are matched.
 API_ROUTERS = (projects.router, tasks.router, exports.router, stats.router, rounds.router)

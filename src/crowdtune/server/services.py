@@ -33,13 +33,20 @@ from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
 from crowdtune.store import repository as repo
+from crowdtune.store.errors import ReusedKeyError
 from crowdtune.store.models import VERDICT_CODES, Round
 from crowdtune.tables import jsonable
 
 #: Bootstrap resamples behind the agreement intervals of the project stats.
 STATS_BOOTSTRAP = 200
 #: The HTTP status of each store error (any other :class:`StoreError` is 500).
-STORE_ERROR_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
+STORE_ERROR_STATUS = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    ReusedKeyError: 422,
+    BusyError: 503,
+}
 #: The export formats: format -> (file suffix, media type).
 EXPORTS = {
     "arena-csv": (".csv", "text/csv; charset=utf-8"),
@@ -54,8 +61,9 @@ ExportFormat = Literal["arena-csv", "jsonl", "trl"]
 
 
 def error_status(exc: StoreError) -> int:
-    """The HTTP status of a store error: 404 not found, 403 forbidden, 409 conflict, 503 busy
-    (the database stayed locked), else 500."""
+    """The HTTP status of a store error: 404 not found, 403 forbidden, 409 conflict, 422 an
+    idempotency key reused with another body, 503 busy (the database stayed locked), else
+    500."""
     return next((code for kind, code in STORE_ERROR_STATUS.items() if isinstance(exc, kind)), 500)
 
 
@@ -84,11 +92,14 @@ def vote(
     reason: str | None = None,
     seconds: float | None = None,
     idempotency_key: str | None = None,
+    project_id: int | None = None,
 ) -> tuple[ResponseOut, bool]:
     """Store the vote that closes one of the contributor's tasks (committed before this
     returns); the stored vote, and whether this call stored it (False: the idempotency key was
-    seen before and nothing was stored). Raises what
-    :func:`~crowdtune.store.repository.submit_response` raises."""
+    seen before with the same body, and nothing was stored). With ``project_id``, a task of
+    another project is not found. Raises what
+    :func:`~crowdtune.store.repository.submit_response` raises (a key sent before with another
+    body: :class:`~crowdtune.store.ReusedKeyError`, 422)."""
     stored, created = repo.submit_response(
         session,
         task_id,
@@ -97,6 +108,7 @@ def vote(
         reason=reason,
         seconds=seconds,
         idempotency_key=idempotency_key,
+        project_id=project_id,
     )
     out = ResponseOut(
         response_id=stored.id,

@@ -30,6 +30,7 @@ from crowdtune.store.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    ReusedKeyError,
     StoreError,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "NotFoundError",
+    "ReusedKeyError",
     "StoreError",
     "current_revision",
     "head_revision",

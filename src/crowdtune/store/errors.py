@@ -1,4 +1,4 @@
-"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 503)."""
+"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 422, 503)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,7 @@ class ForbiddenError(StoreError):
 
 class BusyError(StoreError):
     """The database stayed locked by other writers for longer than the busy timeout."""
+
+
+class ReusedKeyError(StoreError, ValueError):
+    """An idempotency key came back with a different request body than the one it stored."""

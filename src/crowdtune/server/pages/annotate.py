@@ -150,7 +150,8 @@ def next_task_json(project_id: int, request: Request, session: SessionDep) -> An
 async def vote(project_id: int, task_id: int, request: Request) -> Any:
     """Store a vote. JSON (``{"verdict": ..., "seconds": ...}`` with ``X-CSRF-Token`` and
     ``Idempotency-Key``) answers JSON; a form post (``verdict``, ``csrf_token``,
-    ``idempotency_key``) redirects back to the annotation page."""
+    ``idempotency_key``) redirects back to the annotation page. A task of another project
+    than the URL's is 404."""
     is_json = request.headers.get("content-type", "").startswith("application/json")
     if is_json:
         try:
@@ -184,6 +185,7 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
                 verdict=verdict,
                 seconds=seconds,
                 idempotency_key=key or f"task-{task_id}",
+                project_id=project_id,
             )
         except (ValueError, TypeError) as exc:
             return _vote_error(is_json, 422, str(exc))

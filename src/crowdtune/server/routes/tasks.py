@@ -43,7 +43,9 @@ def next_task(project_id: RowId, session: SessionDep, me: Annotator) -> Any:
     "/tasks/{task_id}/responses",
     status_code=201,
     response_model=ResponseOut,
-    responses={200: {"description": "A retry with a known Idempotency-Key; nothing stored."}},
+    responses={
+        200: {"description": "A retry with a known Idempotency-Key and body; nothing stored."}
+    },
     tags=["annotate"],
 )
 def submit(
@@ -57,8 +59,9 @@ def submit(
     ] = None,
 ) -> ResponseOut:
     """Answer one of your tasks (403 for someone else's). Stored and committed before the
-    reply: 201. The same ``Idempotency-Key`` again returns the same body with 200 and stores
-    nothing; answering an answered task under another key is 409."""
+    reply: 201. The same ``Idempotency-Key`` again with the same body returns the stored vote
+    with 200 and stores nothing; with another body it is 422 (a new submission needs a new
+    key); answering an answered task under another key is 409."""
     try:
         out, created = services.vote(
             session,

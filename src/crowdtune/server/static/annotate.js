@@ -1,7 +1,8 @@
 // The annotation page: vote with the buttons or the keys 1 (A), 2 (B), 3 (tie), then load the
 // next task without reloading. Calls same-origin page endpoints authenticated by the HttpOnly
 // session cookie, with the page's CSRF token in X-CSRF-Token and one Idempotency-Key per task,
-// so pressing a key twice stores one vote. Item text arrives already escaped by the server.
+// so pressing a key twice stores one vote. A retry sends the time of the first try: the server
+// refuses a key that comes back with another body (422). Item text arrives already escaped.
 "use strict";
 (function () {
   const root = document.getElementById("annotate");
@@ -15,6 +16,7 @@
   let taskId = task && document.getElementById("task").hidden === false ? task[1] : null;
   let key = form.elements.idempotency_key.value;
   let shownAt = Date.now();
+  let seconds = null; // the time of the first try at this task, sent again on a retry
   let busy = false;
 
   function say(text, isError) {
@@ -49,6 +51,7 @@
     document.getElementById("response-b").innerHTML = next.response_b_html;
     for (const id of ["response-a", "response-b"]) document.getElementById(id).scrollTop = 0;
     shownAt = Date.now();
+    seconds = null;
   }
 
   async function loadNext() {
@@ -70,6 +73,7 @@
   async function vote(verdict) {
     if (busy || !taskId) return;
     setBusy(true);
+    if (seconds === null) seconds = (Date.now() - shownAt) / 1000;
     try {
       const reply = await fetch(form.action, {
         method: "POST",
@@ -78,7 +82,7 @@
           "Content-Type": "application/json", Accept: "application/json",
           "X-CSRF-Token": csrf, "Idempotency-Key": key,
         },
-        body: JSON.stringify({ verdict: verdict, seconds: (Date.now() - shownAt) / 1000 }),
+        body: JSON.stringify({ verdict: verdict, seconds: seconds }),
       });
       const body = await reply.json().catch(() => ({}));
       if (!reply.ok) throw new Error(body.detail || "vote not stored (" + reply.status + ")");

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crowdtune.records import Comparison, Verdict
 from crowdtune.store.db import SQLITE_BEGIN, write_lock
-from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError
+from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, ReusedKeyError
 from crowdtune.store.models import (
     PROJECT_KINDS,
     ROLES,
@@ -271,6 +271,15 @@ def add_items(
     return new
 
 
+def _changed_fields(
+    stored: Response, verdict: Verdict, reason: str | None, seconds: float | None
+) -> list[str]:
+    """The fields of a submission that differ from the response stored under its key."""
+    sent = {"verdict": verdict, "reason": reason, "seconds": seconds}
+    kept = {"verdict": stored.verdict, "reason": stored.reason, "seconds": stored.seconds_spent}
+    return [field for field in sent if sent[field] != kept[field]]
+
+
 def submit_response(
     session: Session,
     task_id: int,
@@ -280,6 +289,7 @@ def submit_response(
     reason: str | None = None,
     seconds: float | None = None,
     idempotency_key: str | None = None,
+    project_id: int | None = None,
 ) -> tuple[Response, bool]:
     """Store the vote that closes a task; idempotent per (contributor, key). Commits.
 
@@ -292,9 +302,12 @@ def submit_response(
     seconds
         Time spent on the task (not negative), or None.
     idempotency_key
-        Chosen by the client per submission: submitting again with the same key (a retry after a
-        lost reply) returns the stored response and changes nothing. None stores a fresh key,
-        which makes the call non-repeatable.
+        Chosen by the client per submission: submitting the same body again with the same key
+        (a retry after a lost reply) returns the stored response and changes nothing. None
+        stores a fresh key, which makes the call non-repeatable.
+    project_id
+        The project the task must belong to (a task of another project is not found); None
+        accepts a task of any project.
 
     Returns
     -------
@@ -305,8 +318,11 @@ def submit_response(
     ------
     ValueError
         Bad verdict, negative or non-finite seconds, or a key longer than 200 characters.
+    ReusedKeyError
+        The key was sent before with a different verdict, reason or seconds (a ``ValueError``
+        too); nothing is stored.
     NotFoundError
-        No such task.
+        No such task (in ``project_id``, when given).
     ForbiddenError
         The task belongs to another contributor.
     ConflictError
@@ -324,17 +340,24 @@ def submit_response(
                     Response.contributor_id == contributor_id, Response.idempotency_key == key
                 )
             )
+            if stored is not None and stored.task_id != task_id:
+                raise ConflictError(
+                    f"idempotency key {key!r} was used for task {stored.task_id}, not "
+                    f"{task_id}; use a new key for each submission"
+                )
+            task = session.get(Task, task_id)
+            if task is None or (project_id is not None and task.item.project_id != project_id):
+                where = "" if project_id is None else f" in project {project_id}"
+                raise NotFoundError(f"no task with id {task_id}{where}")
             if stored is not None:
-                if stored.task_id != task_id:
-                    raise ConflictError(
-                        f"idempotency key {key!r} was used for task {stored.task_id}, not "
-                        f"{task_id}; use a new key for each submission"
+                if changed := _changed_fields(stored, verdict, reason, seconds):
+                    raise ReusedKeyError(
+                        f"idempotency key {key!r} was sent before with a different "
+                        f"{', '.join(changed)}; send the first body again to get its reply, "
+                        "or use a new key for a new submission"
                     )
                 session.commit()
                 return stored, False
-            task = session.get(Task, task_id)
-            if task is None:
-                raise NotFoundError(f"no task with id {task_id}")
             if task.contributor_id != contributor_id:
                 raise ForbiddenError(f"task {task_id} is assigned to another contributor")
             answered = session.scalar(select(Response).where(Response.task_id == task_id))
