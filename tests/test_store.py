@@ -352,8 +352,11 @@ def test_project_comparisons_round_trip_verdicts(engine, Session, tmp_path):
     ]
     with Session() as session:
         project = create_project(session, "arena", overlap=1)
-        stored = add_items(session, project.id, records, verdict_as_gold=True)
-        assert [item.gold for item in stored] == [Verdict.A, Verdict.B, Verdict.TIE]
+        assert add_items(session, project.id, records, verdict_as_gold=True) == 3
+        stored = session.scalars(
+            select(Item.gold).where(Item.project_id == project.id).order_by(Item.id)
+        )
+        assert list(stored) == [Verdict.A, Verdict.B, Verdict.TIE]
         carol, _ = create_contributor(session, "carol", "annotator")
         for record in records:
             task = next_task(session, project.id, carol.id)

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -30,15 +31,17 @@ def start_server(
     *,
     log: Path | None = None,
     rate_limit: int = 100_000_000,
+    options: Sequence[str] = (),
     timeout: float = 60.0,
 ) -> subprocess.Popen[bytes]:
     """``crowdtune serve`` on database ``url`` and ``port``, returned once it answers HTTP.
 
+    ``options`` are more options of ``crowdtune serve`` (``["--max-body-bytes", "5000000"]``).
     Its output is appended to ``log`` (discarded without one). Raises ``RuntimeError`` with the
     log's tail when the server exits or does not answer within ``timeout`` seconds.
     """
     command = [*crowdtune_command(), "serve", "--db", url, "--port", str(port),
-               "--rate-limit", str(rate_limit)]  # fmt: skip
+               "--rate-limit", str(rate_limit), *options]  # fmt: skip
     if log is None:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     else:

@@ -1,5 +1,6 @@
-"""What the API and the web pages both do: votes, stats, the leaderboard, exports, CSV uploads
-of items, Crowd-SFT rounds, the role check, and the HTTP status of each store error.
+"""What the API and the web pages both do: votes, stats, the leaderboard, exports, Crowd-SFT
+rounds, the role check, and the HTTP status of each store error (uploaded files of items:
+:mod:`crowdtune.server.uploads`).
 
 The API's routers (:mod:`crowdtune.server.routes`) and the pages (:mod:`crowdtune.server.pages`)
 call these functions and only shape the answer: JSON for the API; HTML, redirects or the
@@ -16,18 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from fastapi import Response as HTTPResponse
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from crowdtune.datasets.comparisons import (
-    read_arena_csv,
     write_arena_csv,
     write_jsonl,
     write_trl_jsonl,
 )
-from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.records import Verdict, comparisons_frame
 from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown
@@ -155,7 +153,7 @@ def leaderboard(session: Session, project_id: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# export and import
+# export
 
 
 def export_download(
@@ -181,29 +179,6 @@ def export_download(
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{slug}-votes{suffix}"'},
     )
-
-
-async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
-    """The items of an arena CSV uploaded as the multipart form field ``file`` (gzipped or
-    not), each row's winner as the gold answer when ``gold``; 422 naming the data row and
-    column of a malformed file."""
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise unprocessable("multipart upload needs the arena CSV in the field 'file'")
-    name = Path(upload.filename or "upload.csv").name
-    data = await upload.read()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / ("upload.csv.gz" if name.endswith(".gz") else "upload.csv")
-        path.write_bytes(data)
-        try:
-            comparisons = read_arena_csv(path)
-        except DatasetFormatError as exc:
-            where = (f", data row {exc.row}" if exc.row is not None else "") + (
-                f", column {exc.column!r}" if exc.column else ""
-            )
-            raise unprocessable(f"{name}{where}: {exc.problem}") from None
-    return [repo.comparison_item(c, gold) for c in comparisons]
 
 
 # ---------------------------------------------------------------------------------------------

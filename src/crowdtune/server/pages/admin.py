@@ -8,8 +8,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi import Response as HTTPResponse
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
-from crowdtune.server import services
+from crowdtune.server import services, uploads
 from crowdtune.server.deps import SessionDep
 from crowdtune.server.pages.web import (
     CSRF_FIELD,
@@ -90,24 +92,32 @@ def run_round_page(
 
 @router.post("/projects/{project_id}/admin/items")
 async def import_items(project_id: int, request: Request) -> Any:
-    """Import an arena CSV uploaded from the admin page (field ``file``, optional ``gold``)."""
+    """Import an arena CSV uploaded from the admin page (field ``file``, optional ``gold``).
+    Everything past reading the form (sign-in, decompressing, parsing, storing) runs on a
+    worker thread, so a large import never stalls other requests."""
     form = await request.form()
+    created = await run_in_threadpool(_import_upload, request, project_id, form)
+    return RedirectResponse(f"/projects/{project_id}/admin?imported={created}", 303)
+
+
+def _import_upload(request: Request, project_id: int, form: FormData) -> int:
+    """Check the admin's session, then read and store the upload; the items it created."""
     factory = request.app.state.sessions
     with factory() as session:
         me, token = signed_in(request, session)
         check_csrf(request, token, str(form.get(CSRF_FIELD, "")))
         require(me, "admin")
         page_project(session, project_id)
+        session.commit()  # end the read: no transaction stays open while the file is parsed
         try:
-            items = await services.csv_items(request, form.get("gold") == "true")
-            created = repo.add_items(session, project_id, items)
+            items = uploads.upload_items(form, gold=form.get("gold") == "true")
+            return repo.add_items(session, project_id, items)
         except HTTPException as exc:
             raise PageError(exc.status_code, str(exc.detail)) from None
         except ValueError as exc:
             raise PageError(422, str(exc)) from None
         except ConflictError as exc:
             raise PageError(services.error_status(exc), str(exc)) from None
-    return RedirectResponse(f"/projects/{project_id}/admin?imported={len(created)}", 303)
 
 
 @router.get("/projects/{project_id}/admin/export")

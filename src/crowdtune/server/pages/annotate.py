@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi import Response as HTTPResponse
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from crowdtune.records import join_turns
 from crowdtune.server import services
@@ -151,7 +152,8 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
     """Store a vote. JSON (``{"verdict": ..., "seconds": ...}`` with ``X-CSRF-Token`` and
     ``Idempotency-Key``) answers JSON; a form post (``verdict``, ``csrf_token``,
     ``idempotency_key``) redirects back to the annotation page. A task of another project
-    than the URL's is 404."""
+    than the URL's is 404. The body is read here; the rest (sign-in, the store) runs on a
+    worker thread, so a vote that waits for the database never stalls other requests."""
     is_json = request.headers.get("content-type", "").startswith("application/json")
     if is_json:
         try:
@@ -165,6 +167,24 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
         form = await request.form()
         body = {k: form.get(k) for k in ("verdict", "seconds")}
         sent_csrf, key = str(form.get(CSRF_FIELD, "")), str(form.get("idempotency_key") or "")
+    return await run_in_threadpool(
+        _store_vote, request, project_id, task_id, body=body, is_json=is_json,
+        sent_csrf=sent_csrf, key=key,
+    )  # fmt: skip
+
+
+def _store_vote(
+    request: Request,
+    project_id: int,
+    task_id: int,
+    *,
+    body: dict[str, Any],
+    is_json: bool,
+    sent_csrf: str | None,
+    key: str | None,
+) -> Any:
+    """The vote of :func:`vote` once its body is read: check the session, CSRF, role, the
+    project and that the task is in it (404 otherwise), then store it."""
     factory = request.app.state.sessions
     with factory() as session:
         me, token = signed_in(request, session)

@@ -3,13 +3,15 @@ uploaded arena CSV)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from crowdtune.server import services
+from crowdtune.server import services, uploads
 from crowdtune.server.deps import Admin, SessionDep
 from crowdtune.server.schemas import Created, ItemIn, ItemsCreated, ProjectIn, RowId
 from crowdtune.store import repository as repo
@@ -20,14 +22,18 @@ _ITEMS = TypeAdapter(list[ItemIn])
 
 async def item_payload(request: Request) -> list[dict[str, Any]]:
     """The items of an import: a JSON list of :class:`ItemIn`, or a multipart arena CSV
-    (field ``file``) whose winner columns become gold answers with ``?gold=true``."""
+    (field ``file``) whose winner columns become gold answers with ``?gold=true``. Parsed on a
+    worker thread: a large import never stalls other requests."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        return await services.csv_items(
-            request, request.query_params.get("gold", "false") == "true"
-        )
+        return await uploads.csv_items(request, request.query_params.get("gold", "false") == "true")
+    return await run_in_threadpool(json_items, await request.body())
+
+
+def json_items(body: bytes) -> list[dict[str, Any]]:
+    """The items of a JSON list of :class:`ItemIn`; 422 naming the field of a bad one."""
     try:
-        raw = await request.json()
+        raw = json.loads(body)
     except ValueError:
         raise services.unprocessable(
             "expected a JSON list of items, or a multipart/form-data upload of an arena CSV "
@@ -98,4 +104,4 @@ def add_items(
         created = repo.add_items(session, project_id, items)
     except ValueError as exc:
         raise services.unprocessable(str(exc)) from None
-    return ItemsCreated(created=len(created))
+    return ItemsCreated(created=created)

@@ -1,0 +1,72 @@
+"""Items uploaded as a file: an arena CSV (gzipped or not) in the multipart form field ``file``,
+read off the event loop.
+
+The upload is decompressed in chunks into a temporary file and parsed from there, on a worker
+thread (:func:`csv_items`), so a large import never stalls other requests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from crowdtune.datasets.comparisons import read_arena_csv
+from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.server.services import unprocessable
+from crowdtune.store import repository as repo
+
+#: Bytes read (and, for gzip, decompressed) at a time.
+CHUNK_BYTES = 1 << 16
+
+
+def copy_upload(source: IO[bytes], target: IO[bytes], *, name: str) -> int:
+    """Copy the upload ``source`` (named ``name``; gunzipped when it ends in ``.gz``) into
+    ``target`` in chunks, and return the bytes written; 422 when a ``.gz`` file is not valid
+    gzip."""
+    reader = gzip.GzipFile(fileobj=source, mode="rb") if name.endswith(".gz") else source
+    written = 0
+    while True:
+        try:
+            chunk = reader.read(CHUNK_BYTES)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise unprocessable(f"{name}: not a readable gzip file ({exc})") from None
+        if not chunk:
+            return written
+        written += len(chunk)
+        target.write(chunk)
+
+
+def upload_items(form: FormData, *, gold: bool) -> list[dict[str, Any]]:
+    """The items of the arena CSV in the form's field ``file`` (gzipped or not), each row's
+    winner as the gold answer when ``gold``; 422 naming the data row and column of a malformed
+    file. Blocking: call it off the event loop."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise unprocessable("multipart upload needs the arena CSV in the field 'file'")
+    name = Path(upload.filename or "upload.csv").name
+    upload.file.seek(0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "upload.csv"
+        with path.open("wb") as target:
+            copy_upload(upload.file, target, name=name)
+        try:
+            comparisons = read_arena_csv(path)
+        except DatasetFormatError as exc:
+            where = (f", data row {exc.row}" if exc.row is not None else "") + (
+                f", column {exc.column!r}" if exc.column else ""
+            )
+            raise unprocessable(f"{name}{where}: {exc.problem}") from None
+    return [repo.comparison_item(c, gold) for c in comparisons]
+
+
+async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
+    """:func:`upload_items` of the request's multipart form, on a worker thread."""
+    form = await request.form()
+    return await run_in_threadpool(upload_items, form, gold=gold)
