@@ -5,7 +5,6 @@ another body (422 naming the key; the same body again still gets the stored repl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,23 +27,16 @@ from test_server_pages import csrf_of, sign_in
 API = "/api/v1"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'votes.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def items(prefix: str) -> list[dict[str, Any]]:
     return [{"prompt": f"{prefix} {i}", "response_a": "a", "response_b": "b"} for i in range(2)]
 
 
 @pytest.fixture
-def site(db_url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], str]]:
+def site(backend_url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], str]]:
     """A client; the auth headers of root (admin), ann and bob; the database URL."""
-    auth = people(db_url)
-    with TestClient(create_app(db_url)) as client:
-        yield client, auth, db_url
+    auth = people(backend_url)
+    with TestClient(create_app(backend_url)) as client:
+        yield client, auth, backend_url
 
 
 def stored_votes(url: str) -> list[tuple[int, str, str | None, float | None]]:
@@ -147,9 +139,9 @@ def test_the_page_vote_refuses_a_reused_key_with_another_verdict(site):
     assert stored_votes(url) == [(task["task_id"], "b", None, 4.0)]
 
 
-def test_submit_response_compares_the_body_under_a_known_key(db_url):
-    people(db_url)
-    engine = make_engine(db_url)
+def test_submit_response_compares_the_body_under_a_known_key(backend_url):
+    people(backend_url)
+    engine = make_engine(backend_url)
     try:
         with session_factory(engine)() as session:
             project = create_project(session, "store")
@@ -177,4 +169,4 @@ def test_submit_response_compares_the_body_under_a_known_key(db_url):
                 )  # fmt: skip
     finally:
         engine.dispose()
-    assert len(stored_votes(db_url)) == 1
+    assert len(stored_votes(backend_url)) == 1

@@ -14,6 +14,13 @@ def serve_cmd(
     max_body_bytes: int = typer.Option(
         1_000_000, "--max-body-bytes", help="Largest request body accepted (larger: 413)."
     ),
+    max_decompressed_bytes: int | None = typer.Option(
+        None,
+        "--max-decompressed-bytes",
+        min=1,
+        help="Largest uploaded file accepted once decompressed, e.g. a .csv.gz import "
+        "(larger: 413). Default: --max-body-bytes.",
+    ),
     rate_limit: int = typer.Option(
         600, "--rate-limit", help="Requests per minute per token (more: 429)."
     ),
@@ -52,6 +59,7 @@ def serve_cmd(
         app = create_app(
             db,
             max_body_bytes=max_body_bytes,
+            max_decompressed_bytes=max_decompressed_bytes,
             rate_limit_per_minute=rate_limit,
             sqlite_synchronous=sqlite_sync,
         )

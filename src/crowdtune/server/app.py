@@ -65,6 +65,7 @@ def create_app(
     db_url: str | None = None,
     *,
     max_body_bytes: int = 1_000_000,
+    max_decompressed_bytes: int | None = None,
     rate_limit_per_minute: int = 600,
     sqlite_synchronous: str = "NORMAL",
 ) -> FastAPI:
@@ -76,6 +77,9 @@ def create_app(
     ----------
     max_body_bytes
         Largest request body accepted; larger ones get 413.
+    max_decompressed_bytes
+        Largest uploaded file accepted once decompressed (a ``.csv.gz`` import); larger ones
+        get 413 and nothing is stored. None: ``max_body_bytes``.
     rate_limit_per_minute
         Requests one token (or, without a token, one client address) may send to the API in
         any 60 seconds; more get 429 with ``Retry-After``.
@@ -86,6 +90,9 @@ def create_app(
     # Bad settings fail here, before the server starts.
     url = normalize_url(DEFAULT_URL if db_url is None else db_url)
     sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
+    upload_limit = max_body_bytes if max_decompressed_bytes is None else max_decompressed_bytes
+    if upload_limit < 1:
+        raise ValueError(f"max_decompressed_bytes must be at least 1, got {upload_limit}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +115,7 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
+    app.state.max_decompressed_bytes = upload_limit  # read by crowdtune.server.uploads
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RateLimit, per_minute=rate_limit_per_minute, prefix=API_PREFIX + "/")
 

@@ -110,7 +110,9 @@ def _import_upload(request: Request, project_id: int, form: FormData) -> int:
         page_project(session, project_id)
         session.commit()  # end the read: no transaction stays open while the file is parsed
         try:
-            items = uploads.upload_items(form, gold=form.get("gold") == "true")
+            items = uploads.upload_items(
+                form, gold=form.get("gold") == "true", limit=uploads.upload_limit(request)
+            )
             return repo.add_items(session, project_id, items)
         except HTTPException as exc:
             raise PageError(exc.status_code, str(exc.detail)) from None
