@@ -156,6 +156,28 @@ def test_arena_csv_winners_must_be_one_hot(tmp_path: Path, winners: tuple[str, .
     assert err.value.column is not None and err.value.column.startswith("winner_")
 
 
+@pytest.mark.parametrize(
+    ("column", "cell", "problem"),
+    [
+        ("prompt", '["\\ud800"]', "turn 1 contains a lone surrogate"),
+        ("response_a", '["fine", "x\\u0000"]', "turn 2 contains a NUL character"),
+        ("response_b", "[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+        ("prompt", "[NaN]", "turn 1 NaN is not a finite number"),
+        ("id", "x\x00", "contains a NUL character"),
+        ("model_a", "m\x00", "contains a NUL character"),
+    ],
+)
+def test_arena_csv_refuses_text_that_cannot_be_stored_or_served(
+    tmp_path: Path, column: str, cell: str, problem: str
+) -> None:
+    rows = [kaggle_row("1"), kaggle_row("2")]
+    rows[1][KAGGLE_HEADER.index(column)] = cell
+    path = write_kaggle(tmp_path / "a.csv", rows)
+    with pytest.raises(DatasetFormatError, match=problem) as err:
+        read_arena_csv(path)
+    assert (err.value.row, err.value.column) == (2, column)
+
+
 def test_arena_csv_duplicate_id(tmp_path: Path) -> None:
     path = write_kaggle(tmp_path / "a.csv", [kaggle_row("1"), kaggle_row("2"), kaggle_row("1")])
     with pytest.raises(DatasetFormatError, match="repeats data row 1") as err:
@@ -177,6 +199,8 @@ def test_arena_csv_duplicate_id(tmp_path: Path) -> None:
         ({"response_a": [1]}, "response_a", "list of strings"),
         ({"annotator": 3}, "annotator", "string or null"),
         ({"id": "1"}, "id", "repeats line 1"),
+        ({"prompt": ["\ud800"]}, "prompt", "lone surrogate"),
+        ({"model_b": "m\x00"}, "model_b", "NUL character"),
     ],
 )
 def test_jsonl_errors_name_line_and_field(
@@ -191,6 +215,13 @@ def test_jsonl_errors_name_line_and_field(
         read_jsonl(path)
     assert (err.value.row, err.value.column) == (3, field)  # line 3: the blank line counts
     assert str(path) in str(err.value)
+
+
+def test_jsonl_line_nested_too_deeply_never_reaches_the_parser(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match="line 1: nested deeper than 32 levels"):
+        read_jsonl(path)
 
 
 def test_jsonl_bad_json_line(tmp_path: Path) -> None:

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, Any, Literal, cast
 
 import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.datasets.textfile import atomic_path, json_lines
 from crowdtune.records import Comparison, Verdict
-from crowdtune.validation import check_choice
+from crowdtune.validation import InputError, check_choice, loads_json, text_problem
 
 #: Columns an arena CSV must have.
 ARENA_REQUIRED_COLUMNS = (
@@ -91,13 +91,17 @@ def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
 
 
 def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
-    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong."""
+    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong
+    (what :func:`crowdtune.validation.loads_json` refuses too: a NUL, a lone surrogate, ...)."""
     try:
-        value = json.loads(cell)
+        value = loads_json(cell)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"not valid JSON ({err.msg} at character {err.pos}): {cell[:80]!r}"
         ) from None
+    except InputError as err:
+        turn = f"turn {err.where[0] + 1} " if err.where and isinstance(err.where[0], int) else ""
+        raise ValueError(f"{turn}{err.problem}") from None
     if not isinstance(value, list):
         raise ValueError(f"expected a JSON list of strings, got {type(value).__name__}")
     if nulls_as_empty:
@@ -105,6 +109,17 @@ def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
     if bad := [turn for turn in value if not isinstance(turn, str)]:
         raise ValueError(f"expected a JSON list of strings, but it holds {bad[0]!r}")
     return tuple(value)
+
+
+def _check_text_cells(record: Mapping[Any, str]) -> tuple[str, str] | None:
+    """The first cell of a row (in the columns read) holding text that
+    :func:`~crowdtune.validation.text_problem` refuses (a NUL, a lone surrogate), as
+    ``(column, problem)``; None when there is none."""
+    for column in (*ARENA_REQUIRED_COLUMNS, *ARENA_OPTIONAL_COLUMNS):
+        cell = record.get(column)
+        if cell is not None and (problem := text_problem(cell)) is not None:
+            return column, problem
+    return None
 
 
 def read_arena_csv(path: str | Path) -> list[Comparison]:
@@ -118,7 +133,8 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         cells give None) and other columns are ignored. ``prompt``, ``response_a`` and
         ``response_b`` hold JSON lists of strings, one per turn; ``null`` entries (as in the
         Kaggle data) read as empty strings. The winner columns hold ``0``/``1`` with exactly
-        one ``1`` per row.
+        one ``1`` per row. No text may hold a NUL character or a lone surrogate
+        (:func:`crowdtune.validation.text_problem`).
 
     Returns
     -------
@@ -131,8 +147,9 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         The file does not exist.
     DatasetFormatError
         A column is missing, a turn cell is not a JSON list of strings, the winner columns of a
-        row are not one-hot, or an id is empty or repeated. The error names the file, the 1-based
-        data row and the column; nothing is returned.
+        row are not one-hot, an id is empty or repeated, or a cell holds a NUL or a lone
+        surrogate. The error names the file, the 1-based data row and the column; nothing is
+        returned.
     """
     path = Path(path)
     _require_file(path)
@@ -152,6 +169,8 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
     comparisons: list[Comparison] = []
     first_row: dict[str, int] = {}
     for row, record in enumerate(frame.to_dict("records"), start=1):
+        if (bad := _check_text_cells(record)) is not None:
+            raise DatasetFormatError(path, bad[1], how, row=row, column=bad[0])
         ident = record["id"]
         if not ident.strip():
             raise DatasetFormatError(path, "empty id", how, row=row, column="id")
@@ -271,6 +290,11 @@ def _comparison_from_json(data: object) -> Comparison:
     for field in _OPTIONAL_FIELDS:
         if not isinstance(data.get(field), str | None):
             raise KeyError(field, f"expected a string or null, got {data[field]!r:.80}")
+    for field in ("id", *_TURN_FIELDS, *_OPTIONAL_FIELDS):
+        texts = data.get(field)
+        for text in texts if isinstance(texts, list) else [texts]:
+            if isinstance(text, str) and (problem := text_problem(text)) is not None:
+                raise KeyError(field, problem)
     try:
         verdict = Verdict.parse(data["verdict"])
     except ValueError as err:
@@ -301,8 +325,8 @@ def read_jsonl(path: str | Path) -> list[Comparison]:
         The file does not exist.
     DatasetFormatError
         A line is not JSON, misses a required field or has an unknown one, a field has the wrong
-        type, a verdict is unknown, or an id repeats. The error's row is the 1-based line
-        number and its column the field; nothing is returned.
+        type or holds a NUL or a lone surrogate, a verdict is unknown, or an id repeats. The
+        error's row is the 1-based line number and its column the field; nothing is returned.
     """
     path = Path(path)
     _require_file(path)
