@@ -5,7 +5,8 @@ and ``/static``, and migrates the database when the app starts.
 What each part owns: :mod:`~crowdtune.server.deps` (session, caller, roles),
 :mod:`~crowdtune.server.routes` (the API, one router per resource), :mod:`~crowdtune.server.pages`
 (the web pages), :mod:`~crowdtune.server.services` (what both do), :mod:`~crowdtune.server.limits`
-(body size and rate). :data:`API_DESCRIPTION` is the API's description in the OpenAPI docs.
+(body size and rate), :mod:`~crowdtune.server.inputs` (what no request may hold).
+:data:`API_DESCRIPTION` is the API's description in the OpenAPI docs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from crowdtune.server.auth import TokenCache
+from crowdtune.server.inputs import InputCheck, validation_error
 from crowdtune.server.limits import BodySizeLimit, RateLimit
 from crowdtune.server.pages import admin as admin_pages
 from crowdtune.server.pages import annotate as annotate_pages
@@ -52,6 +55,11 @@ answers, so an acknowledged vote is stored.
 Idempotent votes: ``POST /api/v1/tasks/{task_id}/responses`` with an ``Idempotency-Key`` header
 answers **201** when it stores the vote and **200** with the same body (and the header
 ``Idempotent-Replayed: true``) when the key was seen before, storing nothing.
+
+Input that cannot break anything: no text may hold a NUL character or a lone surrogate, no
+JSON number may be non-finite (``NaN``, ``Infinity``, ``1e400``) or an integer past 64 bits,
+and no JSON body may nest deeper than 32 levels; each is a 422 naming the field, before
+anything is stored.
 """
 #: The API's routers, in the order their routes are matched.
 API_ROUTERS = (projects.router, tasks.router, exports.router, stats.router, rounds.router)
@@ -107,8 +115,12 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
+    # Innermost first: the input check sees a body the size limit let through.
+    app.add_middleware(InputCheck)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RateLimit, per_minute=rate_limit_per_minute, prefix=API_PREFIX + "/")
+
+    app.exception_handler(RequestValidationError)(validation_error)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:

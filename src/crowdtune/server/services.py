@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 from fastapi import HTTPException, Request
 from fastapi import Response as HTTPResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
@@ -28,8 +29,8 @@ from crowdtune.datasets.comparisons import (
     write_trl_jsonl,
 )
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.records import Verdict, comparisons_frame
-from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
+from crowdtune.records import Comparison, Verdict, comparisons_frame
+from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
 from crowdtune.store import repository as repo
@@ -40,6 +41,8 @@ from crowdtune.tables import jsonable
 STATS_BOOTSTRAP = 200
 #: The HTTP status of each store error (any other :class:`StoreError` is 500).
 STORE_ERROR_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
+#: The columns of an arena CSV behind the item fields they are not named after.
+_COLUMN_OF_FIELD = {"gold": "winner_model_a, winner_model_b, winner_tie"}
 #: The export formats: format -> (file suffix, media type).
 EXPORTS = {
     "arena-csv": (".csv", "text/csv; charset=utf-8"),
@@ -171,6 +174,29 @@ def export_download(
     )
 
 
+def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[str, Any]:
+    """The item of one comparison read from an uploaded file (data row ``row`` of ``name``),
+    checked like an item of a JSON import (:class:`~crowdtune.server.schemas.ItemIn`: text,
+    lengths, one response turn per prompt turn); its verdict is the gold answer when ``gold``.
+    422 naming the file, the row and the column of the first problem."""
+    fields = {
+        "prompt": list(comparison.prompt),
+        "response_a": list(comparison.response_a),
+        "response_b": list(comparison.response_b),
+        "model_a": comparison.model_a,
+        "model_b": comparison.model_b,
+        "gold": comparison.verdict.name.lower() if gold else None,
+        "id": comparison.id,
+    }
+    try:
+        return ItemIn.model_validate(fields).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = _COLUMN_OF_FIELD.get(str(error["loc"][0]), str(error["loc"][0]))
+        problem = error["msg"].removeprefix("Value error, ")
+        raise unprocessable(f"{name}, data row {row}, column {column!r}: {problem}") from None
+
+
 async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
     """The items of an arena CSV uploaded as the multipart form field ``file`` (gzipped or
     not), each row's winner as the gold answer when ``gold``; 422 naming the data row and
@@ -191,7 +217,7 @@ async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:
                 f", column {exc.column!r}" if exc.column else ""
             )
             raise unprocessable(f"{name}{where}: {exc.problem}") from None
-    return [repo.comparison_item(c, gold) for c in comparisons]
+    return [import_row(name, row, c, gold) for row, c in enumerate(comparisons, start=1)]
 
 
 # ---------------------------------------------------------------------------------------------
