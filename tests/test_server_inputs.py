@@ -1,8 +1,10 @@
 """Input that cannot break the server (issue 18, findings 1 and 7), on SQLite and PostgreSQL.
 
-Every write route refuses a lone surrogate, a NUL, a non-finite number, an integer past 64
-bits, nesting past 32 levels and unpaired turns with a 422 that names the field (the row and
-column for a CSV), and nothing is stored.
+- Every write route refuses a lone surrogate, a NUL, a non-finite number, an integer past 64
+  bits, nesting past 32 levels and unpaired turns with a 422 that names the field (the row and
+  column for a CSV), and nothing is stored.
+- Text stored before these checks (put in with SQL here) is served with U+FFFD: the next task
+  (API and page) and every export answer 200.
 """
 
 from __future__ import annotations
@@ -228,6 +230,94 @@ def test_pages_refuse_what_could_break_them(server, tmp_path):
     reply = stranger.post("/signin", data={"token": "x\x00", "csrf_token": nonce})
     assert reply.status_code == 422
     assert row_counts(url) == before
+
+
+def vote_all(client: TestClient, project: int, auth: dict[str, str], verdict: str) -> None:
+    """Answer every task the project has left for ``auth`` with ``verdict``."""
+    while True:
+        task = client.get(f"{API}/projects/{project}/tasks/next", headers=auth)
+        if task.status_code == 204:
+            return
+        assert task.status_code == 200, task.text
+        path = f"{API}/tasks/{task.json()['task_id']}/responses"
+        reply = client.post(path, json={"verdict": verdict}, headers=auth)
+        assert reply.status_code == 201, reply.text
+
+
+def store_directly(url: str, item_id: int, column: str, value: object) -> None:
+    """Put a JSON value into an item's column with SQL, as an older version could have."""
+    engine = make_engine(url)
+    cast = "CAST(:value AS JSON)" if engine.dialect.name == "postgresql" else ":value"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(f"UPDATE item SET {column} = {cast} WHERE id = :id"),
+                {"value": json.dumps(value), "id": item_id},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_text_stored_before_the_checks_is_served_with_replacement_characters(server):
+    """A lone surrogate stored by an older version (here with SQL): the next task (API and
+    pages) and every export answer 200 with U+FFFD in its place; an item with unpaired turns
+    is left out of the TRL export (counted in ``X-Left-Out``), never a 500."""
+    client, auth, project, task, url = server
+    for item in (1, 2):
+        store_directly(url, item, "prompt", ["broken \ud800 text"])
+    store_directly(url, 1, "response_a", ["fine", "\udfff"])  # 2 turns: unpaired too
+    reply = client.get(f"{API}/projects/{project}/tasks/next", headers=auth["ann"])
+    assert reply.status_code == 200, reply.text
+    shown = reply.json()
+    assert shown["task_id"] == task
+    assert shown["item"]["prompt"] == f"broken {REPLACEMENT} text"
+    assert shown["item"]["response_a"] == f"fine\n\n{REPLACEMENT}"
+
+    tokens = {name: header["Authorization"].split()[1] for name, header in auth.items()}
+    sign_in(client, tokens["bob"])
+    page = client.get(f"/projects/{project}/annotate")
+    assert page.status_code == 200 and f"broken {REPLACEMENT} text" in page.text
+    nxt = client.get(f"/projects/{project}/next")
+    assert nxt.status_code == 200 and REPLACEMENT in nxt.json()["prompt_html"]
+
+    for name in ("ann", "bob"):
+        vote_all(client, project, auth[name], "b")
+    exports = {}
+    for fmt in ("arena-csv", "jsonl", "trl"):
+        reply = client.get(
+            f"{API}/projects/{project}/export", params={"format": fmt}, headers=auth["root"]
+        )
+        assert reply.status_code == 200, (fmt, reply.text)
+        exports[fmt] = reply
+        assert "\\ud800" not in reply.text
+    assert f"broken {REPLACEMENT} text" in exports["arena-csv"].text
+    votes = [json.loads(line) for line in exports["jsonl"].text.splitlines()]
+    assert [v["prompt"] for v in votes] == [[f"broken {REPLACEMENT} text"]] * 4
+    trl = exports["trl"].text.splitlines()
+    assert len(trl) == 2 and exports["trl"].headers["X-Left-Out"] == "2"
+
+
+def test_exports_never_fail_on_what_is_stored(server):
+    """Ids an export makes that collide (an id-less item is ``item-{row id}``, which an
+    imported id may be too), an item stored with no turns at all: every export answers 200."""
+    client, auth, project, _, url = server
+    items = [ITEM, {**ITEM, "id": "item-3"}]  # item 3 has no id; item 4 is called item-3
+    reply = client.post(f"{API}/projects/{project}/items", json=items, headers=auth["root"])
+    assert reply.status_code == 201, reply.text
+    for column in ("prompt", "response_a", "response_b"):
+        store_directly(url, 2, column, [])
+    for name in ("ann", "bob"):
+        vote_all(client, project, auth[name], "a")
+    exports = {}
+    for fmt in ("arena-csv", "jsonl", "trl"):
+        exports[fmt] = client.get(
+            f"{API}/projects/{project}/export", params={"format": fmt}, headers=auth["root"]
+        )
+        assert exports[fmt].status_code == 200, (fmt, exports[fmt].text)
+    ids = [json.loads(line)["id"] for line in exports["jsonl"].text.splitlines()]
+    assert len(ids) == len(set(ids)) == 8
+    assert {"item-3/ann", "item-3/ann#2", "item-3/bob", "item-3/bob#2"} <= set(ids)
+    assert exports["trl"].headers["X-Left-Out"] == "2"  # item 2's votes: no turns
 
 
 def test_the_validation_error_body_is_always_json():

@@ -2,7 +2,9 @@
 
 Every text field of a request is a :data:`Text`: a string that
 :func:`crowdtune.validation.text_problem` accepts (no NUL, no lone surrogate), so a bad character
-is a 422 naming the field before anything is stored.
+is a 422 naming the field before anything is stored. Every text field of an item served to an
+annotator is a :data:`ServedText`, which replaces what UTF-8 cannot encode (text stored before
+these checks existed) instead of failing to answer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import (
 )
 
 from crowdtune.records import unpaired_turns
-from crowdtune.validation import text_problem
+from crowdtune.validation import encodable_text, text_problem
 
 
 def _checked_text(value: str) -> str:
@@ -35,6 +37,8 @@ def _checked_text(value: str) -> str:
 #: A string from a request: 422 for a NUL or a lone surrogate
 #: (:func:`crowdtune.validation.text_problem`).
 Text = Annotated[str, AfterValidator(_checked_text)]
+#: A string served to an annotator: characters UTF-8 cannot encode become U+FFFD.
+ServedText = Annotated[str, AfterValidator(encodable_text)]
 Turns = Annotated[
     Annotated[Text, Tag("text")] | Annotated[list[Text], Field(min_length=1), Tag("turns")],
     # Tagged, so that an error names the field and one of the two forms, not both.
@@ -99,9 +103,9 @@ class ItemsCreated(BaseModel):
 class TaskItem(BaseModel):
     """What an annotator sees: turns joined for display; never gold answers or others' votes."""
 
-    prompt: str
-    response_a: str
-    response_b: str
+    prompt: ServedText
+    response_a: ServedText
+    response_b: ServedText
 
 
 class TaskOut(BaseModel):

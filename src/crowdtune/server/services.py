@@ -10,6 +10,7 @@ pass through and get the status :func:`error_status` gives them.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from collections.abc import Sequence
@@ -29,13 +30,14 @@ from crowdtune.datasets.comparisons import (
     write_trl_jsonl,
 )
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.records import Comparison, Verdict, comparisons_frame
+from crowdtune.records import Comparison, Verdict, comparisons_frame, unpaired_turns
 from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown
 from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import VERDICT_CODES, Round
 from crowdtune.tables import jsonable
+from crowdtune.validation import encodable_text, text_problem
 
 #: Bootstrap resamples behind the agreement intervals of the project stats.
 STATS_BOOTSTRAP = 200
@@ -153,9 +155,23 @@ def export_download(
     session: Session, project_id: int, format: str, *, ties: Literal["drop", "keep"] = "drop"
 ) -> HTTPResponse:
     """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
-    TRL preference JSONL (ties dropped unless ``ties="keep"``)."""
+    TRL preference JSONL (ties dropped unless ``ties="keep"``).
+
+    Text stored before the input checks existed that UTF-8 cannot encode (a lone surrogate)
+    is written with U+FFFD in its place. The TRL rows need one response turn per
+    prompt turn on each side; votes on items stored without (before the import checked it) are
+    left out, and the header ``X-Left-Out`` counts them. Ids are ``{item}/{contributor}``,
+    made unique (see :func:`_unique_ids`).
+    """
     project = repo.get_project(session, project_id)
-    comparisons = repo.project_comparisons(session, project_id)
+    comparisons = _unique_ids(
+        [_encodable(c) for c in repo.project_comparisons(session, project_id)]
+    )
+    headers: dict[str, str] = {}
+    if format == "trl":
+        paired = [c for c in comparisons if _paired(c)]
+        headers["X-Left-Out"] = str(len(comparisons) - len(paired))
+        comparisons = paired
     suffix, media_type = EXPORTS[format]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"export{suffix}"
@@ -167,11 +183,58 @@ def export_download(
             write_trl_jsonl(comparisons, path, ties)
         content = path.read_bytes()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
-    return HTTPResponse(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{slug}-votes{suffix}"'},
+    headers["Content-Disposition"] = f'attachment; filename="{slug}-votes{suffix}"'
+    return HTTPResponse(content, media_type=media_type, headers=headers)
+
+
+def _encodable(c: Comparison) -> Comparison:
+    """The comparison with every character UTF-8 cannot encode replaced by U+FFFD
+    (:func:`~crowdtune.validation.encodable_text`); itself when no text has a problem (the
+    common case, found without copying)."""
+    labels = (c.annotator, c.model_a, c.model_b, c.source)
+    texts = (c.id, *c.prompt, *c.response_a, *c.response_b, *(t for t in labels if t))
+    if not any(text_problem(t) for t in texts):
+        return c
+
+    def turns(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(map(encodable_text, values))
+
+    def label(value: str | None) -> str | None:
+        return None if value is None else encodable_text(value)
+
+    return dataclasses.replace(
+        c,
+        id=encodable_text(c.id),
+        prompt=turns(c.prompt),
+        response_a=turns(c.response_a),
+        response_b=turns(c.response_b),
+        annotator=label(c.annotator),
+        model_a=label(c.model_a),
+        model_b=label(c.model_b),
+        source=label(c.source),
     )
+
+
+def _unique_ids(comparisons: list[Comparison]) -> list[Comparison]:
+    """The votes with unique ids, as the writers need: an item without an external id is
+    exported as ``item-{row id}``, which another item's external id may equal; a repeated id
+    gets ``#2`` (``#3``, ...) appended, in vote order."""
+    used: set[str] = set()
+    out = []
+    for c in comparisons:
+        ident, n = c.id, 1
+        while ident in used:
+            n += 1
+            ident = f"{c.id}#{n}"
+        used.add(ident)
+        out.append(c if ident == c.id else dataclasses.replace(c, id=ident))
+    return out
+
+
+def _paired(c: Comparison) -> bool:
+    """Whether TRL rows can hold the vote: at least one turn, each side one per prompt turn."""
+    sides = (c.response_a, c.response_b)
+    return bool(c.prompt) and all(unpaired_turns(c.prompt, side) is None for side in sides)
 
 
 def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[str, Any]:
