@@ -31,6 +31,7 @@ from crowdtune.datasets import (
     write_trl_jsonl,
 )
 from crowdtune.datasets.car import parse_car_pairs
+from crowdtune.datasets.comparisons import FORMULA_PREFIXES
 from crowdtune.datasets.hh_rlhf import parse_hh_rlhf
 from crowdtune.datasets.pandalm import parse_pandalm
 from crowdtune.records import Comparison, Verdict
@@ -110,6 +111,50 @@ def test_kaggle_arena_csv_reads_nulls_and_absent_model_columns(tmp_path: Path) -
     [c] = read_arena_csv(path)
     assert c == Comparison("7", ("Hello", "More"), ("Hi there", ""), ("Hey", "Bye"), Verdict.TIE)
     assert load_comparisons(str(path)) == [c]
+
+
+FORMULAS = (
+    "=1+1",
+    "@SUM(A1)",
+    '=HYPERLINK("http://evil.example","x")',
+    "-2+3",
+    "+1",
+    "\t=1",
+    "\r=1",
+)
+
+
+def formula_comparisons() -> list[Comparison]:
+    """A formula in every text cell: id, models, annotator, source, prompt and responses."""
+    return [
+        Comparison(f, (f,), (f,), (FORMULAS[i - 1],), Verdict.A, f, f, FORMULAS[i - 2], f)
+        for i, f in enumerate(FORMULAS)
+    ]
+
+
+def test_arena_csv_spreadsheet_safe_neutralises_formula_cells(tmp_path: Path) -> None:
+    """OWASP's rule: a cell beginning with =, +, -, @, a tab or a carriage return gets a single
+    quote in front; the turn cells are JSON lists (they begin with "[") and stay as they are."""
+    path = write_arena_csv(formula_comparisons(), tmp_path / "safe.csv", spreadsheet_safe=True)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = [cell for row in rows for cell in row.values()]
+    assert not [cell for cell in cells if cell.startswith(FORMULA_PREFIXES)]
+    for row, f in zip(rows, FORMULAS, strict=True):
+        assert row["id"] == row["model_a"] == row["annotator"] == row["source"] == "'" + f
+        assert json.loads(row["prompt"]) == [f]
+    back = read_arena_csv(path)  # the quotes stay: JSON Lines keeps the exact text
+    assert [c.id for c in back] == ["'" + f for f in FORMULAS]
+    assert [c.prompt for c in back] == [c.prompt for c in formula_comparisons()]
+
+
+@pytest.mark.parametrize("name", ["own.csv", "own.jsonl"])
+def test_files_of_your_own_records_keep_formula_text_exactly(tmp_path: Path, name: str) -> None:
+    """By default (a user's own arena CSV) and in JSON Lines, the text round-trips unchanged."""
+    writer, reader = (
+        (write_arena_csv, read_arena_csv) if name.endswith(".csv") else (write_jsonl, read_jsonl)
+    )
+    assert reader(writer(formula_comparisons(), tmp_path / name)) == formula_comparisons()
 
 
 def test_writers_reject_duplicate_ids(tmp_path: Path) -> None:

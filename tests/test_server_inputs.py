@@ -1,10 +1,12 @@
-"""Input that cannot break the server (issue 18, findings 1 and 7), on SQLite and PostgreSQL.
+"""Input that cannot break the server, and exports that cannot attack their reader (issue 18,
+findings 1, 6 and 7), on SQLite and PostgreSQL.
 
 - Every write route refuses a lone surrogate, a NUL, a non-finite number, an integer past 64
   bits, nesting past 32 levels and unpaired turns with a 422 that names the field (the row and
   column for a CSV), and nothing is stored.
 - Text stored before these checks (put in with SQL here) is served with U+FFFD: the next task
   (API and page) and every export answer 200.
+- The arena CSV export neutralises formula cells; JSONL keeps the exact text.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
+from crowdtune.datasets.comparisons import FORMULA_PREFIXES
 from crowdtune.server import create_app
 from crowdtune.server.inputs import validation_error
-from crowdtune.store import make_engine
+from crowdtune.store import make_engine, session_factory, upgrade
+from crowdtune.store.repository import create_contributor
 from test_server_api import arena_csv, new_project, people
 from test_server_pages import csrf_of, sign_in
 
@@ -318,6 +322,53 @@ def test_exports_never_fail_on_what_is_stored(server):
     assert len(ids) == len(set(ids)) == 8
     assert {"item-3/ann", "item-3/ann#2", "item-3/bob", "item-3/bob#2"} <= set(ids)
     assert exports["trl"].headers["X-Left-Out"] == "2"  # item 2's votes: no turns
+
+
+FORMULAS = ["=1+1", "@SUM(A1)", '=HYPERLINK("http://evil.example","x")', "-2+3", "+1"]
+VOTER = '=HYPERLINK("http://evil.example","x")'  # a contributor's name: the annotator column
+
+
+def test_the_arena_csv_export_neutralises_formula_cells(url):
+    """Formulas in the id, model, annotator (contributor name), source (project name), prompt
+    and responses: no cell of the arena CSV export (API or admin page) begins like a formula;
+    the JSONL export keeps the exact text."""
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            root = create_contributor(session, "root", "admin")[1]
+            voter = create_contributor(session, VOTER)[1]
+    finally:
+        engine.dispose()
+    root_auth, voter_auth = ({"Authorization": f"Bearer {t}"} for t in (root, voter))
+    with TestClient(create_app(url)) as client:
+        project = new_project(client, root_auth, "@SUM(A1)", overlap=1)
+        items = [
+            {"prompt": f, "response_a": FORMULAS[i - 1], "response_b": [FORMULAS[i - 2]],
+             "model_a": f, "model_b": FORMULAS[i - 3], "id": f}
+            for i, f in enumerate(FORMULAS)
+        ]  # fmt: skip
+        reply = client.post(f"{API}/projects/{project}/items", json=items, headers=root_auth)
+        assert reply.status_code == 201, reply.text
+        vote_all(client, project, voter_auth, "a")
+        api = client.get(f"{API}/projects/{project}/export?format=arena-csv", headers=root_auth)
+        sign_in(client, root)
+        page = client.get(f"/projects/{project}/admin/export?format=arena-csv")
+        jsonl = client.get(f"{API}/projects/{project}/export?format=jsonl", headers=root_auth)
+    for reply in (api, page):
+        assert reply.status_code == 200, reply.text
+        rows = list(csv.DictReader(io.StringIO(reply.text)))
+        assert len(rows) == len(FORMULAS)
+        cells = [cell for row in rows for cell in row.values()]
+        assert not [cell for cell in cells if cell.startswith(FORMULA_PREFIXES)]
+        assert {row["id"] for row in rows} == {f"'{f}/{VOTER}" for f in FORMULAS}
+        assert {row["model_a"] for row in rows} == {f"'{f}" for f in FORMULAS}
+        assert {row["annotator"] for row in rows} == {f"'{VOTER}"}
+        assert {row["source"] for row in rows} == {"'@SUM(A1)"}
+        assert {json.loads(row["prompt"])[0] for row in rows} == set(FORMULAS)
+    votes = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert {v["model_a"] for v in votes} == set(FORMULAS)
+    assert {v["source"] for v in votes} == {"@SUM(A1)"}
 
 
 def test_the_validation_error_body_is_always_json():

@@ -6,7 +6,9 @@ Three formats, each read into (or written from) :class:`~crowdtune.records.Compa
   ``id, model_a, model_b, prompt, response_a, response_b, winner_model_a, winner_model_b,
   winner_tie``; the prompt and responses are JSON lists of strings, one per turn; the three
   winner columns are one-hot. crowdtune also writes (and reads back, when present) the optional
-  columns ``annotator`` and ``source``, so a round trip loses nothing.
+  columns ``annotator`` and ``source``, so a round trip loses nothing. Written with
+  ``spreadsheet_safe=True`` (as the feedback server exports it), a cell a spreadsheet would run
+  as a formula (``=1+1``, ``@SUM(A1)``) gets a single quote in front.
 - **JSON Lines**, one :meth:`Comparison.to_dict` per line: crowdtune's own lossless format.
 - **TRL preference rows** (``prompt``, ``chosen``, ``rejected``), write-only, for TRL's reward,
   DPO and related trainers.
@@ -68,6 +70,8 @@ _TURN_FIELDS = ("prompt", "response_a", "response_b")
 _OPTIONAL_FIELDS = ("annotator", "model_a", "model_b", "source")
 _JSONL_FIELDS = ("id", *_TURN_FIELDS, "verdict", *_OPTIONAL_FIELDS)
 TIE_CHOICES = ("drop", "keep")
+#: How a cell that a spreadsheet would run as a formula begins (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 _HOW_TO_FIX = (
     "fix the file, or write it again with crowdtune.datasets.{writer} "
@@ -215,7 +219,20 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
     return comparisons
 
 
-def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path:
+def defuse_formula(cell: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula: one that begins with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a single quote in front (OWASP's rule
+    against CSV injection); any other cell is returned unchanged.
+
+    >>> [defuse_formula(c) for c in ("=1+1", "@SUM(A1)", "-2+3", "gpt-4", '["=1+1"]')]
+    ["'=1+1", "'@SUM(A1)", "'-2+3", 'gpt-4', '["=1+1"]']
+    """
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def write_arena_csv(
+    comparisons: Iterable[Comparison], path: str | Path, *, spreadsheet_safe: bool = False
+) -> Path:
     """Write comparisons as an arena CSV that :func:`read_arena_csv` reads back unchanged.
 
     Parameters
@@ -224,6 +241,15 @@ def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path
         The records to write; ids must be unique.
     path
         Target file; a name ending in ``.gz`` is gzip-compressed. Replaced atomically.
+    spreadsheet_safe
+        Make the file safe to open in a spreadsheet: every text cell that a spreadsheet would
+        run as a formula (it begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+        return: ``=HYPERLINK(...)`` in a model name, an id or an annotator's name) gets a single
+        quote in front (:func:`defuse_formula`). Off by default, so that a file written from
+        your own records reads back unchanged; the feedback server's export turns it on,
+        because whoever opens it did not write what is in it. Such cells then read back with
+        the quote: use JSON Lines (:func:`write_jsonl`) for the exact text. The turn cells are
+        JSON lists, which begin with ``[``, so they never change.
 
     Returns
     -------
@@ -236,25 +262,33 @@ def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path
         An id repeats (the reader would reject the file).
     """
     path = Path(path)
+    cell = defuse_formula if spreadsheet_safe else str
     rows = []
     for c in _unique(comparisons):
         rows.append(
             {
-                "id": c.id,
-                "model_a": c.model_a or "",
-                "model_b": c.model_b or "",
+                "id": cell(c.id),
+                "model_a": cell(c.model_a or ""),
+                "model_b": cell(c.model_b or ""),
                 **{
-                    name: json.dumps(list(getattr(c, name)), ensure_ascii=False)
+                    name: cell(json.dumps(list(getattr(c, name)), ensure_ascii=False))
                     for name in _TURN_FIELDS
                 },
                 **{column: int(c.verdict is v) for column, v in _WINNER_COLUMNS.items()},
-                "annotator": c.annotator or "",
-                "source": c.source or "",
+                "annotator": cell(c.annotator or ""),
+                "source": cell(c.source or ""),
             }
         )
     frame = pd.DataFrame(rows, columns=list(ARENA_COLUMNS))
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
+        # CRLF line ends (RFC 4180) also make the writer quote a cell holding a lone carriage
+        # return, which a reader would otherwise take for the end of the row.
+        frame.to_csv(
+            tmp,
+            index=False,
+            lineterminator="\r\n",
+            compression="gzip" if path.name.endswith(".gz") else None,
+        )
     return path
 
 

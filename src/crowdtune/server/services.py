@@ -157,8 +157,11 @@ def export_download(
     """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
     TRL preference JSONL (ties dropped unless ``ties="keep"``).
 
-    Text stored before the input checks existed that UTF-8 cannot encode (a lone surrogate)
-    is written with U+FFFD in its place. The TRL rows need one response turn per
+    The arena CSV is safe to open in a spreadsheet: a cell that would run as a formula (it
+    begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a single quote in
+    front (:func:`~crowdtune.datasets.comparisons.defuse_formula`); JSONL and TRL keep the
+    exact text. Text stored before the input checks existed that UTF-8 cannot encode (a lone
+    surrogate) is written with U+FFFD in its place. The TRL rows need one response turn per
     prompt turn on each side; votes on items stored without (before the import checked it) are
     left out, and the header ``X-Left-Out`` counts them. Ids are ``{item}/{contributor}``,
     made unique (see :func:`_unique_ids`).
@@ -176,7 +179,7 @@ def export_download(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"export{suffix}"
         if format == "arena-csv":
-            write_arena_csv(comparisons, path)
+            write_arena_csv(comparisons, path, spreadsheet_safe=True)
         elif format == "jsonl":
             write_jsonl(comparisons, path)
         else:
