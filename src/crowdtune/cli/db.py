@@ -22,14 +22,14 @@ def upgrade_or_exit(url: str) -> str | None:
     """Migrate the database to the newest schema, or exit 2 naming what went wrong."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from crowdtune.store import normalize_url, upgrade
+    from crowdtune.store import BusyError, normalize_url, upgrade
 
     try:
         shown = normalize_url(url).render_as_string(hide_password=True)
         return upgrade(url)
     except ValueError as exc:
         fail(str(exc))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, BusyError) as exc:
         # The driver's own message, without SQLAlchemy's link and statement.
         reason = str(getattr(exc, "orig", None) or exc).strip()
         fail(f"cannot open or migrate the database {shown}: {reason}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi import Response as HTTPResponse
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -34,7 +35,7 @@ from crowdtune.store import (
     session_factory,
     upgrade,
 )
-from crowdtune.store.db import in_memory, sqlite_synchronous_mode
+from crowdtune.store.db import BUSY_TIMEOUT_MS, busy_timeout, in_memory, sqlite_synchronous_mode
 
 API_PREFIX = "/api/v1"
 #: The API's description in the OpenAPI docs (``/docs``).
@@ -44,7 +45,7 @@ The FastAPI app: routes under ``/api/v1``, bearer-token auth, roles, limits, err
 Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown one) and
 checks the caller's role (403). Store errors map to statuses: :class:`NotFoundError` 404,
 :class:`ForbiddenError` 403, :class:`ConflictError` 409, :class:`BusyError` (the database
-stayed locked) 503; malformed input is 422 naming the field
+stayed locked) 503 with ``Retry-After``; malformed input is 422 naming the field
 (or, for a CSV upload, the row and column). Every error body is ``{"detail": ...}``. Each
 request gets one SQLAlchemy session; writes are committed by the repository before the route
 answers, so an acknowledged vote is stored.
@@ -58,6 +59,29 @@ API_ROUTERS = (projects.router, tasks.router, exports.router, stats.router, roun
 #: The web pages' routers.
 PAGE_ROUTERS = (annotate_pages.router, admin_pages.router)
 STATIC = Path(__file__).parent / "static"
+#: Seconds a caller is asked to wait (``Retry-After``) after a 503 for a busy database.
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
+async def error_answer(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> HTTPResponse:
+    """An error in the form the caller reads: ``{"detail": message}`` under the API, the
+    pages' error (an HTML page, or JSON to a caller that asks for it) elsewhere; with
+    ``headers``."""
+    if request.url.path.startswith(API_PREFIX + "/"):
+        return JSONResponse({"detail": message}, status, headers=headers)
+    response = await page_error(request, PageError(status, message))
+    response.headers.update(headers or {})
+    return response
+
+
+async def store_error(request: Request, exc: StoreError) -> HTTPResponse:
+    """A store error with its status (:func:`~crowdtune.server.services.error_status`); a
+    busy database (503) asks the caller to retry after :data:`BUSY_RETRY_AFTER_SECONDS`."""
+    status = error_status(exc)
+    retry = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)} if status == 503 else None
+    return await error_answer(request, status, str(exc), retry)
 
 
 def create_app(
@@ -66,6 +90,7 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     rate_limit_per_minute: int = 600,
     sqlite_synchronous: str = "NORMAL",
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> FastAPI:
     """The crowdtune API for the database at ``db_url`` (default ``sqlite:///./crowdtune.db``).
 
@@ -81,10 +106,14 @@ def create_app(
     sqlite_synchronous
         ``NORMAL`` or ``FULL``, for a SQLite database (see
         :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
+    busy_timeout_ms
+        How long a request waits for a database lock another connection holds; past it the
+        request gets 503 with ``Retry-After`` (:func:`crowdtune.store.make_engine`).
     """
     # Bad settings fail here, before the server starts.
     url = normalize_url(DEFAULT_URL if db_url is None else db_url)
     sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
+    busy_timeout_ms = busy_timeout(busy_timeout_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +121,9 @@ def create_app(
         # connection at a time, so a pool that size never makes a request wait for one.
         threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
         pool = {} if in_memory(url) else {"pool_size": min(threads, 40), "max_overflow": 10}
-        engine = make_engine(url, sqlite_synchronous=sqlite_synchronous, **pool)
+        engine = make_engine(
+            url, sqlite_synchronous=sqlite_synchronous, busy_timeout_ms=busy_timeout_ms, **pool
+        )
         app.state.tokens = TokenCache()
         upgrade(engine)
         app.state.sessions = session_factory(engine)
@@ -110,10 +141,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RateLimit, per_minute=rate_limit_per_minute, prefix=API_PREFIX + "/")
 
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=error_status(exc))
-
+    app.exception_handler(StoreError)(store_error)
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     # The web pages, their error pages and /static.
