@@ -8,10 +8,14 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from crowdtune.cli import app as cli
 from crowdtune.server import create_app
-from crowdtune.store import BusyError, make_engine
-from crowdtune.store.db import is_busy
+from crowdtune.store import BusyError, make_engine, session_factory, upgrade
+from crowdtune.store.db import check_database, is_busy
+from crowdtune.store.errors import UnusableDatabaseError
+from crowdtune.store.repository import add_items, create_project
 from test_server_api import people
 from test_server_pages import ITEMS, csrf_of, sign_in
 
@@ -113,3 +117,109 @@ def test_busy_errors_of_both_drivers_are_recognised(tmp_path):
     engine.dispose()
     with pytest.raises(ValueError, match="busy timeout"):
         make_engine(f"sqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# crowdtune serve refuses a database it cannot serve
+
+
+def filled_sqlite(path):
+    """A migrated SQLite file with enough rows to span many pages, checkpointed (no WAL)."""
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        project = create_project(session, "p")
+        items = [{"prompt": f"q{i} " + "x" * 400, "response_a": "a", "response_b": "b"}
+                 for i in range(300)]  # fmt: skip
+        add_items(session, project.id, items)
+    engine.dispose()  # the last connection closing checkpoints the WAL into the file
+    assert not path.with_name(path.name + "-wal").exists()
+    return url
+
+
+@pytest.fixture
+def no_uvicorn(monkeypatch):
+    """uvicorn.run records that the server would have started, instead of serving."""
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(kwargs))
+    return started
+
+
+def serve(url):
+    return CliRunner().invoke(cli, ["serve", "--db", url])
+
+
+@pytest.mark.parametrize(
+    ("first_page", "problem"),
+    [(4, "database disk image is malformed"), (30, "is damaged")],
+    ids=["schema pages", "data pages"],
+)
+def test_serve_refuses_a_damaged_sqlite_file_naming_it(tmp_path, no_uvicorn, first_page, problem):
+    path = tmp_path / "damaged.db"
+    filled_sqlite(path)
+    with path.open("r+b") as file:  # the 100-byte header stays intact, four pages do not
+        header = file.read(100)
+        file.seek(4096 * (first_page - 1))
+        file.write(b"\xa5" * 4096 * 4)
+    assert path.read_bytes()[:100] == header and header.startswith(b"SQLite format 3\0")
+    with pytest.raises(UnusableDatabaseError, match=problem):
+        check_database(f"sqlite:///{path}")
+    result = serve(f"sqlite:///{path}")
+    assert result.exit_code == 2, result.output
+    assert f"SQLite file {path}" in result.output.replace("\n", "") and problem in result.output
+    assert "restore it from a backup" in result.output
+    assert no_uvicorn == []
+
+
+def test_serve_refuses_a_read_only_sqlite_file(tmp_path, no_uvicorn):
+    path = tmp_path / "frozen.db"
+    filled_sqlite(path)
+    path.chmod(0o444)  # read-only for anyone but root; the URL opens it read-only for root too
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with pytest.raises(UnusableDatabaseError, match="cannot be written: attempt to write a read"):
+        check_database(url)
+    result = serve(url)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and "cannot be written" in result.output
+    assert no_uvicorn == []
+    assert "crowdtune_write_check" not in path.read_bytes().decode("latin-1")
+
+
+def test_serve_refuses_a_file_that_is_no_database(tmp_path, no_uvicorn):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 200)
+    result = serve(f"sqlite:///{path}")
+    assert result.exit_code == 2 and "not a database" in result.output, result.output
+    assert no_uvicorn == []
+
+
+def test_a_sound_database_passes_the_check_and_keeps_nothing_of_it(tmp_path, no_uvicorn):
+    url = filled_sqlite(tmp_path / "sound.db")
+    check_database(url)
+    check_database(f"sqlite:///{tmp_path / 'new.db'}")  # a new file is created, then migrated
+    result = serve(url)
+    assert result.exit_code == 0, result.output
+    assert len(no_uvicorn) == 1
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        tables = connection.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+    engine.dispose()
+    assert "crowdtune_write_check" not in tables
+
+
+@pytest.mark.postgres
+def test_postgresql_is_checked_for_connection_and_writes(postgres_url):
+    check_database(postgres_url)
+    upgrade(postgres_url)
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql")) as admin:
+        admin.autocommit = True
+        name = admin.info.dbname
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    with pytest.raises(UnusableDatabaseError, match="cannot be written: .*read-only"):
+        check_database(postgres_url)
+    missing = postgres_url.rsplit("/", 1)[0] + "/crowdtune_no_such_database"
+    with pytest.raises(UnusableDatabaseError, match="crowdtune_no_such_database cannot be opened"):
+        check_database(missing)

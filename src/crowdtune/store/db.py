@@ -23,10 +23,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-from crowdtune.store.errors import BusyError
+from crowdtune.store.errors import BusyError, UnusableDatabaseError
 from crowdtune.validation import check_choice
 
 #: Where the store lives when no URL is given: a file in the working directory.
@@ -231,6 +232,69 @@ def make_engine(
         _configure_postgres(engine, busy_timeout_ms)
     _raise_busy(engine, busy_timeout_ms)
     return engine
+
+
+def database_name(url: str | URL) -> str:
+    """How messages name a database: a SQLite file by its path, else the URL without its
+    password."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}" if not in_memory(parsed) else "in-memory SQLite"
+    return parsed.render_as_string(hide_password=True)
+
+
+def check_database(url: str | URL | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """Check that a database can be served: it opens, a SQLite file is intact (``PRAGMA
+    quick_check``, which reads every page: seconds for a large file) and it takes writes.
+
+    The write check creates a table in a transaction that is rolled back, so nothing is left
+    behind: on SQLite in the file itself (a file opened read-only, or on a read-only disk,
+    fails), on PostgreSQL a temporary table (no right to create tables in the schema needed;
+    a read-only server or ``default_transaction_read_only`` fails). File permissions alone
+    say little (root may write any file), so the check writes.
+
+    Raises
+    ------
+    UnusableDatabaseError
+        Naming the database (:func:`database_name`) and what failed.
+    ValueError
+        As :func:`normalize_url`.
+    """
+    parsed = normalize_url(url)
+    name = database_name(parsed)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    engine = make_engine(parsed, busy_timeout_ms=busy_timeout_ms, poolclass=NullPool)
+    stage = "cannot be opened"
+    try:
+        with engine.connect() as connection:
+            if sqlite:
+                stage = "cannot be read"
+                found = connection.exec_driver_sql("PRAGMA quick_check").scalars().all()
+                if found != ["ok"]:
+                    # One row per problem, or one row of many lines: the first few are enough.
+                    lines = [line for row in found for line in str(row).splitlines()]
+                    shown = "; ".join(lines[:4]) + ("; ..." if len(lines) > 4 else "")
+                    raise UnusableDatabaseError(
+                        f"{name} is damaged (PRAGMA quick_check: {shown}); restore it from a backup"
+                    )
+                connection.rollback()
+            stage = "cannot be written"
+            table = "TEMPORARY TABLE" if not sqlite else "TABLE"
+            with connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin() as write:
+                connection.exec_driver_sql(f"CREATE {table} crowdtune_write_check (x INTEGER)")
+                connection.exec_driver_sql("INSERT INTO crowdtune_write_check VALUES (1)")
+                write.rollback()
+    except BusyError as exc:
+        raise UnusableDatabaseError(f"{name} {stage}: {exc}") from exc
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip()
+        if "malformed" in reason or "not a database" in reason:
+            reason += "; the file is damaged, restore it from a backup"
+        elif "readonly" in reason or "read-only" in reason:
+            reason += "; check the file's and its folder's permissions, and the disk"
+        raise UnusableDatabaseError(f"{name} {stage}: {reason}") from exc
+    finally:
+        engine.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

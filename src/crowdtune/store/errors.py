@@ -11,6 +11,10 @@ class NotFoundError(StoreError, LookupError):
     """A row named by id or name does not exist."""
 
 
+class UnusableDatabaseError(StoreError):
+    """The database cannot be served: it does not open, is damaged, or refuses writes."""
+
+
 class ConflictError(StoreError):
     """The request contradicts what is stored: a duplicate name, a task answered already."""
 
