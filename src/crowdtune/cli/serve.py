@@ -16,7 +16,19 @@ def serve_cmd(
         1_000_000, "--max-body-bytes", help="Largest request body accepted (larger: 413)."
     ),
     rate_limit: int = typer.Option(
-        600, "--rate-limit", help="Requests per minute per token (more: 429)."
+        600,
+        "--rate-limit",
+        min=1,
+        help="Requests per minute per contributor (API and pages, after sign-in), and per "
+        "client address without signing in; bursts as large are allowed (more: 429).",
+    ),
+    failed_auth_limit: float = typer.Option(
+        5.0,
+        "--failed-auth-limit",
+        min=0.01,
+        help="Failed sign-ins or unknown tokens per minute per client address, after a burst "
+        "of 10; past that the address gets 429 for everything until it waits. Behind a reverse "
+        "proxy, let uvicorn see the client's address (FORWARDED_ALLOW_IPS).",
     ),
     sqlite_sync: str = typer.Option(
         "normal",
@@ -65,6 +77,7 @@ def serve_cmd(
             db,
             max_body_bytes=max_body_bytes,
             rate_limit_per_minute=rate_limit,
+            failed_auth_per_minute=failed_auth_limit,
             sqlite_synchronous=sqlite_sync,
             busy_timeout_ms=busy_timeout_ms,
         )

@@ -21,7 +21,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from crowdtune.server.auth import TokenCache
-from crowdtune.server.limits import BodySizeLimit, RateLimit
+from crowdtune.server.limits import (
+    FAILED_AUTH_BURST,
+    FAILED_AUTH_PER_MINUTE,
+    BodySizeLimit,
+    RateLimit,
+    RateLimited,
+    RateLimits,
+)
 from crowdtune.server.pages import admin as admin_pages
 from crowdtune.server.pages import annotate as annotate_pages
 from crowdtune.server.pages.web import PageError, SignInNeeded, page_error, sign_in_needed
@@ -76,6 +83,11 @@ async def error_answer(
     return response
 
 
+async def rate_limited(request: Request, exc: RateLimited) -> HTTPResponse:
+    """429 with ``Retry-After`` (:mod:`~crowdtune.server.limits`)."""
+    return await error_answer(request, 429, str(exc), exc.headers)
+
+
 async def store_error(request: Request, exc: StoreError) -> HTTPResponse:
     """A store error with its status (:func:`~crowdtune.server.services.error_status`); a
     busy database (503) asks the caller to retry after :data:`BUSY_RETRY_AFTER_SECONDS`."""
@@ -89,6 +101,8 @@ def create_app(
     *,
     max_body_bytes: int = 1_000_000,
     rate_limit_per_minute: int = 600,
+    failed_auth_per_minute: float = FAILED_AUTH_PER_MINUTE,
+    failed_auth_burst: int = FAILED_AUTH_BURST,
     sqlite_synchronous: str = "NORMAL",
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> FastAPI:
@@ -101,8 +115,14 @@ def create_app(
     max_body_bytes
         Largest request body accepted; larger ones get 413.
     rate_limit_per_minute
-        Requests one token (or, without a token, one client address) may send to the API in
-        any 60 seconds; more get 429 with ``Retry-After``.
+        Requests one contributor may send (API and pages together, counted after
+        authentication), and requests one client address may send without signing in: that
+        many a minute on average, in bursts of up to as many; more get 429 with
+        ``Retry-After`` (:class:`~crowdtune.server.limits.RateLimits`).
+    failed_auth_per_minute, failed_auth_burst
+        Failed authentications (unknown token, session or sign-in) one client address may
+        make: ``failed_auth_burst`` at once, then ``failed_auth_per_minute``; past that every
+        request of the address gets 429 until its budget refills.
     sqlite_synchronous
         ``NORMAL`` or ``FULL``, for a SQLite database (see
         :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
@@ -114,6 +134,11 @@ def create_app(
     url = normalize_url(DEFAULT_URL if db_url is None else db_url)
     sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
     busy_timeout_ms = busy_timeout(busy_timeout_ms)
+    limits = RateLimits(
+        rate_limit_per_minute,
+        failed_auth_per_minute=failed_auth_per_minute,
+        failed_auth_burst=failed_auth_burst,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,8 +163,11 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
+    app.state.rate_limits = limits
+    # The last added runs first: an address over its budget is refused before its body is read.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RateLimit, per_minute=rate_limit_per_minute, prefix=API_PREFIX + "/")
+    app.add_middleware(RateLimit, limits=limits, answer=error_answer)
+    app.exception_handler(RateLimited)(rate_limited)
 
     app.exception_handler(StoreError)(store_error)
     for router in API_ROUTERS:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from crowdtune.server.auth import Caller, TokenCache
+from crowdtune.server.limits import count_contributor, count_failure
 from crowdtune.server.services import check_role
 from crowdtune.store import repository as repo
 
@@ -68,8 +69,10 @@ async def current_contributor(
     if caller is None:
         caller = await run_in_threadpool(_lookup, session, credentials.credentials)
         if caller is None:
+            count_failure(request, credentials.credentials)
             raise HTTPException(401, "unknown bearer token", challenge)
         cache.put(token_hash, caller)
+    count_contributor(request, caller.id)
     return caller
 
 

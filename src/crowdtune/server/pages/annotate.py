@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from crowdtune.records import join_turns
 from crowdtune.server import services
 from crowdtune.server.deps import SessionDep
+from crowdtune.server.limits import count_failure
 from crowdtune.server.pages.markdown import safe_markdown
 from crowdtune.server.pages.web import (
     CSRF_FIELD,
@@ -83,6 +84,7 @@ def signin(
         raise PageError(403, "the sign-in form expired or came from elsewhere; reload and retry")
     token = token.strip()
     if repo.contributor_by_token(session, token) is None:
+        count_failure(request, token)
         return render(request, "signin.html", 401, csrf=expected, error="Unknown token.")
     response = RedirectResponse("/projects", 303)
     set_cookie(request, response, SESSION_COOKIE, token)

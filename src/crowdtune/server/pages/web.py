@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from crowdtune.server.limits import count_contributor, count_failure
 from crowdtune.server.schemas import MAX_ROW_ID
 from crowdtune.server.services import check_role
 from crowdtune.store import NotFoundError
@@ -65,7 +66,10 @@ def signed_in(request: Request, session: Session) -> tuple[Contributor, str]:
     token = request.cookies.get(SESSION_COOKIE, "")
     contributor = repo.contributor_by_token(session, token) if token else None
     if contributor is None:
+        if token:
+            count_failure(request, token)
         raise SignInNeeded
+    count_contributor(request, contributor.id)
     return contributor, token
 
 
