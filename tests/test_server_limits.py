@@ -19,13 +19,6 @@ SPELLINGS = ["".join(c.upper() if up else c for c, up in zip("bearer", ups, stri
              for ups in product((False, True), repeat=6)]  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'limits.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def tokens_of(auth):
     return {name: header["Authorization"].split()[1] for name, header in auth.items()}
 

@@ -30,7 +30,7 @@ from crowdtune.datasets.comparisons import (
 from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.records import Verdict, comparisons_frame
 from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
-from crowdtune.server.scoring import contributor_breakdown
+from crowdtune.server.scoring import contributor_breakdown, quality_note
 from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import VERDICT_CODES, Round
@@ -126,19 +126,24 @@ def project_stats(session: Session, project_id: int) -> StatsOut:
     return StatsOut(progress=counts, agreement=jsonable(result.to_dict()))
 
 
-def leaderboard(session: Session, project_id: int) -> dict[str, Any]:
+def leaderboard(session: Session, project_id: int, *, admin_view: bool) -> dict[str, Any]:
     """The project's leaderboard (:class:`~crowdtune.server.schemas.LeaderboardOut`): one row
     per contributor (:func:`~crowdtune.server.scoring.contributor_breakdown`) with the credit
-    of the project's Crowd-SFT rounds, and a note saying how that credit was earned."""
+    of the project's Crowd-SFT rounds, a note saying how that credit was earned, and one
+    saying what the gold and agreement figures count: every vote in the ``admin_view``, else
+    (annotators) closed items only, so that a vote never reveals gold answers or others'
+    votes."""
     # Deferred: rounds runs the crowd package (scikit-learn, SciPy), kept off the server's start.
     from crowdtune.server.rounds import project_credit
 
+    overlap = None if admin_view else repo.get_project(session, project_id).overlap
     votes = repo.project_votes(session, project_id)
     credit, note = project_credit(session, project_id)
     return {
         "project_id": project_id,
-        "contributors": contributor_breakdown(votes, credit),
+        "contributors": contributor_breakdown(votes, credit, overlap=overlap),
         "credit_note": note,
+        "quality_note": quality_note(overlap),
     }
 
 

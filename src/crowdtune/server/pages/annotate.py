@@ -213,7 +213,7 @@ def _vote_error(is_json: bool, status: int, message: str) -> Any:
 def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     project = page_project(session, project_id)
-    board = services.leaderboard(session, project_id)
+    board = services.leaderboard(session, project_id, admin_view=me.role == "admin")
     return render(
         request,
         "leaderboard.html",
@@ -222,4 +222,5 @@ def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> 
         project=project,
         rows=board["contributors"],
         credit_note=board["credit_note"],
+        quality_note=board["quality_note"],
     )
