@@ -24,6 +24,15 @@ def serve_cmd(
         "last ones may be lost if the machine loses power. 'full': fsync every commit (safe "
         "against power loss, several times slower).",
     ),
+    session_hours: float = typer.Option(
+        12.0, "--session-hours", min=0.01, help="A web sign-in ends this many hours after it."
+    ),
+    session_idle_minutes: float = typer.Option(
+        60.0,
+        "--session-idle-minutes",
+        min=0.1,
+        help="A web sign-in ends after this many minutes without a request.",
+    ),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request (costs throughput)."
     ),
@@ -54,6 +63,8 @@ def serve_cmd(
             max_body_bytes=max_body_bytes,
             rate_limit_per_minute=rate_limit,
             sqlite_synchronous=sqlite_sync,
+            session_hours=session_hours,
+            session_idle_minutes=session_idle_minutes,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None

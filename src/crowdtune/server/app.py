@@ -10,8 +10,9 @@ What each part owns: :mod:`~crowdtune.server.deps` (session, caller, roles),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio.to_thread
@@ -35,14 +36,17 @@ from crowdtune.store import (
     upgrade,
 )
 from crowdtune.store.db import in_memory, sqlite_synchronous_mode
+from crowdtune.store.models import utc_now
+from crowdtune.store.repository import SESSION_IDLE_TIMEOUT, SESSION_MAX_AGE, SessionPolicy
 
 API_PREFIX = "/api/v1"
 #: The API's description in the OpenAPI docs (``/docs``).
 API_DESCRIPTION = """\
 The FastAPI app: routes under ``/api/v1``, bearer-token auth, roles, limits, error mapping.
 
-Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown one) and
-checks the caller's role (403). Store errors map to statuses: :class:`NotFoundError` 404,
+Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown,
+revoked or expired one) and checks the caller's role (403). Store errors map to statuses:
+:class:`NotFoundError` 404,
 :class:`ForbiddenError` 403, :class:`ConflictError` 409, :class:`BusyError` (the database
 stayed locked) 503; malformed input is 422 naming the field
 (or, for a CSV upload, the row and column). Every error body is ``{"detail": ...}``. Each
@@ -66,6 +70,9 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     rate_limit_per_minute: int = 600,
     sqlite_synchronous: str = "NORMAL",
+    session_hours: float = SESSION_MAX_AGE / timedelta(hours=1),
+    session_idle_minutes: float = SESSION_IDLE_TIMEOUT / timedelta(minutes=1),
+    clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """The crowdtune API for the database at ``db_url`` (default ``sqlite:///./crowdtune.db``).
 
@@ -81,10 +88,18 @@ def create_app(
     sqlite_synchronous
         ``NORMAL`` or ``FULL``, for a SQLite database (see
         :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
+    session_hours, session_idle_minutes
+        A web page session (after signing in with a token) ends this many hours after sign-in,
+        and after this many minutes unused (:class:`~crowdtune.store.repository.SessionPolicy`).
+    clock
+        The current UTC time, for session and token expiry (tests pass one they move).
     """
     # Bad settings fail here, before the server starts.
     url = normalize_url(DEFAULT_URL if db_url is None else db_url)
     sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
+    policy = SessionPolicy(
+        max_age=timedelta(hours=session_hours), idle_timeout=timedelta(minutes=session_idle_minutes)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +122,7 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
+    app.state.session_policy, app.state.clock = policy, clock
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RateLimit, per_minute=rate_limit_per_minute, prefix=API_PREFIX + "/")
 
