@@ -44,6 +44,15 @@ def serve_cmd(
         help="Seconds a request waits for a database lock another connection holds; past "
         "that it gets 503 with Retry-After.",
     ),
+    session_hours: float = typer.Option(
+        12.0, "--session-hours", min=0.01, help="A web sign-in ends this many hours after it."
+    ),
+    session_idle_minutes: float = typer.Option(
+        60.0,
+        "--session-idle-minutes",
+        min=0.1,
+        help="A web sign-in ends after this many minutes without a request.",
+    ),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request (costs throughput)."
     ),
@@ -80,6 +89,8 @@ def serve_cmd(
             failed_auth_per_minute=failed_auth_limit,
             sqlite_synchronous=sqlite_sync,
             busy_timeout_ms=busy_timeout_ms,
+            session_hours=session_hours,
+            session_idle_minutes=session_idle_minutes,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None

@@ -10,8 +10,9 @@ What each part owns: :mod:`~crowdtune.server.deps` (session, caller, roles),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio.to_thread
@@ -43,14 +44,17 @@ from crowdtune.store import (
     upgrade,
 )
 from crowdtune.store.db import BUSY_TIMEOUT_MS, busy_timeout, in_memory, sqlite_synchronous_mode
+from crowdtune.store.models import utc_now
+from crowdtune.store.repository import SESSION_IDLE_TIMEOUT, SESSION_MAX_AGE, SessionPolicy
 
 API_PREFIX = "/api/v1"
 #: The API's description in the OpenAPI docs (``/docs``).
 API_DESCRIPTION = """\
 The FastAPI app: routes under ``/api/v1``, bearer-token auth, roles, limits, error mapping.
 
-Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown one) and
-checks the caller's role (403). Store errors map to statuses: :class:`NotFoundError` 404,
+Every route needs ``Authorization: Bearer <token>`` (401 without one or with an unknown,
+revoked or expired one) and checks the caller's role (403). Store errors map to statuses:
+:class:`NotFoundError` 404,
 :class:`ForbiddenError` 403, :class:`ConflictError` 409, :class:`BusyError` (the database
 stayed locked) 503 with ``Retry-After``; malformed input is 422 naming the field
 (or, for a CSV upload, the row and column). Every error body is ``{"detail": ...}``. Each
@@ -105,6 +109,9 @@ def create_app(
     failed_auth_burst: int = FAILED_AUTH_BURST,
     sqlite_synchronous: str = "NORMAL",
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    session_hours: float = SESSION_MAX_AGE / timedelta(hours=1),
+    session_idle_minutes: float = SESSION_IDLE_TIMEOUT / timedelta(minutes=1),
+    clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """The crowdtune API for the database at ``db_url`` (default ``sqlite:///./crowdtune.db``).
 
@@ -129,6 +136,11 @@ def create_app(
     busy_timeout_ms
         How long a request waits for a database lock another connection holds; past it the
         request gets 503 with ``Retry-After`` (:func:`crowdtune.store.make_engine`).
+    session_hours, session_idle_minutes
+        A web page session (after signing in with a token) ends this many hours after sign-in,
+        and after this many minutes unused (:class:`~crowdtune.store.repository.SessionPolicy`).
+    clock
+        The current UTC time, for session and token expiry (tests pass one they move).
     """
     # Bad settings fail here, before the server starts.
     url = normalize_url(DEFAULT_URL if db_url is None else db_url)
@@ -138,6 +150,9 @@ def create_app(
         rate_limit_per_minute,
         failed_auth_per_minute=failed_auth_per_minute,
         failed_auth_burst=failed_auth_burst,
+    )
+    policy = SessionPolicy(
+        max_age=timedelta(hours=session_hours), idle_timeout=timedelta(minutes=session_idle_minutes)
     )
 
     @asynccontextmanager
@@ -164,6 +179,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.rate_limits = limits
+    app.state.session_policy, app.state.clock = policy, clock
     # The last added runs first: an address over its budget is refused before its body is read.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RateLimit, limits=limits, answer=error_answer)

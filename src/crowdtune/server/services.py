@@ -31,7 +31,14 @@ from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.records import Verdict, comparisons_frame
 from crowdtune.server.schemas import ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown, quality_note
-from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
+from crowdtune.store import (
+    BusyError,
+    ConflictError,
+    CredentialError,
+    ForbiddenError,
+    NotFoundError,
+    StoreError,
+)
 from crowdtune.store import repository as repo
 from crowdtune.store.models import VERDICT_CODES, Round
 from crowdtune.tables import jsonable
@@ -39,7 +46,13 @@ from crowdtune.tables import jsonable
 #: Bootstrap resamples behind the agreement intervals of the project stats.
 STATS_BOOTSTRAP = 200
 #: The HTTP status of each store error (any other :class:`StoreError` is 500).
-STORE_ERROR_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
+STORE_ERROR_STATUS = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    BusyError: 503,
+    CredentialError: 401,
+}
 #: The export formats: format -> (file suffix, media type).
 EXPORTS = {
     "arena-csv": (".csv", "text/csv; charset=utf-8"),
@@ -55,7 +68,7 @@ ExportFormat = Literal["arena-csv", "jsonl", "trl"]
 
 def error_status(exc: StoreError) -> int:
     """The HTTP status of a store error: 404 not found, 403 forbidden, 409 conflict, 503 busy
-    (the database stayed locked), else 500."""
+    (the database stayed locked), 401 a refused token or session, else 500."""
     return next((code for kind, code in STORE_ERROR_STATUS.items() if isinstance(exc, kind)), 500)
 
 

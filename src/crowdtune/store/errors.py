@@ -1,4 +1,4 @@
-"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 503)."""
+"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 503, 401)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,7 @@ class ForbiddenError(StoreError):
 
 class BusyError(StoreError):
     """The database stayed locked by other writers for longer than the busy timeout."""
+
+
+class CredentialError(StoreError):
+    """A token or session id that is unknown, expired or revoked (the message says which)."""
