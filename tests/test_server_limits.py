@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from crowdtune.server import create_app
 from crowdtune.server.limits import RateLimits, Throttle, client_address
+from crowdtune.server.pages.web import SESSION_COOKIE
 from test_server_api import people
 from test_server_pages import sign_in
 
@@ -99,6 +100,30 @@ def test_sign_in_guessing_is_limited_per_address(url):
         assert sign_in(other, tokens_of(auth)["ann"]).status_code == 303
 
 
+def test_a_stale_session_cookie_counts_once_but_guessed_session_ids_crawl(tmp_path):
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    auth = people(url)
+    with TestClient(create_app(url)) as client:
+        assert sign_in(client, tokens_of(auth)["ann"]).status_code == 303
+        stale = client.cookies[SESSION_COOKIE]
+        page = client.get("/projects").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        assert client.post("/signout", data={"csrf_token": csrf}).status_code == 200
+        # a browser that kept the old cookie, browsing on: sent back to sign in, never blocked
+        for _ in range(30):
+            client.cookies.set(SESSION_COOKIE, stale, domain="testserver.local")
+            reply = client.get("/projects", follow_redirects=False)
+            assert reply.status_code == 303, reply.status_code
+        assert sign_in(client, tokens_of(auth)["ann"]).status_code == 303
+        # guessed session ids are failures like guessed tokens
+        guesser = TestClient(client.app, client=("198.51.100.9", 50000))
+        codes = []
+        for i in range(15):
+            guesser.cookies.set(SESSION_COOKIE, f"guess-{i}", domain="testserver.local")
+            codes.append(guesser.get("/projects", follow_redirects=False).status_code)
+        assert codes == [303] * 10 + [429] * 5, codes
+
+
 def test_cookie_routes_share_the_contributors_budget_with_the_api(url):
     auth = people(url)
     with TestClient(create_app(url, rate_limit_per_minute=5)) as client:
@@ -164,6 +189,16 @@ def test_a_throttle_allows_a_burst_then_its_rate():
     for _ in range(3):
         throttle.hit("a", force=True)
     assert throttle.wait("a") == pytest.approx(40.0)
+
+
+def test_a_key_with_nothing_owed_never_waits():
+    """At times where ``now + interval - now - interval`` rounds above 0 (a first version
+    refused some new keys of a one-event throttle by 1e-13 s)."""
+    clock = Clock()
+    throttle = Throttle(per_minute=0.1, burst=1, clock=clock)
+    for step in range(1000):
+        clock.now = 7638.657691407 + step * 0.001
+        assert throttle.hit(step) == 0, clock.now
 
 
 def test_a_throttle_keeps_bounded_memory():

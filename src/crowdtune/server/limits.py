@@ -152,8 +152,10 @@ class Throttle:
         return len(self._due)
 
     def _wait(self, due: float, now: float) -> float:
-        # Seconds until one more event fits: the budget is ``burst`` intervals ahead of now.
-        return max(0.0, max(due, now) + self.interval - now - self.burst * self.interval)
+        # Seconds until one more event fits: it would move ``due`` one interval on, and ``due``
+        # may run at most ``burst`` intervals ahead of now. Written so that a key with nothing
+        # owed waits exactly 0 (``now + interval - now - interval`` can round above 0).
+        return max(0.0, (max(due, now) - now) - (self.burst - 1) * self.interval)
 
     def wait(self, key: Hashable) -> float:
         """Seconds until ``key`` may have one more event (0: now), counting nothing."""
