@@ -218,8 +218,9 @@ def test_pages_refuse_what_could_break_them(server, tmp_path):
     assert row_counts(url) == before
 
     admin = TestClient(client.app)
-    sign_in(admin, tokens["root"])
+    sign_in(admin, tokens["root"])  # stores a session
     token = csrf_of(admin.get(f"/projects/{project}/admin").text)
+    before = row_counts(url)
     files = {"file": ("bad.csv", bad_csv(tmp_path, 2, "prompt", '["\\ud800"]'), "text/csv")}
     reply = admin.post(
         f"/projects/{project}/admin/items",

@@ -135,14 +135,20 @@ class StatsOut(BaseModel):
 
 class MajorityAgreement(BaseModel):
     share: float | None = Field(description="Share of scored items agreeing with the others.")
-    n: int = Field(description="Shared items where the other voters had a clear majority.")
+    n: int | None = Field(
+        description="Shared items where the other voters had a clear majority (null: hidden, "
+        "see quality_note)."
+    )
 
 
 class LeaderboardRow(BaseModel):
+    """Null gold and agreement figures are hidden from annotators until they are safe to show
+    (:mod:`crowdtune.server.scoring`; ``quality_note`` says when)."""
+
     contributor: str
     votes: int
-    gold_answered: int
-    gold_correct: int
+    gold_answered: int | None
+    gold_correct: int | None
     gold_accuracy: float | None
     majority_agreement: MajorityAgreement
     credit: float | None = Field(
@@ -154,6 +160,10 @@ class LeaderboardOut(BaseModel):
     project_id: int
     contributors: list[LeaderboardRow]
     credit_note: str
+    quality_note: str = Field(
+        description="Which votes the gold and agreement figures count: every vote for admins; "
+        "for annotators closed items only, shown once a contributor has a handful."
+    )
 
 
 # Crowd-SFT rounds. The choices repeat crowdtune.crowd's constants (STRATEGIES, ROUND_SCHEMES,

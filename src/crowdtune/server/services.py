@@ -32,8 +32,15 @@ from crowdtune.datasets.comparisons import (
 from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.records import Comparison, Verdict, comparisons_frame, unpaired_turns
 from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
-from crowdtune.server.scoring import contributor_breakdown
-from crowdtune.store import BusyError, ConflictError, ForbiddenError, NotFoundError, StoreError
+from crowdtune.server.scoring import contributor_breakdown, quality_note
+from crowdtune.store import (
+    BusyError,
+    ConflictError,
+    CredentialError,
+    ForbiddenError,
+    NotFoundError,
+    StoreError,
+)
 from crowdtune.store import repository as repo
 from crowdtune.store.models import VERDICT_CODES, Round
 from crowdtune.tables import jsonable
@@ -42,7 +49,13 @@ from crowdtune.validation import encodable_text, text_problem
 #: Bootstrap resamples behind the agreement intervals of the project stats.
 STATS_BOOTSTRAP = 200
 #: The HTTP status of each store error (any other :class:`StoreError` is 500).
-STORE_ERROR_STATUS = {NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, BusyError: 503}
+STORE_ERROR_STATUS = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    BusyError: 503,
+    CredentialError: 401,
+}
 #: The columns of an arena CSV behind the item fields they are not named after.
 _COLUMN_OF_FIELD = {"gold": "winner_model_a, winner_model_b, winner_tie"}
 #: The export formats: format -> (file suffix, media type).
@@ -60,7 +73,7 @@ ExportFormat = Literal["arena-csv", "jsonl", "trl"]
 
 def error_status(exc: StoreError) -> int:
     """The HTTP status of a store error: 404 not found, 403 forbidden, 409 conflict, 503 busy
-    (the database stayed locked), else 500."""
+    (the database stayed locked), 401 a refused token or session, else 500."""
     return next((code for kind, code in STORE_ERROR_STATUS.items() if isinstance(exc, kind)), 500)
 
 
@@ -131,19 +144,24 @@ def project_stats(session: Session, project_id: int) -> StatsOut:
     return StatsOut(progress=counts, agreement=jsonable(result.to_dict()))
 
 
-def leaderboard(session: Session, project_id: int) -> dict[str, Any]:
+def leaderboard(session: Session, project_id: int, *, admin_view: bool) -> dict[str, Any]:
     """The project's leaderboard (:class:`~crowdtune.server.schemas.LeaderboardOut`): one row
     per contributor (:func:`~crowdtune.server.scoring.contributor_breakdown`) with the credit
-    of the project's Crowd-SFT rounds, and a note saying how that credit was earned."""
+    of the project's Crowd-SFT rounds, a note saying how that credit was earned, and one
+    saying what the gold and agreement figures count: every vote in the ``admin_view``, else
+    (annotators) closed items only, so that a vote never reveals gold answers or others'
+    votes."""
     # Deferred: rounds runs the crowd package (scikit-learn, SciPy), kept off the server's start.
     from crowdtune.server.rounds import project_credit
 
+    overlap = None if admin_view else repo.get_project(session, project_id).overlap
     votes = repo.project_votes(session, project_id)
     credit, note = project_credit(session, project_id)
     return {
         "project_id": project_id,
-        "contributors": contributor_breakdown(votes, credit),
+        "contributors": contributor_breakdown(votes, credit, overlap=overlap),
         "credit_note": note,
+        "quality_note": quality_note(overlap),
     }
 
 
