@@ -50,11 +50,11 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database on each backend in turn: a SQLite file, then a PostgreSQL database
-    (:func:`postgres_url`)."""
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a uniquely named PostgreSQL database (each
+    test that takes it runs on both)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'backend.db'}"
+        return f"sqlite:///{tmp_path / 'test.db'}"
     return str(request.getfixturevalue("postgres_url"))
 
 

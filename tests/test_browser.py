@@ -1,7 +1,8 @@
 """The annotation page in a real browser: Playwright drives Debian's Chromium against a
 ``crowdtune serve`` subprocess on SQLite. An annotator signs in through the sign-in form,
 votes on three items with the keys 1, 2 and 3, sees the progress bar move after each vote, and
-the database then holds exactly those three votes. Item text with HTML in it shows as text and
+the database then holds exactly those three votes; after signing out, the old session cookie
+put back into the browser opens nothing. Item text with HTML in it shows as text and
 runs nothing. A screenshot of the annotation page goes to :data:`OUTPUT`
 (``tests/output/browser/annotate.png``; pytest's summary lists it after the run).
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from crowdtune.server.pages.web import SESSION_COOKIE
 from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.models import VERDICT_CODES, Response, Task
@@ -91,7 +93,7 @@ def stored_votes(url: str, contributor_id: int) -> list[tuple[str, list[str]]]:
         engine.dispose()
 
 
-def test_annotate_three_items_with_the_keyboard(served):
+def test_annotate_three_items_with_the_keyboard_then_sign_out(served):
     executable = chromium_path()
     try:
         from playwright.sync_api import expect, sync_playwright
@@ -150,6 +152,18 @@ def test_annotate_three_items_with_the_keyboard(served):
             expect(page.locator("#task")).to_be_hidden()
             expect(page.locator("#answered")).to_have_text("3")
             expect(page.locator("#ack")).to_contain_text("Vote stored: tie")
+
+            # Sign out, then bring the old session cookie back: it opens nothing.
+            (cookie,) = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+            assert cookie["value"] != token and cookie["httpOnly"], "the cookie is not the token"
+            page.click("form[action='/signout'] button")
+            page.wait_for_url(base + "/")
+            assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+            page.context.add_cookies([cookie])
+            page.goto(f"{base}/projects/{project_id}/annotate")
+            page.wait_for_url(base + "/")  # sent back to the sign-in form
+            expect(page.locator("#token")).to_be_visible()
+            assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
         finally:
             browser.close()
 

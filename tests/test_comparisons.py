@@ -31,6 +31,7 @@ from crowdtune.datasets import (
     write_trl_jsonl,
 )
 from crowdtune.datasets.car import parse_car_pairs
+from crowdtune.datasets.comparisons import FORMULA_PREFIXES
 from crowdtune.datasets.hh_rlhf import parse_hh_rlhf
 from crowdtune.datasets.pandalm import parse_pandalm
 from crowdtune.records import Comparison, Verdict
@@ -112,6 +113,50 @@ def test_kaggle_arena_csv_reads_nulls_and_absent_model_columns(tmp_path: Path) -
     assert load_comparisons(str(path)) == [c]
 
 
+FORMULAS = (
+    "=1+1",
+    "@SUM(A1)",
+    '=HYPERLINK("http://evil.example","x")',
+    "-2+3",
+    "+1",
+    "\t=1",
+    "\r=1",
+)
+
+
+def formula_comparisons() -> list[Comparison]:
+    """A formula in every text cell: id, models, annotator, source, prompt and responses."""
+    return [
+        Comparison(f, (f,), (f,), (FORMULAS[i - 1],), Verdict.A, f, f, FORMULAS[i - 2], f)
+        for i, f in enumerate(FORMULAS)
+    ]
+
+
+def test_arena_csv_spreadsheet_safe_neutralises_formula_cells(tmp_path: Path) -> None:
+    """OWASP's rule: a cell beginning with =, +, -, @, a tab or a carriage return gets a single
+    quote in front; the turn cells are JSON lists (they begin with "[") and stay as they are."""
+    path = write_arena_csv(formula_comparisons(), tmp_path / "safe.csv", spreadsheet_safe=True)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = [cell for row in rows for cell in row.values()]
+    assert not [cell for cell in cells if cell.startswith(FORMULA_PREFIXES)]
+    for row, f in zip(rows, FORMULAS, strict=True):
+        assert row["id"] == row["model_a"] == row["annotator"] == row["source"] == "'" + f
+        assert json.loads(row["prompt"]) == [f]
+    back = read_arena_csv(path)  # the quotes stay: JSON Lines keeps the exact text
+    assert [c.id for c in back] == ["'" + f for f in FORMULAS]
+    assert [c.prompt for c in back] == [c.prompt for c in formula_comparisons()]
+
+
+@pytest.mark.parametrize("name", ["own.csv", "own.jsonl"])
+def test_files_of_your_own_records_keep_formula_text_exactly(tmp_path: Path, name: str) -> None:
+    """By default (a user's own arena CSV) and in JSON Lines, the text round-trips unchanged."""
+    writer, reader = (
+        (write_arena_csv, read_arena_csv) if name.endswith(".csv") else (write_jsonl, read_jsonl)
+    )
+    assert reader(writer(formula_comparisons(), tmp_path / name)) == formula_comparisons()
+
+
 def test_writers_reject_duplicate_ids(tmp_path: Path) -> None:
     twice = sample_comparisons()[:1] * 2
     for writer in (write_arena_csv, write_jsonl):
@@ -156,6 +201,28 @@ def test_arena_csv_winners_must_be_one_hot(tmp_path: Path, winners: tuple[str, .
     assert err.value.column is not None and err.value.column.startswith("winner_")
 
 
+@pytest.mark.parametrize(
+    ("column", "cell", "problem"),
+    [
+        ("prompt", '["\\ud800"]', "turn 1 contains a lone surrogate"),
+        ("response_a", '["fine", "x\\u0000"]', "turn 2 contains a NUL character"),
+        ("response_b", "[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+        ("prompt", "[NaN]", "turn 1 NaN is not a finite number"),
+        ("id", "x\x00", "contains a NUL character"),
+        ("model_a", "m\x00", "contains a NUL character"),
+    ],
+)
+def test_arena_csv_refuses_text_that_cannot_be_stored_or_served(
+    tmp_path: Path, column: str, cell: str, problem: str
+) -> None:
+    rows = [kaggle_row("1"), kaggle_row("2")]
+    rows[1][KAGGLE_HEADER.index(column)] = cell
+    path = write_kaggle(tmp_path / "a.csv", rows)
+    with pytest.raises(DatasetFormatError, match=problem) as err:
+        read_arena_csv(path)
+    assert (err.value.row, err.value.column) == (2, column)
+
+
 def test_arena_csv_duplicate_id(tmp_path: Path) -> None:
     path = write_kaggle(tmp_path / "a.csv", [kaggle_row("1"), kaggle_row("2"), kaggle_row("1")])
     with pytest.raises(DatasetFormatError, match="repeats data row 1") as err:
@@ -177,6 +244,8 @@ def test_arena_csv_duplicate_id(tmp_path: Path) -> None:
         ({"response_a": [1]}, "response_a", "list of strings"),
         ({"annotator": 3}, "annotator", "string or null"),
         ({"id": "1"}, "id", "repeats line 1"),
+        ({"prompt": ["\ud800"]}, "prompt", "lone surrogate"),
+        ({"model_b": "m\x00"}, "model_b", "NUL character"),
     ],
 )
 def test_jsonl_errors_name_line_and_field(
@@ -191,6 +260,13 @@ def test_jsonl_errors_name_line_and_field(
         read_jsonl(path)
     assert (err.value.row, err.value.column) == (3, field)  # line 3: the blank line counts
     assert str(path) in str(err.value)
+
+
+def test_jsonl_line_nested_too_deeply_never_reaches_the_parser(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match="line 1: nested deeper than 32 levels"):
+        read_jsonl(path)
 
 
 def test_jsonl_bad_json_line(tmp_path: Path) -> None:

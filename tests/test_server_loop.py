@@ -305,9 +305,9 @@ class Background(threading.Thread):
 
 @pytest.mark.parametrize("route", ["api", "admin page"])
 def test_others_keep_answering_while_a_large_gzipped_import_runs(
-    backend_url: str, route: str, big_import: bytes, tmp_path: Path
+    url: str, route: str, big_import: bytes, tmp_path: Path
 ) -> None:
-    with served(backend_url, tmp_path) as site:
+    with served(url, tmp_path) as site:
         files = {"file": ("big.csv.gz", big_import, "application/gzip")}
         project = site.import_project
         if route == "api":
@@ -325,7 +325,7 @@ def test_others_keep_answering_while_a_large_gzipped_import_runs(
             )
         importer.start()
         streams = [[loop_only], [reads], [api_vote, page_vote]]
-        sqlite = backend_url.startswith("sqlite")
+        sqlite = url.startswith("sqlite")
         latencies = probe_while(importer, site, *streams, *([[write_lock_wait]] if sqlite else []))
         assert importer.error is None, importer.error
         assert importer.status == (201 if route == "api" else 303), importer.text[:500]
@@ -369,14 +369,14 @@ def write_lock_held(url: str) -> Iterator[None]:
 
 
 def test_reads_keep_answering_while_a_page_vote_waits_for_the_write_lock(
-    backend_url: str, tmp_path: Path
+    url: str, tmp_path: Path
 ) -> None:
-    with served(backend_url, tmp_path) as site:
+    with served(url, tmp_path) as site:
         project = site.votes_project
         task = site.page.get(f"/projects/{project}/next", headers={"Accept": "application/json"})
         task_id = task.json()["task_id"]
         voter = Background(lambda: post_page_vote(site, task_id, {"verdict": "tie"}))
-        with write_lock_held(backend_url):
+        with write_lock_held(url):
             voter.start()
             time.sleep(0.5)  # the vote reaches the server and waits for the lock
             holder = threading.Thread(target=time.sleep, args=(HOLD_SECONDS,))

@@ -63,12 +63,12 @@ def item_count(url: str) -> int:
 
 
 @pytest.fixture
-def site(backend_url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], int, str]]:
+def site(url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], int, str]]:
     """A client on the default limits; the auth headers; a project; the database URL."""
-    auth = people(backend_url)
-    with TestClient(create_app(backend_url)) as client:
+    auth = people(url)
+    with TestClient(create_app(url)) as client:
         reply = client.post(f"{API}/projects", json={"name": "bombed"}, headers=auth["root"])
-        yield client, auth, reply.json()["id"], backend_url
+        yield client, auth, reply.json()["id"], url
 
 
 def test_a_gzip_bomb_through_the_api_is_413_and_stores_nothing(site):

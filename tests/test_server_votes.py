@@ -32,11 +32,11 @@ def items(prefix: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def site(backend_url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], str]]:
+def site(url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], str]]:
     """A client; the auth headers of root (admin), ann and bob; the database URL."""
-    auth = people(backend_url)
-    with TestClient(create_app(backend_url)) as client:
-        yield client, auth, backend_url
+    auth = people(url)
+    with TestClient(create_app(url)) as client:
+        yield client, auth, url
 
 
 def stored_votes(url: str) -> list[tuple[int, str, str | None, float | None]]:
@@ -139,9 +139,9 @@ def test_the_page_vote_refuses_a_reused_key_with_another_verdict(site):
     assert stored_votes(url) == [(task["task_id"], "b", None, 4.0)]
 
 
-def test_submit_response_compares_the_body_under_a_known_key(backend_url):
-    people(backend_url)
-    engine = make_engine(backend_url)
+def test_submit_response_compares_the_body_under_a_known_key(url):
+    people(url)
+    engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
             project = create_project(session, "store")
@@ -169,4 +169,4 @@ def test_submit_response_compares_the_body_under_a_known_key(backend_url):
                 )  # fmt: skip
     finally:
         engine.dispose()
-    assert len(stored_votes(backend_url)) == 1
+    assert len(stored_votes(url)) == 1

@@ -37,16 +37,6 @@ from crowdtune.store.repository import (
 )
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-)
-def url(request, tmp_path):
-    """A fresh, empty database: a SQLite file, or a uniquely named PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def engine(url):
     upgrade(url)

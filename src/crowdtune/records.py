@@ -151,6 +151,23 @@ def shuffle_sides(comparisons: Sequence[Comparison], seed: int = 0) -> list[Comp
     return [c.swapped() if flip else c for c, flip in zip(comparisons, flips, strict=True)]
 
 
+def unpaired_turns(prompt: Sequence[str], response: Sequence[str]) -> str | None:
+    """Why one side's turns do not pair with the prompt's, or None when they do: a conversation
+    has one assistant turn per user turn on each side, as the TRL export
+    (:func:`crowdtune.datasets.comparisons.trl_rows`) and every trainer of conversations need.
+
+    >>> unpaired_turns(("hi", "and then?"), ("hello", "this"))
+    >>> unpaired_turns(("hi", "and then?"), ("hello",))
+    'has 1 turn(s) but the prompt has 2; give one response turn per prompt turn'
+    """
+    if len(response) == len(prompt):
+        return None
+    return (
+        f"has {len(response)} turn(s) but the prompt has {len(prompt)}; "
+        "give one response turn per prompt turn"
+    )
+
+
 def join_turns(turns: Sequence[str]) -> str:
     """One text from several turns, for models that read a single string."""
     return TURN_SEPARATOR.join(turns)

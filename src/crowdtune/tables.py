@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from crowdtune.validation import check_choice
+from crowdtune.validation import check_choice, encodable_text
 
 TABLE_FORMATS = ("csv", "parquet")
 
@@ -27,12 +27,19 @@ def write_table(frame: pd.DataFrame, stem: Path, table_format: str = "csv") -> P
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars, tuples and NaN made JSON-safe (NaN becomes ``None``)."""
+    """``value`` with numpy scalars, tuples, NaN and text made JSON-safe: NaN becomes ``None``,
+    a character UTF-8 cannot encode (a lone surrogate) U+FFFD.
+
+    >>> jsonable({"a": (float("nan"), "\\ud800")}) == {"a": [None, "\\ufffd"]}
+    True
+    """
+    if isinstance(value, str):
+        return encodable_text(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {encodable_text(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
+    if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from crowdtune.cli.common import fail
 from crowdtune.cli.db import DbOpt, upgrade_or_exit
 
 
@@ -22,7 +23,19 @@ def serve_cmd(
         "(larger: 413). Default: --max-body-bytes.",
     ),
     rate_limit: int = typer.Option(
-        600, "--rate-limit", help="Requests per minute per token (more: 429)."
+        600,
+        "--rate-limit",
+        min=1,
+        help="Requests per minute per contributor (API and pages, after sign-in), and per "
+        "client address without signing in; bursts as large are allowed (more: 429).",
+    ),
+    failed_auth_limit: float = typer.Option(
+        5.0,
+        "--failed-auth-limit",
+        min=0.01,
+        help="Failed sign-ins or unknown tokens per minute per client address, after a burst "
+        "of 10; past that the address gets 429 for everything until it waits. Behind a reverse "
+        "proxy, let uvicorn see the client's address (FORWARDED_ALLOW_IPS).",
     ),
     sqlite_sync: str = typer.Option(
         "normal",
@@ -30,6 +43,22 @@ def serve_cmd(
         help="SQLite only. 'normal': a committed vote survives the server being killed, the "
         "last ones may be lost if the machine loses power. 'full': fsync every commit (safe "
         "against power loss, several times slower).",
+    ),
+    busy_timeout: float = typer.Option(
+        30.0,
+        "--busy-timeout",
+        min=0.001,
+        help="Seconds a request waits for a database lock another connection holds; past "
+        "that it gets 503 with Retry-After.",
+    ),
+    session_hours: float = typer.Option(
+        12.0, "--session-hours", min=0.01, help="A web sign-in ends this many hours after it."
+    ),
+    session_idle_minutes: float = typer.Option(
+        60.0,
+        "--session-idle-minutes",
+        min=0.1,
+        help="A web sign-in ends after this many minutes without a request.",
     ),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request (costs throughput)."
@@ -45,13 +74,17 @@ def serve_cmd(
 ) -> None:
     """Serve the feedback API and web pages.
 
-    Migrates the database first, then serves the API (docs at /docs) and the web pages until
-    interrupted. Uses uvloop and httptools when they are installed.
+    Checks first that the database can be served (it opens; a SQLite file is intact, by
+    `PRAGMA quick_check`; it takes writes) and exits with status 2 naming the database and the
+    problem otherwise. Then migrates it and serves the API (docs at /docs) and the web pages
+    until interrupted. Uses uvloop and httptools when they are installed.
     """
     import uvicorn
 
     from crowdtune.server import create_app
 
+    busy_timeout_ms = round(busy_timeout * 1000)
+    check_or_exit(db, busy_timeout_ms)
     upgrade_or_exit(db)
     if sample is not None:
         sample_campaign(db, sample, sample_items, f"http://{host}:{port}")
@@ -61,12 +94,28 @@ def serve_cmd(
             max_body_bytes=max_body_bytes,
             max_decompressed_bytes=max_decompressed_bytes,
             rate_limit_per_minute=rate_limit,
+            failed_auth_per_minute=failed_auth_limit,
             sqlite_synchronous=sqlite_sync,
+            busy_timeout_ms=busy_timeout_ms,
+            session_hours=session_hours,
+            session_idle_minutes=session_idle_minutes,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None
     typer.echo(f"crowdtune on http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+def check_or_exit(db: str, busy_timeout_ms: int) -> None:
+    """Exit 2 naming the database and the problem unless it can be served
+    (:func:`crowdtune.store.db.check_database`)."""
+    from crowdtune.store.db import check_database
+    from crowdtune.store.errors import UnusableDatabaseError
+
+    try:
+        check_database(db, busy_timeout_ms=busy_timeout_ms)
+    except (ValueError, UnusableDatabaseError) as exc:
+        fail(str(exc))
 
 
 def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:

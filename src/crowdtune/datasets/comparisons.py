@@ -6,7 +6,9 @@ Three formats, each read into (or written from) :class:`~crowdtune.records.Compa
   ``id, model_a, model_b, prompt, response_a, response_b, winner_model_a, winner_model_b,
   winner_tie``; the prompt and responses are JSON lists of strings, one per turn; the three
   winner columns are one-hot. crowdtune also writes (and reads back, when present) the optional
-  columns ``annotator`` and ``source``, so a round trip loses nothing.
+  columns ``annotator`` and ``source``, so a round trip loses nothing. Written with
+  ``spreadsheet_safe=True`` (as the feedback server exports it), a cell a spreadsheet would run
+  as a formula (``=1+1``, ``@SUM(A1)``) gets a single quote in front.
 - **JSON Lines**, one :meth:`Comparison.to_dict` per line: crowdtune's own lossless format.
 - **TRL preference rows** (``prompt``, ``chosen``, ``rejected``), write-only, for TRL's reward,
   DPO and related trainers.
@@ -22,16 +24,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, Any, Literal, cast
 
 import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.datasets.textfile import atomic_path, json_lines
 from crowdtune.records import Comparison, Verdict
-from crowdtune.validation import check_choice
+from crowdtune.validation import InputError, check_choice, loads_json, text_problem
 
 #: Columns an arena CSV must have.
 ARENA_REQUIRED_COLUMNS = (
@@ -68,6 +70,8 @@ _TURN_FIELDS = ("prompt", "response_a", "response_b")
 _OPTIONAL_FIELDS = ("annotator", "model_a", "model_b", "source")
 _JSONL_FIELDS = ("id", *_TURN_FIELDS, "verdict", *_OPTIONAL_FIELDS)
 TIE_CHOICES = ("drop", "keep")
+#: How a cell that a spreadsheet would run as a formula begins (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 _HOW_TO_FIX = (
     "fix the file, or write it again with crowdtune.datasets.{writer} "
@@ -91,13 +95,17 @@ def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
 
 
 def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
-    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong."""
+    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong
+    (what :func:`crowdtune.validation.loads_json` refuses too: a NUL, a lone surrogate, ...)."""
     try:
-        value = json.loads(cell)
+        value = loads_json(cell)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"not valid JSON ({err.msg} at character {err.pos}): {cell[:80]!r}"
         ) from None
+    except InputError as err:
+        turn = f"turn {err.where[0] + 1} " if err.where and isinstance(err.where[0], int) else ""
+        raise ValueError(f"{turn}{err.problem}") from None
     if not isinstance(value, list):
         raise ValueError(f"expected a JSON list of strings, got {type(value).__name__}")
     if nulls_as_empty:
@@ -105,6 +113,17 @@ def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
     if bad := [turn for turn in value if not isinstance(turn, str)]:
         raise ValueError(f"expected a JSON list of strings, but it holds {bad[0]!r}")
     return tuple(value)
+
+
+def _check_text_cells(record: Mapping[Any, str]) -> tuple[str, str] | None:
+    """The first cell of a row (in the columns read) holding text that
+    :func:`~crowdtune.validation.text_problem` refuses (a NUL, a lone surrogate), as
+    ``(column, problem)``; None when there is none."""
+    for column in (*ARENA_REQUIRED_COLUMNS, *ARENA_OPTIONAL_COLUMNS):
+        cell = record.get(column)
+        if cell is not None and (problem := text_problem(cell)) is not None:
+            return column, problem
+    return None
 
 
 def read_arena_csv(path: str | Path) -> list[Comparison]:
@@ -118,7 +137,8 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         cells give None) and other columns are ignored. ``prompt``, ``response_a`` and
         ``response_b`` hold JSON lists of strings, one per turn; ``null`` entries (as in the
         Kaggle data) read as empty strings. The winner columns hold ``0``/``1`` with exactly
-        one ``1`` per row.
+        one ``1`` per row. No text may hold a NUL character or a lone surrogate
+        (:func:`crowdtune.validation.text_problem`).
 
     Returns
     -------
@@ -131,8 +151,9 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         The file does not exist.
     DatasetFormatError
         A column is missing, a turn cell is not a JSON list of strings, the winner columns of a
-        row are not one-hot, or an id is empty or repeated. The error names the file, the 1-based
-        data row and the column; nothing is returned.
+        row are not one-hot, an id is empty or repeated, or a cell holds a NUL or a lone
+        surrogate. The error names the file, the 1-based data row and the column; nothing is
+        returned.
     """
     path = Path(path)
     _require_file(path)
@@ -152,6 +173,8 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
     comparisons: list[Comparison] = []
     first_row: dict[str, int] = {}
     for row, record in enumerate(frame.to_dict("records"), start=1):
+        if (bad := _check_text_cells(record)) is not None:
+            raise DatasetFormatError(path, bad[1], how, row=row, column=bad[0])
         ident = record["id"]
         if not ident.strip():
             raise DatasetFormatError(path, "empty id", how, row=row, column="id")
@@ -196,7 +219,20 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
     return comparisons
 
 
-def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path:
+def defuse_formula(cell: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula: one that begins with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a single quote in front (OWASP's rule
+    against CSV injection); any other cell is returned unchanged.
+
+    >>> [defuse_formula(c) for c in ("=1+1", "@SUM(A1)", "-2+3", "gpt-4", '["=1+1"]')]
+    ["'=1+1", "'@SUM(A1)", "'-2+3", 'gpt-4', '["=1+1"]']
+    """
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def write_arena_csv(
+    comparisons: Iterable[Comparison], path: str | Path, *, spreadsheet_safe: bool = False
+) -> Path:
     """Write comparisons as an arena CSV that :func:`read_arena_csv` reads back unchanged.
 
     Parameters
@@ -205,6 +241,15 @@ def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path
         The records to write; ids must be unique.
     path
         Target file; a name ending in ``.gz`` is gzip-compressed. Replaced atomically.
+    spreadsheet_safe
+        Make the file safe to open in a spreadsheet: every text cell that a spreadsheet would
+        run as a formula (it begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+        return: ``=HYPERLINK(...)`` in a model name, an id or an annotator's name) gets a single
+        quote in front (:func:`defuse_formula`). Off by default, so that a file written from
+        your own records reads back unchanged; the feedback server's export turns it on,
+        because whoever opens it did not write what is in it. Such cells then read back with
+        the quote: use JSON Lines (:func:`write_jsonl`) for the exact text. The turn cells are
+        JSON lists, which begin with ``[``, so they never change.
 
     Returns
     -------
@@ -217,25 +262,33 @@ def write_arena_csv(comparisons: Iterable[Comparison], path: str | Path) -> Path
         An id repeats (the reader would reject the file).
     """
     path = Path(path)
+    cell = defuse_formula if spreadsheet_safe else str
     rows = []
     for c in _unique(comparisons):
         rows.append(
             {
-                "id": c.id,
-                "model_a": c.model_a or "",
-                "model_b": c.model_b or "",
+                "id": cell(c.id),
+                "model_a": cell(c.model_a or ""),
+                "model_b": cell(c.model_b or ""),
                 **{
-                    name: json.dumps(list(getattr(c, name)), ensure_ascii=False)
+                    name: cell(json.dumps(list(getattr(c, name)), ensure_ascii=False))
                     for name in _TURN_FIELDS
                 },
                 **{column: int(c.verdict is v) for column, v in _WINNER_COLUMNS.items()},
-                "annotator": c.annotator or "",
-                "source": c.source or "",
+                "annotator": cell(c.annotator or ""),
+                "source": cell(c.source or ""),
             }
         )
     frame = pd.DataFrame(rows, columns=list(ARENA_COLUMNS))
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
+        # CRLF line ends (RFC 4180) also make the writer quote a cell holding a lone carriage
+        # return, which a reader would otherwise take for the end of the row.
+        frame.to_csv(
+            tmp,
+            index=False,
+            lineterminator="\r\n",
+            compression="gzip" if path.name.endswith(".gz") else None,
+        )
     return path
 
 
@@ -271,6 +324,11 @@ def _comparison_from_json(data: object) -> Comparison:
     for field in _OPTIONAL_FIELDS:
         if not isinstance(data.get(field), str | None):
             raise KeyError(field, f"expected a string or null, got {data[field]!r:.80}")
+    for field in ("id", *_TURN_FIELDS, *_OPTIONAL_FIELDS):
+        texts = data.get(field)
+        for text in texts if isinstance(texts, list) else [texts]:
+            if isinstance(text, str) and (problem := text_problem(text)) is not None:
+                raise KeyError(field, problem)
     try:
         verdict = Verdict.parse(data["verdict"])
     except ValueError as err:
@@ -301,8 +359,8 @@ def read_jsonl(path: str | Path) -> list[Comparison]:
         The file does not exist.
     DatasetFormatError
         A line is not JSON, misses a required field or has an unknown one, a field has the wrong
-        type, a verdict is unknown, or an id repeats. The error's row is the 1-based line
-        number and its column the field; nothing is returned.
+        type or holds a NUL or a lone surrogate, a verdict is unknown, or an id repeats. The
+        error's row is the 1-based line number and its column the field; nothing is returned.
     """
     path = Path(path)
     _require_file(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.validation import json_depth_problem
 
 
 def read_text(path: Path, how: str) -> str:
@@ -53,13 +54,16 @@ def json_lines(path: Path, how: str) -> list[tuple[int, dict[str, object]]]:
     Raises
     ------
     DatasetFormatError
-        A line is not JSON or not a JSON object (the message names the line), or see
+        A line is not JSON, not a JSON object, or nested too deeply for the parser
+        (:func:`~crowdtune.validation.json_depth_problem`); the message names the line. Or see
         :func:`read_text`.
     """
     rows = []
     for number, line in enumerate(read_text(path, how).splitlines(), start=1):
         if not line.strip():
             continue
+        if (problem := json_depth_problem(line)) is not None:
+            raise DatasetFormatError(path, f"line {number}: {problem}", how, row=number)
         try:
             data = json.loads(line)
         except json.JSONDecodeError as err:

@@ -1,15 +1,16 @@
 """Dependencies of the routes: the request's database session, the caller behind its bearer
-token, and role aliases.
+token (:func:`authenticated`, then :func:`current_contributor`), and role aliases.
 
 Routes name what they need in their signature: ``session: SessionDep`` (one SQLAlchemy session
 per request), ``me: Annotator`` (an annotator or admin), ``admin: Admin`` (an admin only) or
-``me: SignedIn`` (any contributor). A missing or unknown token is 401, a role that does not fit
-403 (:func:`crowdtune.server.services.check_role`).
+``me: SignedIn`` (any contributor). A missing, unknown, revoked or expired token is 401, a role
+that does not fit 403 (:func:`crowdtune.server.services.check_role`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from crowdtune.server.auth import Caller, TokenCache
+from crowdtune.server.limits import count_contributor, count_failure
 from crowdtune.server.services import check_role
+from crowdtune.store import CredentialError
 from crowdtune.store import repository as repo
 
 bearer = HTTPBearer(auto_error=False, description="The token `crowdtune users create` printed.")
@@ -42,34 +45,50 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _lookup(session: Session, token: str) -> Caller | None:
-    contributor = repo.contributor_by_token(session, token)
-    # End the read: the connection goes back to the pool while the request waits for the route.
-    session.commit()
-    if contributor is None:
-        return None
-    return Caller(contributor.id, contributor.name, contributor.role)
+def _lookup(session: Session, token: str, now: datetime) -> Caller:
+    try:
+        contributor = repo.authenticate(session, token, now=now)
+    finally:
+        # End the read: the connection goes back to the pool while the request waits.
+        session.commit()
+    return Caller(contributor.id, contributor.name, contributor.role, contributor.token_expires_at)
 
 
-async def current_contributor(
+async def authenticated(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """The contributor whose bearer token came with the request; 401 otherwise. Tokens seen
-    in the last :data:`~crowdtune.server.auth.TOKEN_TTL_SECONDS` are checked without the
-    database."""
+    """The contributor whose bearer token came with the request; 401 when it is missing,
+    unknown, revoked or expired (the message says which). Tokens accepted in the last
+    :data:`~crowdtune.server.auth.TOKEN_TTL_SECONDS` are checked without the database (but
+    against their expiry)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
     cache: TokenCache = request.app.state.tokens
+    now: datetime = request.app.state.clock()
     token_hash = repo.hash_token(credentials.credentials)
     caller = cache.get(token_hash)
-    if caller is None:
-        caller = await run_in_threadpool(_lookup, session, credentials.credentials)
-        if caller is None:
-            raise HTTPException(401, "unknown bearer token", challenge)
-        cache.put(token_hash, caller)
+    if caller is not None and (caller.expires_at is None or now < caller.expires_at):
+        return caller
+    generation = cache.generation
+    try:
+        caller = await run_in_threadpool(_lookup, session, credentials.credentials, now)
+    except CredentialError as exc:
+        count_failure(request, credentials.credentials)
+        raise HTTPException(401, str(exc), challenge) from None
+    cache.put(token_hash, caller, generation=generation)
+    return caller
+
+
+async def current_contributor(
+    request: Request, caller: Annotated[Caller, Depends(authenticated)]
+) -> Caller:
+    """The authenticated contributor of a request (:func:`authenticated`). What is checked per
+    contributor rather than per request (a limit keyed on ``caller.id``) goes here, after
+    authentication, so that no spelling of a header or bogus token counts as someone new."""
+    count_contributor(request, caller.id)
     return caller
 
 

@@ -1,4 +1,11 @@
-"""Request and response bodies of the API (pydantic models, shown in the OpenAPI docs)."""
+"""Request and response bodies of the API (pydantic models, shown in the OpenAPI docs).
+
+Every text field of a request is a :data:`Text`: a string that
+:func:`crowdtune.validation.text_problem` accepts (no NUL, no lone surrogate), so a bad character
+is a 422 naming the field before anything is stored. Every text field of an item served to an
+annotator is a :data:`ServedText`, which replaces what UTF-8 cannot encode (text stored before
+these checks existed) instead of failing to answer.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,36 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
+from crowdtune.records import unpaired_turns
+from crowdtune.validation import encodable_text, text_problem
+
+
+def _checked_text(value: str) -> str:
+    if (problem := text_problem(value)) is not None:
+        raise ValueError(f"the text {problem}")
+    return value
+
+
+#: A string from a request: 422 for a NUL or a lone surrogate
+#: (:func:`crowdtune.validation.text_problem`).
+Text = Annotated[str, AfterValidator(_checked_text)]
+#: A string served to an annotator: characters UTF-8 cannot encode become U+FFFD.
+ServedText = Annotated[str, AfterValidator(encodable_text)]
 Turns = Annotated[
-    str | Annotated[list[str], Field(min_length=1)],
+    Annotated[Text, Tag("text")] | Annotated[list[Text], Field(min_length=1), Tag("turns")],
+    # Tagged, so that an error names the field and one of the two forms, not both.
+    Discriminator(lambda value: "turns" if isinstance(value, list) else "text"),
     Field(description="One text, or a list of turns."),
 ]
 VerdictCode = Literal["a", "b", "tie"]
@@ -19,13 +52,13 @@ VerdictCode = Literal["a", "b", "tie"]
 MAX_ROW_ID = 2**31 - 1
 #: A row id in a URL path (``project_id``, ``task_id``): 422 when out of range.
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-Label = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[Text, Field(min_length=1, max_length=200)]
 
 
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
     kind: Literal["pairwise"] = "pairwise"
     overlap: Annotated[int, Field(ge=1, le=1000, description="Distinct people per item.")] = 1
 
@@ -35,7 +68,8 @@ class Created(BaseModel):
 
 
 class ItemIn(BaseModel):
-    """One prompt and two responses to compare."""
+    """One prompt and two responses to compare: a conversation, with one turn of each response
+    per prompt turn (a single text is one turn)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +81,20 @@ class ItemIn(BaseModel):
     gold: VerdictCode | None = Field(None, description="The known answer, for quality checks.")
     id: Label | None = Field(None, description="The item's id in its source, unique per project.")
 
+    @field_validator("response_a", "response_b")
+    @classmethod
+    def _one_turn_per_prompt_turn(cls, value: str | list[str], info: ValidationInfo) -> Any:
+        prompt = info.data.get("prompt")  # absent when the prompt itself was refused
+        if prompt is not None:
+            problem = unpaired_turns(_turn_list(prompt), _turn_list(value))
+            if problem is not None:
+                raise ValueError(f"{info.field_name} {problem}")
+        return value
+
+
+def _turn_list(turns: str | list[str]) -> list[str]:
+    return [turns] if isinstance(turns, str) else turns
+
 
 class ItemsCreated(BaseModel):
     created: int
@@ -55,9 +103,9 @@ class ItemsCreated(BaseModel):
 class TaskItem(BaseModel):
     """What an annotator sees: turns joined for display; never gold answers or others' votes."""
 
-    prompt: str
-    response_a: str
-    response_b: str
+    prompt: ServedText
+    response_a: ServedText
+    response_b: ServedText
 
 
 class TaskOut(BaseModel):
@@ -69,7 +117,7 @@ class ResponseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: VerdictCode
-    reason: Annotated[str, Field(max_length=10_000)] | None = None
+    reason: Annotated[Text, Field(max_length=10_000)] | None = None
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
@@ -87,14 +135,20 @@ class StatsOut(BaseModel):
 
 class MajorityAgreement(BaseModel):
     share: float | None = Field(description="Share of scored items agreeing with the others.")
-    n: int = Field(description="Shared items where the other voters had a clear majority.")
+    n: int | None = Field(
+        description="Shared items where the other voters had a clear majority (null: hidden, "
+        "see quality_note)."
+    )
 
 
 class LeaderboardRow(BaseModel):
+    """Null gold and agreement figures are hidden from annotators until they are safe to show
+    (:mod:`crowdtune.server.scoring`; ``quality_note`` says when)."""
+
     contributor: str
     votes: int
-    gold_answered: int
-    gold_correct: int
+    gold_answered: int | None
+    gold_correct: int | None
     gold_accuracy: float | None
     majority_agreement: MajorityAgreement
     credit: float | None = Field(
@@ -106,6 +160,10 @@ class LeaderboardOut(BaseModel):
     project_id: int
     contributors: list[LeaderboardRow]
     credit_note: str
+    quality_note: str = Field(
+        description="Which votes the gold and agreement figures count: every vote for admins; "
+        "for annotators closed items only, shown once a contributor has a handful."
+    )
 
 
 # Crowd-SFT rounds. The choices repeat crowdtune.crowd's constants (STRATEGIES, ROUND_SCHEMES,

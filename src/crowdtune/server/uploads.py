@@ -23,8 +23,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from crowdtune.datasets.comparisons import read_arena_csv
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.server.services import unprocessable
-from crowdtune.store import repository as repo
+from crowdtune.server.services import import_row, unprocessable
 
 #: Bytes read (and, for gzip, decompressed) at a time.
 CHUNK_BYTES = 1 << 16
@@ -59,9 +58,10 @@ def copy_upload(source: IO[bytes], target: IO[bytes], *, name: str, limit: int) 
 
 
 def upload_items(form: FormData, *, gold: bool, limit: int) -> list[dict[str, Any]]:
-    """The items of the arena CSV in the form's field ``file`` (gzipped or not), each row's
-    winner as the gold answer when ``gold``; 413 past ``limit`` bytes decompressed, 422 naming
-    the data row and column of a malformed file. Blocking: call it off the event loop."""
+    """The items of the arena CSV in the form's field ``file`` (gzipped or not), each row
+    checked like an item of a JSON import and its winner the gold answer when ``gold``
+    (:func:`~crowdtune.server.services.import_row`); 413 past ``limit`` bytes decompressed, 422
+    naming the data row and column of a malformed file. Blocking: call it off the event loop."""
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise unprocessable("multipart upload needs the arena CSV in the field 'file'")
@@ -78,7 +78,7 @@ def upload_items(form: FormData, *, gold: bool, limit: int) -> list[dict[str, An
                 f", column {exc.column!r}" if exc.column else ""
             )
             raise unprocessable(f"{name}{where}: {exc.problem}") from None
-    return [repo.comparison_item(c, gold) for c in comparisons]
+    return [import_row(name, row, c, gold) for row, c in enumerate(comparisons, start=1)]
 
 
 async def csv_items(request: Request, gold: bool) -> list[dict[str, Any]]:

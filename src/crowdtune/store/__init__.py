@@ -28,6 +28,7 @@ from crowdtune.store.db import (
 from crowdtune.store.errors import (
     BusyError,
     ConflictError,
+    CredentialError,
     ForbiddenError,
     NotFoundError,
     ReusedKeyError,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_URL",
     "BusyError",
     "ConflictError",
+    "CredentialError",
     "ForbiddenError",
     "NotFoundError",
     "ReusedKeyError",

@@ -1,9 +1,11 @@
 """Engines, sessions and migrations.
 
 :func:`make_engine` opens SQLite (WAL journal, foreign keys on, a busy timeout) or PostgreSQL
-(through psycopg 3); :func:`upgrade` brings a database to the newest schema by running the
-Alembic migrations shipped inside the package, with no ``alembic.ini``, so it works from an
-installed wheel as well as from a checkout.
+(through psycopg 3, with a lock timeout); on both, a lock that another connection holds past
+the timeout is a :class:`~crowdtune.store.errors.BusyError`, whatever statement met it.
+:func:`upgrade` brings a database to the newest schema by running the Alembic migrations
+shipped inside the package, with no ``alembic.ini``, so it works from an installed wheel as
+well as from a checkout.
 """
 
 from __future__ import annotations
@@ -20,17 +22,25 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-from crowdtune.store.errors import BusyError
+from crowdtune.store.errors import BusyError, UnusableDatabaseError
 from crowdtune.validation import check_choice
 
 #: Where the store lives when no URL is given: a file in the working directory.
 DEFAULT_URL = "sqlite:///./crowdtune.db"
-#: How long a SQLite connection waits for another writer before giving up, in milliseconds.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How long a statement waits for a lock another connection holds before the store gives up
+#: with :class:`~crowdtune.store.errors.BusyError`, in milliseconds: SQLite's busy timeout (and
+#: this process's write lock, :func:`write_lock`), PostgreSQL's ``lock_timeout``.
+BUSY_TIMEOUT_MS = 30_000
+#: Errors of a lock that stayed held: SQLite's primary result codes SQLITE_BUSY and
+#: SQLITE_LOCKED (extended codes keep them in the low byte), PostgreSQL's SQLSTATEs
+#: lock_not_available (a lock_timeout ran out), serialization_failure and deadlock_detected.
+SQLITE_BUSY_CODES = (5, 6)
+POSTGRES_BUSY_STATES = ("55P03", "40001", "40P01")
 #: SQLite's ``synchronous`` setting: ``NORMAL`` (default) or ``FULL``. In WAL mode NORMAL syncs
 #: at checkpoints, not at every commit: a committed transaction survives the server process
 #: being killed, but the last ones may roll back if the machine loses power. FULL fsyncs every
@@ -71,13 +81,13 @@ def normalize_url(url: str | URL | None = None) -> URL:
     return parsed
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, say when transactions begin (see on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys = ON")
         # WAL: readers never block the writer and the writer never blocks readers.
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -90,11 +100,59 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _configure_postgres(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Without a lock_timeout a statement waits for a lock for ever (and its request with it).
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {busy_timeout_ms}")
+        dbapi_connection.commit()
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether a driver's error says a lock stayed held by another connection (see
+    :data:`SQLITE_BUSY_CODES`, :data:`POSTGRES_BUSY_STATES`).
+
+    >>> import sqlite3
+    >>> error = sqlite3.OperationalError("database is locked")
+    >>> error.sqlite_errorcode = 5
+    >>> is_busy(error), is_busy(ValueError("database is locked"))
+    (True, False)
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in SQLITE_BUSY_CODES
+    return getattr(error, "sqlstate", None) in POSTGRES_BUSY_STATES
+
+
+def _raise_busy(engine: Engine, busy_timeout_ms: int) -> None:
+    """Make every busy error of ``engine`` a :class:`BusyError`, in one place: whichever
+    statement, commit or connection meets a held lock, callers see one error (503 in the
+    server) instead of the driver's (500)."""
+
+    @event.listens_for(engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        error = context.original_exception
+        if is_busy(error):
+            # Raised here, SQLAlchemy cleans up (rolls back, invalidates) and lets it through.
+            raise BusyError(
+                f"the database is busy: another connection held a lock for more than "
+                f"{busy_timeout_ms / 1000:g} s ({str(error).strip()}); try again"
+            ) from error
+
+
 def sqlite_synchronous_mode(value: str) -> str:
     """``value`` as a :data:`SQLITE_SYNCHRONOUS` mode (any case); ``ValueError`` otherwise."""
     mode = value.upper()
     check_choice(mode, SQLITE_SYNCHRONOUS, "sqlite_synchronous")
     return mode
+
+
+def busy_timeout(milliseconds: int) -> int:
+    """``milliseconds`` as a busy timeout (a positive integer); ``ValueError`` otherwise."""
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, int) or milliseconds < 1:
+        raise ValueError(f"the busy timeout must be a positive number of ms, got {milliseconds!r}")
+    return milliseconds
 
 
 def in_memory(url: URL) -> bool:
@@ -103,8 +161,10 @@ def in_memory(url: URL) -> bool:
 
 
 # One lock per SQLite engine that write transactions of this process take in turn (see
-# write_lock).
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+# write_lock), with the engine's busy timeout in seconds.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextmanager
@@ -120,17 +180,18 @@ def write_lock(bind: Engine | Connection) -> Iterator[None]:
     Raises
     ------
     BusyError
-        The lock did not come free within :data:`SQLITE_BUSY_TIMEOUT_MS`.
+        The lock did not come free within the engine's busy timeout (:func:`make_engine`).
     """
     engine = bind.engine
-    lock = _WRITE_LOCKS.get(engine)
-    if lock is None:
+    held = _WRITE_LOCKS.get(engine)
+    if held is None:
         yield
         return
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+    lock, timeout = held
+    if not lock.acquire(timeout=timeout):
         raise BusyError(
-            f"the database stayed locked by other writers for {SQLITE_BUSY_TIMEOUT_MS / 1000:.0f}"
-            " s; try again"
+            f"the database is busy: other writers of this process held it for more than "
+            f"{timeout:g} s; try again"
         )
     try:
         yield
@@ -139,28 +200,101 @@ def write_lock(bind: Engine | Connection) -> Iterator[None]:
 
 
 def make_engine(
-    url: str | URL | None = None, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any
+    url: str | URL | None = None,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    **kwargs: Any,
 ) -> Engine:
     """An engine for ``url`` (default :data:`DEFAULT_URL`), set up for concurrent use.
 
     SQLite connections use the WAL journal with ``synchronous`` = ``sqlite_synchronous`` (see
-    :data:`SQLITE_SYNCHRONOUS`), enforce foreign keys and wait up to
-    :data:`SQLITE_BUSY_TIMEOUT_MS` for a lock; PostgreSQL goes through psycopg 3 with
-    ``pool_pre_ping``. Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
+    :data:`SQLITE_SYNCHRONOUS`) and enforce foreign keys; PostgreSQL goes through psycopg 3
+    with ``pool_pre_ping``. On both a statement waits up to ``busy_timeout_ms`` for a lock
+    another connection holds, then raises :class:`BusyError`. Extra keyword arguments go to
+    :func:`sqlalchemy.create_engine`.
 
     Raises
     ------
     ValueError
-        As :func:`normalize_url`, or an unknown ``sqlite_synchronous``.
+        As :func:`normalize_url`, an unknown ``sqlite_synchronous``, or a busy timeout that is
+        not a positive number of milliseconds.
     """
     parsed = normalize_url(url)
     synchronous = sqlite_synchronous_mode(sqlite_synchronous)
+    busy_timeout_ms = busy_timeout(busy_timeout_ms)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine, synchronous)
-        _WRITE_LOCKS[engine] = threading.Lock()
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        _configure_sqlite(engine, synchronous, busy_timeout_ms)
+        _WRITE_LOCKS[engine] = (threading.Lock(), busy_timeout_ms / 1000)
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+        _configure_postgres(engine, busy_timeout_ms)
+    _raise_busy(engine, busy_timeout_ms)
+    return engine
+
+
+def database_name(url: str | URL) -> str:
+    """How messages name a database: a SQLite file by its path, else the URL without its
+    password."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}" if not in_memory(parsed) else "in-memory SQLite"
+    return parsed.render_as_string(hide_password=True)
+
+
+def check_database(url: str | URL | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """Check that a database can be served: it opens, a SQLite file is intact (``PRAGMA
+    quick_check``, which reads every page: seconds for a large file) and it takes writes.
+
+    The write check creates a table in a transaction that is rolled back, so nothing is left
+    behind: on SQLite in the file itself (a file opened read-only, or on a read-only disk,
+    fails), on PostgreSQL a temporary table (no right to create tables in the schema needed;
+    a read-only server or ``default_transaction_read_only`` fails). File permissions alone
+    say little (root may write any file), so the check writes.
+
+    Raises
+    ------
+    UnusableDatabaseError
+        Naming the database (:func:`database_name`) and what failed.
+    ValueError
+        As :func:`normalize_url`.
+    """
+    parsed = normalize_url(url)
+    name = database_name(parsed)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    engine = make_engine(parsed, busy_timeout_ms=busy_timeout_ms, poolclass=NullPool)
+    stage = "cannot be opened"
+    try:
+        with engine.connect() as connection:
+            if sqlite:
+                stage = "cannot be read"
+                found = connection.exec_driver_sql("PRAGMA quick_check").scalars().all()
+                if found != ["ok"]:
+                    # One row per problem, or one row of many lines: the first few are enough.
+                    lines = [line for row in found for line in str(row).splitlines()]
+                    shown = "; ".join(lines[:4]) + ("; ..." if len(lines) > 4 else "")
+                    raise UnusableDatabaseError(
+                        f"{name} is damaged (PRAGMA quick_check: {shown}); restore it from a backup"
+                    )
+                connection.rollback()
+            stage = "cannot be written"
+            table = "TEMPORARY TABLE" if not sqlite else "TABLE"
+            with connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin() as write:
+                connection.exec_driver_sql(f"CREATE {table} crowdtune_write_check (x INTEGER)")
+                connection.exec_driver_sql("INSERT INTO crowdtune_write_check VALUES (1)")
+                write.rollback()
+    except BusyError as exc:
+        raise UnusableDatabaseError(f"{name} {stage}: {exc}") from exc
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip()
+        if "malformed" in reason or "not a database" in reason:
+            reason += "; the file is damaged, restore it from a backup"
+        elif "readonly" in reason or "read-only" in reason:
+            reason += "; check the file's and its folder's permissions, and the disk"
+        raise UnusableDatabaseError(f"{name} {stage}: {reason}") from exc
+    finally:
+        engine.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,4 +1,5 @@
-"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 422, 503)."""
+"""Errors the store raises; the server maps each to one HTTP status (404, 409, 403, 422, 503,
+401)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ class NotFoundError(StoreError, LookupError):
     """A row named by id or name does not exist."""
 
 
+class UnusableDatabaseError(StoreError):
+    """The database cannot be served: it does not open, is damaged, or refuses writes."""
+
+
 class ConflictError(StoreError):
     """The request contradicts what is stored: a duplicate name, a task answered already."""
 
@@ -21,6 +26,10 @@ class ForbiddenError(StoreError):
 
 class BusyError(StoreError):
     """The database stayed locked by other writers for longer than the busy timeout."""
+
+
+class CredentialError(StoreError):
+    """A token or session id that is unknown, expired or revoked (the message says which)."""
 
 
 class ReusedKeyError(StoreError, ValueError):

@@ -1,6 +1,8 @@
 """The tables of the feedback store, as SQLAlchemy 2 declarative models.
 
-``contributor`` (people, with a role and the SHA-256 of their token), ``project`` (a set of
+``contributor`` (people, with a role, the SHA-256 of their token and when that token expires or
+was revoked), ``session`` (a signed-in browser: the SHA-256 of its random id, when it ends),
+``project`` (a set of
 items to compare and the overlap *k*: how many distinct people see each item), ``item`` (one
 prompt and two responses), ``task`` (an item handed to one contributor; never twice to the same
 one), ``response`` (one vote per task) and ``round`` (results of Crowd-SFT rounds, for later).
@@ -72,6 +74,33 @@ class VerdictType(TypeDecorator[Verdict]):
         return None if value is None else Verdict.parse(value)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, timezone-aware; a naive one is taken to be UTC already.
+
+    >>> as_utc(datetime(2026, 1, 1, 12)).isoformat()
+    '2026-01-01T12:00:00+00:00'
+    """
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both backends.
+
+    SQLite has no time zones: SQLAlchemy stores the wall time and gives it back naive. Values
+    are turned to UTC before they are stored (a naive one is taken as UTC) and come back aware,
+    so Python compares them with :func:`utc_now` and SQL compares them with each other.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 def _verdict_check(column: str) -> CheckConstraint:
     codes = ", ".join(f"'{code}'" for code in VERDICT_CODES.values())
     return CheckConstraint(f"{column} IN ({codes})", name=f"{column}_valid")
@@ -95,10 +124,35 @@ class Contributor(Base):
     role: Mapped[str] = mapped_column(String(16))
     # SHA-256 hex of the bearer token; the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # When the token stops working (None: never) and when it was revoked (None: it was not).
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     def __repr__(self) -> str:
         return f"Contributor(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+
+class WebSession(Base):
+    """A browser signed in with a contributor's token (the ``session`` table).
+
+    The cookie carries a random id; only its SHA-256 is stored. The session ends at
+    ``expires_at`` (absolute), when unused for the server's idle timeout since
+    ``last_seen_at``, at sign-out (the row is deleted) and when the token is revoked or rotated.
+    """
+
+    __tablename__ = "session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contributor_id: Mapped[int] = mapped_column(ForeignKey("contributor.id"), index=True)
+    # SHA-256 hex of the id the cookie carries.
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    def __repr__(self) -> str:
+        return f"WebSession(id={self.id!r}, contributor_id={self.contributor_id!r})"
 
 
 class Project(Base):

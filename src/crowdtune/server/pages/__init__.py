@@ -1,8 +1,12 @@
 """Server-rendered web pages: sign in, projects, annotate, leaderboard, admin.
 
-Authentication: ``POST /signin`` checks the pasted token and stores it in an HttpOnly,
-SameSite=Strict cookie (``Secure`` over HTTPS). Each page carries a CSRF token derived from the
-session token (an HMAC, so it changes with the session and cannot be guessed without it); every
+Authentication: ``POST /signin`` checks the pasted token and starts a session
+(:func:`crowdtune.store.repository.start_session`): its random id, never the token, goes in an
+HttpOnly, SameSite=Strict cookie (``Secure`` over HTTPS), and the store keeps only its hash. The
+session ends at sign-out (deleted), at its absolute expiry, when idle too long (``create_app``'s
+``session_hours`` and ``session_idle_minutes``) and when its token is revoked, rotated or
+expires; a stale cookie is cleared. Each page carries a CSRF token derived from the session id
+(an HMAC, so it belongs to that session, dies with it and cannot be guessed without it); every
 cookie-authenticated POST must send it, in the form field ``csrf_token`` or the header
 ``X-CSRF-Token``, else 403. The sign-in form itself uses a double-submit cookie.
 

@@ -104,8 +104,8 @@ def _import_upload(request: Request, project_id: int, form: FormData) -> int:
     """Check the admin's session, then read and store the upload; the items it created."""
     factory = request.app.state.sessions
     with factory() as session:
-        me, token = signed_in(request, session)
-        check_csrf(request, token, str(form.get(CSRF_FIELD, "")))
+        me, session_id = signed_in(request, session)
+        check_csrf(request, session_id, str(form.get(CSRF_FIELD, "")))
         require(me, "admin")
         page_project(session, project_id)
         session.commit()  # end the read: no transaction stays open while the file is parsed

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from crowdtune.records import join_turns
 from crowdtune.server import services
 from crowdtune.server.deps import SessionDep
+from crowdtune.server.limits import count_failure
 from crowdtune.server.pages.markdown import safe_markdown
 from crowdtune.server.pages.web import (
     CSRF_FIELD,
@@ -24,6 +25,7 @@ from crowdtune.server.pages.web import (
     SignInNeeded,
     check_csrf,
     check_id,
+    clear_session_cookie,
     csrf_token,
     page_headers,
     page_project,
@@ -33,7 +35,7 @@ from crowdtune.server.pages.web import (
     set_cookie,
     signed_in,
 )
-from crowdtune.store import ConflictError, ForbiddenError, NotFoundError
+from crowdtune.store import ConflictError, CredentialError, ForbiddenError, NotFoundError
 from crowdtune.store import repository as repo
 
 router = APIRouter(include_in_schema=False)
@@ -69,6 +71,8 @@ def signin_page(request: Request, session: SessionDep) -> HTMLResponse:
     nonce = secrets.token_urlsafe(24)
     response = render(request, "signin.html", csrf=nonce, error=None)
     set_cookie(request, response, SIGNIN_COOKIE, nonce)
+    if SESSION_COOKIE in request.cookies:  # one that has ended
+        clear_session_cookie(response)
     return response
 
 
@@ -79,14 +83,25 @@ def signin(
     token: str = Form(""),
     csrf_token_field: str = Form("", alias=CSRF_FIELD),
 ) -> HTTPResponse:
+    """Sign in with a token: a new session, whose random id (never the token) goes in the
+    session cookie."""
     expected = request.cookies.get(SIGNIN_COOKIE, "")
     if not expected or not same(csrf_token_field, expected):
         raise PageError(403, "the sign-in form expired or came from elsewhere; reload and retry")
-    token = token.strip()
-    if repo.contributor_by_token(session, token) is None:
-        return render(request, "signin.html", 401, csrf=expected, error="Unknown token.")
+    policy = request.app.state.session_policy
+    try:
+        _, session_id = repo.start_session(
+            session, token.strip(), policy=policy, now=request.app.state.clock()
+        )
+    except CredentialError as exc:
+        count_failure(request, token.strip())
+        error = str(exc)  # "unknown token", or why the token no longer works
+        return render(
+            request, "signin.html", 401, csrf=expected, error=f"{error[:1].upper()}{error[1:]}."
+        )
     response = RedirectResponse("/projects", 303)
-    set_cookie(request, response, SESSION_COOKIE, token)
+    max_age = int(policy.max_age.total_seconds())
+    set_cookie(request, response, SESSION_COOKIE, session_id, max_age=max_age)
     response.delete_cookie(SIGNIN_COOKIE, path="/")
     return response
 
@@ -97,10 +112,12 @@ def signout(
     session: SessionDep,
     csrf_token_field: str = Form("", alias=CSRF_FIELD),
 ) -> HTTPResponse:
-    _, token = signed_in(request, session)
-    check_csrf(request, token, csrf_token_field)
+    """Sign out: the session is deleted, so its cookie and CSRF token stop working."""
+    _, session_id = signed_in(request, session)
+    check_csrf(request, session_id, csrf_token_field)
+    repo.end_session(session, session_id)
     response = RedirectResponse("/", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    clear_session_cookie(response)
     return response
 
 
@@ -187,8 +204,8 @@ def _store_vote(
     project and that the task is in it (404 otherwise), then store it."""
     factory = request.app.state.sessions
     with factory() as session:
-        me, token = signed_in(request, session)
-        check_csrf(request, token, sent_csrf)
+        me, session_id = signed_in(request, session)
+        check_csrf(request, session_id, sent_csrf)
         require(me, "annotator", "admin")
         page_project(session, project_id)
         check_id(task_id, "task")
@@ -233,7 +250,7 @@ def _vote_error(is_json: bool, status: int, message: str) -> Any:
 def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     project = page_project(session, project_id)
-    board = services.leaderboard(session, project_id)
+    board = services.leaderboard(session, project_id, admin_view=me.role == "admin")
     return render(
         request,
         "leaderboard.html",
@@ -242,4 +259,5 @@ def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> 
         project=project,
         rows=board["contributors"],
         credit_note=board["credit_note"],
+        quality_note=board["quality_note"],
     )

@@ -1,11 +1,14 @@
 """Item text as HTML, safely: :func:`safe_markdown` escapes everything, then turns a tiny
-subset of Markdown into tags."""
+subset of Markdown into tags. Characters UTF-8 cannot encode (a lone surrogate, in text stored
+before the input checks existed) become U+FFFD, so a page always renders."""
 
 from __future__ import annotations
 
 import re
 
 from markupsafe import Markup, escape
+
+from crowdtune.validation import encodable_text
 
 _FENCE = re.compile(r"^```[^\n`]*\n(.*?)(?:\n```[ \t]*$|\Z)", re.S | re.M)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
@@ -45,7 +48,7 @@ def safe_markdown(text: str) -> Markup:
     >>> str(safe_markdown("**hi** <script>alert(1)</script>"))
     '<p><strong>hi</strong> &lt;script&gt;alert(1)&lt;/script&gt;</p>'
     """
-    escaped = str(escape(text.replace("\r\n", "\n")))
+    escaped = str(escape(encodable_text(text).replace("\r\n", "\n")))
     html: list[str] = []
     position = 0
     for fence in _FENCE.finditer(escaped):

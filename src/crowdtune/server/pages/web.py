@@ -14,9 +14,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from crowdtune.server.limits import count_contributor, count_failure
 from crowdtune.server.schemas import MAX_ROW_ID
 from crowdtune.server.services import check_role
-from crowdtune.store import NotFoundError
+from crowdtune.store import CredentialError, NotFoundError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Contributor, Project
 
@@ -54,19 +55,31 @@ class SignInNeeded(Exception):
 # sessions and CSRF
 
 
-def csrf_token(session_token: str) -> str:
-    """The CSRF token of a session: an HMAC of a fixed label keyed by the session token."""
-    return hmac.new(session_token.encode(), b"crowdtune-csrf", hashlib.sha256).hexdigest()
+def csrf_token(session_id: str) -> str:
+    """The CSRF token of a session: an HMAC of a fixed label keyed by the session's id. Only
+    the session's holder can compute it, and it stops working when the session ends (the id
+    is then refused)."""
+    return hmac.new(session_id.encode(), b"crowdtune-csrf", hashlib.sha256).hexdigest()
 
 
 def signed_in(request: Request, session: Session) -> tuple[Contributor, str]:
-    """The contributor whose session cookie came with the request, and the cookie's token;
-    :class:`SignInNeeded` without a valid one."""
-    token = request.cookies.get(SESSION_COOKIE, "")
-    contributor = repo.contributor_by_token(session, token) if token else None
-    if contributor is None:
+    """The contributor whose session cookie came with the request, and the cookie's session id;
+    :class:`SignInNeeded` unless the session is live (not signed out, expired, idle too long,
+    or of a revoked or expired token). Marks the session used
+    (:func:`~crowdtune.store.repository.session_contributor`)."""
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if not session_id:
         raise SignInNeeded
-    return contributor, token
+    state = request.app.state
+    try:
+        contributor = repo.session_contributor(
+            session, session_id, policy=state.session_policy, now=state.clock()
+        )
+    except CredentialError:
+        count_failure(request, session_id)
+        raise SignInNeeded from None
+    count_contributor(request, contributor.id)
+    return contributor, session_id
 
 
 def same(sent: str, expected: str) -> bool:
@@ -75,20 +88,28 @@ def same(sent: str, expected: str) -> bool:
     return hmac.compare_digest(sent.encode(), expected.encode())
 
 
-def check_csrf(request: Request, token: str, sent: str | None) -> None:
-    """403 unless the request sent the session's CSRF token (``sent``, the form field, else
-    the :data:`CSRF_HEADER` header)."""
+def check_csrf(request: Request, session_id: str, sent: str | None) -> None:
+    """403 unless the request sent the CSRF token of session ``session_id`` (``sent``, the form
+    field, else the :data:`CSRF_HEADER` header)."""
     sent = sent or request.headers.get(CSRF_HEADER, "")
-    if not sent or not same(sent, csrf_token(token)):
+    if not sent or not same(sent, csrf_token(session_id)):
         raise PageError(403, "missing or wrong CSRF token; reload the page and try again")
 
 
-def set_cookie(request: Request, response: HTTPResponse, name: str, value: str) -> None:
-    """Set an HttpOnly, SameSite=Strict cookie (``Secure`` over HTTPS) on the whole site."""
+def set_cookie(
+    request: Request, response: HTTPResponse, name: str, value: str, max_age: int | None = None
+) -> None:
+    """Set an HttpOnly, SameSite=Strict cookie (``Secure`` over HTTPS) on the whole site, kept
+    by the browser for ``max_age`` seconds (None: until it closes)."""
     response.set_cookie(
-        name, value, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-        path="/",
+        name, value, max_age=max_age, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path="/",
     )  # fmt: skip
+
+
+def clear_session_cookie(response: HTTPResponse) -> None:
+    """Tell the browser to drop its session cookie."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
 def require(me: Contributor, *roles: str) -> None:
@@ -151,7 +172,13 @@ async def page_error(request: Request, exc: PageError) -> HTTPResponse:
 
 
 async def sign_in_needed(request: Request, exc: SignInNeeded) -> HTTPResponse:
-    """:class:`SignInNeeded`: a GET page goes to the sign-in page; anything else gets 401."""
+    """:class:`SignInNeeded`: a GET page goes to the sign-in page; anything else gets 401. A
+    session cookie that came along is stale: the browser is told to drop it."""
+    response: HTTPResponse
     if request.method != "GET" or _wants_json(request):
-        return JSONResponse({"detail": "sign in first"}, 401)
-    return RedirectResponse("/", 303)
+        response = JSONResponse({"detail": "sign in first"}, 401)
+    else:
+        response = RedirectResponse("/", 303)
+    if SESSION_COOKIE in request.cookies:
+        clear_session_cookie(response)
+    return response

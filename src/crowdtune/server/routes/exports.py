@@ -29,5 +29,11 @@ def export(
     ties: Annotated[Literal["drop", "keep"], Query(description="trl only")] = "drop",
 ) -> HTTPResponse:
     """Download every vote: an arena CSV, crowdtune JSONL (one line per vote), or TRL
-    preference JSONL (ties dropped unless ``ties=keep``)."""
+    preference JSONL (ties dropped unless ``ties=keep``).
+
+    The arena CSV is safe to open in a spreadsheet: a cell beginning with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return gets a single quote in front (OWASP's rule against CSV
+    injection). JSONL and TRL keep the exact text. TRL leaves out votes on items whose
+    responses lack one turn per prompt turn (stored before imports checked it); the header
+    ``X-Left-Out`` counts them."""
     return services.export_download(session, project_id, format, ties=ties)

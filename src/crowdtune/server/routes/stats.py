@@ -28,5 +28,10 @@ def stats(project_id: RowId, session: SessionDep, admin: Admin) -> StatsOut:
 def leaderboard(project_id: RowId, session: SessionDep, me: SignedIn) -> dict[str, Any]:
     """Per contributor: votes, gold items answered and accuracy on them, agreement with
     the majority of the other voters on shared items, and credit: points summed over the
-    project's Crowd-SFT rounds (null before any; ``credit_note`` says how they were earned)."""
-    return services.leaderboard(session, project_id)
+    project's Crowd-SFT rounds (null before any; ``credit_note`` says how they were earned).
+
+    Admins see gold and agreement over every vote. Annotators see them over closed items only
+    (all k votes in), and only once a contributor has a handful (null before;
+    ``quality_note`` says so): a vote never tells whether its item is gold or what the others
+    voted."""
+    return services.leaderboard(session, project_id, admin_view=me.role == "admin")

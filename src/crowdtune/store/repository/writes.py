@@ -35,7 +35,7 @@ from crowdtune.store.models import (
     utc_now,
 )
 from crowdtune.store.repository.reads import get_project, hash_token
-from crowdtune.validation import check_choice
+from crowdtune.validation import check_choice, check_text
 
 #: Longest contributor name, project name, external id, model name and idempotency key.
 MAX_NAME = 100
@@ -49,7 +49,7 @@ ID_CHECK_SLICE = 10_000
 def _name(value: str, what: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-    value = value.strip()
+    value = check_text(value.strip(), what)
     if len(value) > limit:
         raise ValueError(f"{what} must be at most {limit} characters, got {len(value)}")
     return value
@@ -145,7 +145,7 @@ def _turns(value: object, where: str) -> list[str]:
         raise ValueError(f"{where}: expected a string or a list of strings, got {value!r:.80}")
     if not turns:
         raise ValueError(f"{where}: needs at least one turn")
-    return list(turns)
+    return [check_text(turn, where) for turn in turns]
 
 
 def _optional_label(value: object, where: str) -> str | None:
@@ -333,7 +333,8 @@ def submit_response(
     Raises
     ------
     ValueError
-        Bad verdict, negative or non-finite seconds, or a key longer than 200 characters.
+        Bad verdict, negative or non-finite seconds, a key longer than 200 characters, or a
+        NUL or lone surrogate in the reason or the key.
     ReusedKeyError
         The key was sent before with a different verdict, reason or seconds (a ``ValueError``
         too); nothing is stored.
@@ -345,6 +346,8 @@ def submit_response(
         The task has a response under another key, or this key was used for another task.
     """
     verdict = Verdict.parse(verdict)
+    if reason is not None:
+        check_text(reason, "reason")
     if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
         raise ValueError(f"seconds must be a finite number of at least 0, got {seconds!r}")
     key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
