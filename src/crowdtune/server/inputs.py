@@ -91,15 +91,9 @@ class InputCheck:
         if content_type.startswith("multipart/"):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
         if body:
             if len(body) > self.thread_bytes:
                 found = await anyio.to_thread.run_sync(_body_problem, body, content_type)
@@ -109,6 +103,30 @@ class InputCheck:
                 await refused(*found)(scope, receive, send)
                 return
         await self.app(scope, replay(body, receive), send)
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the ``max_bytes`` given to :func:`read_body`."""
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body from ``receive``; ``None`` when the client went away first.
+
+    Raises :class:`BodyTooLarge` as soon as more than ``max_bytes`` have arrived.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

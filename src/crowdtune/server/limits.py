@@ -31,7 +31,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crowdtune.server.inputs import BodyTooLarge, read_body, replay
 
 
 class BodySizeLimit:
@@ -69,31 +71,14 @@ class BodySizeLimit:
             if size > self.max_bytes:
                 await self._too_large(size)(scope, receive, send)
                 return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_bytes:
-                await self._too_large(None)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await self._too_large(None)(scope, receive, send)
+            return
+        if body is None:  # the client went away
+            return
+        await self.app(scope, replay(body, receive), send)
 
 
 #: How many failed authentications (unknown token, session or sign-in) one address may make
