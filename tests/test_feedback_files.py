@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from crowdtune.datasets import DatasetFormatError
+from crowdtune.datasets import (
+    REVISION_DATASETS,
+    DatasetFormatError,
+    DatasetMissingError,
+    load_car_revisions,
+    load_revisions,
+)
+from crowdtune.datasets.car import CAR_EXPERT, load_car_pairs
 from crowdtune.datasets.items import (
     read_items,
     read_rating_items,
@@ -375,3 +383,59 @@ def test_every_export_loads_with_datasets(tmp_path: Path) -> None:
     assert loaded[3]["aspects"]["clarity"] == -1
     table = load(write_ratings_csv(ratings, tmp_path / "a.csv"), "csv")
     assert [r["id"] for r in table] == [r.id for r in ratings]
+
+
+# ------------------------------------------------------------------------------ @car
+
+
+def test_car_revisions_are_the_2540_expert_pairs() -> None:
+    revisions = load_revisions("@car")
+    assert len(revisions) == 2540 and len({r.id for r in revisions}) == 2540
+    assert Counter(r.source for r in revisions) == {
+        "car:train": 2032,
+        "car:valid": 254,
+        "car:test": 254,
+    }
+    assert {r.contributor for r in revisions} == {CAR_EXPERT}
+    assert all(r.reference == r.revised and len(r.prompt) == 1 for r in revisions)
+    # The same pairs as load_car_pairs: the Alpaca answer revised by the expert.
+    test = load_car_revisions("test")
+    pairs = load_car_pairs("test")
+    assert [r.id for r in test] == pairs["id"].tolist()
+    assert [r.original for r in test] == pairs["worse"].tolist()
+    assert [r.revised for r in test] == pairs["better"].tolist()
+    assert [r.prompt[0] for r in test] == pairs["instruction"].tolist()
+    assert [r.id for r in load_revisions("@car:test")] == [r.id for r in test]
+    # The experts changed nearly every answer (some rewrote only the instruction).
+    assert sum(not r.changed for r in test) == 6
+    assert not any("\\n" in r.original for r in revisions)  # originals are unescaped
+    items = revision_items(test)
+    assert items[0] == {
+        "id": "car-test-0",
+        "prompt": test[0].prompt[0],
+        "response": test[0].original,
+        "reference": test[0].revised,
+    }
+
+
+def test_load_revisions_reads_files_and_names_the_choices(tmp_path: Path) -> None:
+    path = write_revisions_jsonl(sample_revisions(), tmp_path / "mine.jsonl.gz")
+    assert load_revisions(str(path)) == sample_revisions()
+    assert set(REVISION_DATASETS) == {"car"}
+    with pytest.raises(ValueError, match="unknown revision dataset '@nope'; choose one of: @car"):
+        load_revisions("@nope")
+    with pytest.raises(ValueError, match="unknown option of @car 'dev'"):
+        load_revisions("@car:dev")
+    with pytest.raises(ValueError, match=r"revisions are read from JSON Lines.*\.jsonl\.gz"):
+        load_revisions(str(tmp_path / "mine.csv"))
+    with pytest.raises(FileNotFoundError, match="no revision file"):
+        load_revisions(str(tmp_path / "none.jsonl"))
+
+
+def test_car_revisions_missing_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CROWDTUNE_DATA", str(tmp_path))
+    with pytest.raises(DatasetMissingError, match="APE_score_train.csv") as err:
+        load_car_revisions()
+    assert "github.com/IronBeliever/CaR" in str(err.value)
