@@ -100,7 +100,7 @@ def run_full_flow(client, auth, tmp_path):
                 break
             assert reply.status_code == 200, reply.text
             task = reply.json()
-            assert set(task) == {"task_id", "item"}
+            assert set(task) == {"task_id", "kind", "item"} and task["kind"] == "pairwise"
             assert set(task["item"]) == {"prompt", "response_a", "response_b"}
             verdict = vote_of(name, task["item"]["prompt"])
             reply = client.post(

@@ -55,9 +55,9 @@ def vote_next(client, headers, project, verdict):
 def test_an_annotator_diffing_its_row_learns_nothing_until_items_close(url):
     auth = crowd(url)
     with TestClient(create_app(url)) as client:
-        project = client.post(
-            f"{API}/projects", json={"name": "p", "overlap": 3}, headers=auth["root"]
-        ).json()["id"]
+        # Breadth-first: the order below is the least assigned item first, lowest id first.
+        body = {"name": "p", "overlap": 3, "assignment": "breadth"}
+        project = client.post(f"{API}/projects", json=body, headers=auth["root"]).json()["id"]
         items = [{"prompt": f"gold {i}", "response_a": "x", "response_b": "y", "gold": "a"}
                  for i in range(N_GOLD)]  # fmt: skip
         items += [{"prompt": f"open {i}", "response_a": "x", "response_b": "y"}

@@ -64,10 +64,16 @@ stayed locked) 503 with ``Retry-After``; malformed input is 422 naming the field
 request gets one SQLAlchemy session; writes are committed by the repository before the route
 answers, so an acknowledged vote is stored.
 
-Idempotent votes: ``POST /api/v1/tasks/{task_id}/responses`` with an ``Idempotency-Key`` header
-answers **201** when it stores the vote and **200** with the same body (and the header
+Three kinds of project: ``pairwise`` (an annotator compares two answers: a ``verdict``),
+``revision`` (rewrites one: a ``revision``) and ``rating`` (scores one on the project's scale: a
+``score``); any task may be skipped with a reason. ``GET .../tasks/next`` says the ``kind``, and
+``GET .../export`` offers the formats of the kind (TRL-ready: preference pairs, SFT messages,
+KTO rows).
+
+Idempotent answers: ``POST /api/v1/tasks/{task_id}/responses`` with an ``Idempotency-Key``
+header answers **201** when it stores the answer and **200** with the same body (and the header
 ``Idempotent-Replayed: true``) when the key was seen before with the same body, storing
-nothing; the key again with another verdict, reason or seconds is **422**.
+nothing; the key again with another answer, reason or seconds is **422**.
 
 Input that cannot break anything: no text may hold a NUL character or a lone surrogate, no
 JSON number may be non-finite (``NaN``, ``Infinity``, ``1e400``) or an integer past 64 bits,
@@ -190,7 +196,7 @@ def create_app(
 
     app = FastAPI(
         title="crowdtune",
-        summary="Collect pairwise feedback from a crowd.",
+        summary="Collect pairwise votes, revisions and ratings from a crowd.",
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )

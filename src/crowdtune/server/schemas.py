@@ -19,12 +19,16 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from crowdtune.datasets.items import FieldError, gold_value
 from crowdtune.records import unpaired_turns
+from crowdtune.store.repository import MAX_ASPECTS, MAX_REVISION
 from crowdtune.validation import encodable_text, text_problem
 
 
@@ -53,14 +57,77 @@ MAX_ROW_ID = 2**31 - 1
 #: A row id in a URL path (``project_id``, ``task_id``): 422 when out of range.
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Label = Annotated[Text, Field(min_length=1, max_length=200)]
+ProjectKind = Literal["pairwise", "revision", "rating"]
+#: A score or bound sent as a JSON number (``true`` is not 1).
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+#: Largest magnitude of a scale's bounds (the store's limit).
+MAX_SCALE = 1000
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the text is blank; give the text")
+    return value
+
+
+#: A text that must hold more than white space (an answer, a revision, a reference).
+FilledText = Annotated[Text, AfterValidator(_nonblank)]
+
+
+class Scale(BaseModel):
+    """A rating project's whole-number scores, ``min`` to ``max``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: Annotated[int, Strict(), Field(ge=-MAX_SCALE, le=MAX_SCALE)] = 1
+    max: Annotated[int, Strict(), Field(ge=-MAX_SCALE, le=MAX_SCALE)] = 7
+
+    @model_validator(mode="after")
+    def _lowest_first(self) -> Scale:
+        if self.min >= self.max:
+            raise ValueError(f"min must be below max, got min {self.min} and max {self.max}")
+        return self
 
 
 class ProjectIn(BaseModel):
+    """A new project: ``pairwise`` (compare two answers), ``revision`` (rewrite one) or
+    ``rating`` (score one on ``scale``, by default 1 to 7)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[Text, Field(min_length=1, max_length=200)]
-    kind: Literal["pairwise"] = "pairwise"
+    kind: ProjectKind = "pairwise"
     overlap: Annotated[int, Field(ge=1, le=1000, description="Distinct people per item.")] = 1
+    scale: Scale | None = Field(
+        None, description="Rating projects only: the scores, default {min: 1, max: 7}."
+    )
+    assignment: Literal["depth", "breadth"] = Field(
+        "depth",
+        description="depth: a contributor gets an item others have started, so items reach "
+        "`overlap` answers steadily; breadth: the least assigned item first.",
+    )
+    editor_prefill: bool = Field(
+        True, description="Revision projects only: the editor starts with the answer (or empty)."
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _rating_only(cls, value: Scale | None, info: ValidationInfo) -> Scale | None:
+        kind = info.data.get("kind")
+        if value is not None and kind not in (None, "rating"):
+            raise ValueError(f"only a rating project has a scale, not a {kind} project")
+        return value
+
+    @field_validator("editor_prefill")
+    @classmethod
+    def _revision_only(cls, value: bool, info: ValidationInfo) -> bool:
+        # Runs only when the field is sent: the default suits every kind.
+        kind = info.data.get("kind")
+        if kind not in (None, "revision"):
+            raise ValueError(
+                f"editor_prefill is a setting of revision projects, not of a {kind} project"
+            )
+        return value
 
 
 class Created(BaseModel):
@@ -100,6 +167,63 @@ class ItemsCreated(BaseModel):
     created: int
 
 
+class RevisionItemIn(BaseModel):
+    """One item of a revision project: a prompt (one text, or a list of user turns) and the
+    answer contributors rewrite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Turns
+    response: FilledText = Field(description="The answer to revise.")
+    reference: FilledText | None = Field(
+        None, description="A known good revision (gold), for quality checks."
+    )
+    id: Label | None = Field(None, description="The item's id in its source, unique per project.")
+
+
+GoldScore = Annotated[
+    Annotated[Number, Tag("score")]
+    | Annotated[list[Number], Field(min_length=2, max_length=2), Tag("range")],
+    # Tagged, so that an error names one of the two forms, not both.
+    Discriminator(lambda value: "range" if isinstance(value, list) else "score"),
+]
+
+
+class RatingItemIn(BaseModel):
+    """One item of a rating project: a prompt and the answer contributors score. Validated
+    with the context ``{"scale": (min, max)}``, a gold answer must lie on the project's scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Turns
+    response: FilledText = Field(description="The answer to score.")
+    gold: GoldScore | None = Field(
+        None,
+        description="The accepted score, or the accepted range [low, high], on the project's "
+        "scale; for quality checks.",
+    )
+    id: Label | None = Field(None, description="The item's id in its source, unique per project.")
+
+    @field_validator("gold")
+    @classmethod
+    def _on_the_scale(cls, value: Any, info: ValidationInfo) -> Any:
+        scale = (info.context or {}).get("scale")
+        if value is None or scale is None:
+            return value
+        try:
+            return gold_value(value, (float(scale[0]), float(scale[1])))
+        except FieldError as err:
+            raise ValueError(err.problem) from None
+
+
+#: The items a project of each kind takes.
+ITEM_MODELS: dict[str, type[BaseModel]] = {
+    "pairwise": ItemIn,
+    "revision": RevisionItemIn,
+    "rating": RatingItemIn,
+}
+
+
 class TaskItem(BaseModel):
     """What an annotator sees: turns joined for display; never gold answers or others' votes."""
 
@@ -108,17 +232,93 @@ class TaskItem(BaseModel):
     response_b: ServedText
 
 
+class SingleTaskItem(BaseModel):
+    """The item of a revision or rating task: the prompt's turns joined, and the answer; never
+    its gold answer or others' answers."""
+
+    prompt: ServedText
+    response: ServedText
+
+
 class TaskOut(BaseModel):
+    """A pairwise task: compare ``response_a`` with ``response_b``."""
+
     task_id: int
+    kind: Literal["pairwise"] = "pairwise"
     item: TaskItem
 
 
+class RevisionTaskOut(BaseModel):
+    """A revision task: rewrite ``item.response`` (answer with ``revision``)."""
+
+    task_id: int
+    kind: Literal["revision"] = "revision"
+    item: SingleTaskItem
+    editor_prefill: bool = Field(
+        description="Whether the project's editor starts with the answer (else empty)."
+    )
+
+
+class RatingTaskOut(BaseModel):
+    """A rating task: score ``item.response`` on ``scale`` (answer with ``score``)."""
+
+    task_id: int
+    kind: Literal["rating"] = "rating"
+    item: SingleTaskItem
+    scale: Scale
+
+
+#: The next task of any kind, told apart by ``kind``.
+AnyTaskOut = Annotated[TaskOut | RevisionTaskOut | RatingTaskOut, Field(discriminator="kind")]
+AspectName = Annotated[Text, Field(min_length=1, max_length=100)]
+
+
 class ResponseIn(BaseModel):
+    """The answer that closes a task: exactly one of ``verdict`` (pairwise), ``revision``
+    (revision), ``score`` (rating, a whole number on the project's scale, with optional
+    ``aspects`` scores on the same scale), or ``skip`` (any kind; ``reason`` says why, and the
+    item goes back to the pool)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    verdict: VerdictCode
-    reason: Annotated[Text, Field(max_length=10_000)] | None = None
+    verdict: VerdictCode | None = None
+    revision: Annotated[FilledText, Field(max_length=MAX_REVISION)] | None = Field(
+        None, description="The rewritten answer (it may equal the original)."
+    )
+    score: Number | None = None
+    aspects: Annotated[dict[AspectName, Number], Field(max_length=MAX_ASPECTS)] | None = Field(
+        None, description="With a score: scores of named aspects, on the project's scale."
+    )
+    skip: bool = Field(False, description="Close the task without an answer (say why).")
+    reason: Annotated[Text, Field(max_length=10_000)] | None = Field(None, validate_default=True)
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    @field_validator("aspects")
+    @classmethod
+    def _with_a_score(cls, value: dict[str, float] | None, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("score") is None:
+            raise ValueError("aspects go with a score")
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _skip_says_why(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("skip") and (value is None or not value.strip()):
+            raise ValueError("a skip needs a reason: say why you skip the task")
+        return value
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> ResponseIn:
+        given = [
+            name for name in ("verdict", "revision", "score") if getattr(self, name) is not None
+        ]
+        given += ["skip"] if self.skip else []
+        if len(given) != 1:
+            raise ValueError(
+                "send exactly one of 'verdict' (pairwise), 'revision' (revision), 'score' "
+                f"(rating) or 'skip', got {given or 'none'}"
+            )
+        return self
 
 
 class ResponseOut(BaseModel):

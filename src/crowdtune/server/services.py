@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from fastapi import HTTPException
 from fastapi import Response as HTTPResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from crowdtune.datasets.comparisons import (
@@ -28,7 +28,25 @@ from crowdtune.datasets.comparisons import (
     write_jsonl,
     write_trl_jsonl,
 )
-from crowdtune.records import Comparison, Verdict, comparisons_frame, unpaired_turns
+from crowdtune.datasets.ratings import (
+    write_rating_kto_jsonl,
+    write_ratings_csv,
+    write_ratings_jsonl,
+)
+from crowdtune.datasets.revisions import (
+    revision_trl_rows,
+    write_revision_sft_jsonl,
+    write_revision_trl_jsonl,
+    write_revisions_jsonl,
+)
+from crowdtune.records import (
+    Comparison,
+    Rating,
+    Revision,
+    Verdict,
+    comparisons_frame,
+    unpaired_turns,
+)
 from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
 from crowdtune.server.scoring import contributor_breakdown, quality_note
 from crowdtune.store import (
@@ -58,13 +76,24 @@ STORE_ERROR_STATUS = {
 }
 #: The columns of an arena CSV behind the item fields they are not named after.
 _COLUMN_OF_FIELD = {"gold": "winner_model_a, winner_model_b, winner_tie"}
-#: The export formats: format -> (file suffix, media type).
+#: The export formats of every kind: format -> (file suffix, media type).
 EXPORTS = {
     "arena-csv": (".csv", "text/csv; charset=utf-8"),
     "jsonl": (".jsonl", "application/x-ndjson"),
     "trl": ("-trl.jsonl", "application/x-ndjson"),
+    "sft": ("-sft.jsonl", "application/x-ndjson"),
+    "csv": (".csv", "text/csv; charset=utf-8"),
+    "kto": ("-kto.jsonl", "application/x-ndjson"),
 }
-ExportFormat = Literal["arena-csv", "jsonl", "trl"]
+ExportFormat = Literal["arena-csv", "jsonl", "trl", "sft", "csv", "kto"]
+#: The formats a project of each kind exports (see :func:`write_export`).
+EXPORT_FORMATS = {
+    "pairwise": ("arena-csv", "jsonl", "trl"),
+    "revision": ("jsonl", "sft", "trl"),
+    "rating": ("jsonl", "csv", "kto"),
+}
+#: What the answers of each kind are called in an export's file name.
+_EXPORT_NOUN = {"pairwise": "votes", "revision": "revisions", "rating": "ratings"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,12 +179,17 @@ def vote(
 
 
 def project_stats(session: Session, project_id: int) -> StatsOut:
-    """Progress counts, and inter-annotator agreement once two annotators share an item
-    (otherwise ``agreement`` is None and ``agreement_reason`` says why)."""
+    """Progress counts (skips among the responses) of a project of any kind, and for a
+    pairwise project inter-annotator agreement once two annotators share an item (otherwise
+    ``agreement`` is None and ``agreement_reason`` says why)."""
     # Deferred: the preference package loads scikit-learn and SciPy, kept off the server's start.
     from crowdtune.preference.agreement import agreement
 
     counts = repo.progress(session, project_id).to_dict()
+    kind = repo.get_project(session, project_id).kind
+    if kind != "pairwise":
+        reason = f"agreement is computed for pairwise votes; not yet for a {kind} project"
+        return StatsOut(progress=counts, agreement=None, agreement_reason=reason)
     comparisons = repo.project_comparisons(session, project_id)
     try:
         result = agreement(comparisons_frame(comparisons), n_bootstrap=STATS_BOOTSTRAP)
@@ -190,86 +224,177 @@ def leaderboard(session: Session, project_id: int, *, admin_view: bool) -> dict[
 # export and import
 
 
-def export_download(
-    session: Session, project_id: int, format: str, *, ties: Literal["drop", "keep"] = "drop"
-) -> HTTPResponse:
-    """Every vote of a project as a download: arena CSV, crowdtune JSONL (one line per vote) or
-    TRL preference JSONL (ties dropped unless ``ties="keep"``).
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """What :func:`write_export` wrote: how many answers the project has (``answers``), how
+    many of them the format cannot hold (``left_out``: the ``X-Left-Out`` header of
+    ``trl``), and the name to download the file as."""
 
-    The arena CSV is safe to open in a spreadsheet: a cell that would run as a formula (it
-    begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a single quote in
-    front (:func:`~crowdtune.datasets.comparisons.defuse_formula`); JSONL and TRL keep the
+    answers: int
+    left_out: int | None
+    filename: str
+
+
+def export_formats(kind: str) -> tuple[str, ...]:
+    """The export formats of a project of ``kind`` (:data:`EXPORT_FORMATS`)."""
+    return EXPORT_FORMATS[kind]
+
+
+def check_export(kind: str, format: str, *, threshold: float | None = None) -> None:
+    """422 unless a project of ``kind`` exports ``format`` (naming the formats it does), or
+    when a ``threshold`` comes with a format other than ``kto``."""
+    if format not in EXPORT_FORMATS[kind]:
+        raise unprocessable(
+            f"format {format!r} does not fit a {kind} project; its formats are "
+            f"{', '.join(EXPORT_FORMATS[kind])}"
+        )
+    if threshold is not None and format != "kto":
+        raise unprocessable(f"threshold goes with format=kto, not format={format}")
+
+
+def write_export(
+    session: Session,
+    project_id: int,
+    format: str,
+    path: Path,
+    *,
+    ties: Literal["drop", "keep"] = "drop",
+    threshold: float | None = None,
+) -> Export:
+    """Write every answer of a project to ``path`` (``.gz`` compresses) in ``format``, one of
+    the project kind's :data:`EXPORT_FORMATS`:
+
+    - pairwise: ``arena-csv``, ``jsonl`` (one :class:`~crowdtune.records.Comparison` per vote)
+      or ``trl`` (``prompt``/``chosen``/``rejected``; ties dropped unless ``ties="keep"``);
+    - revision: ``jsonl`` (one :class:`~crowdtune.records.Revision` per revision), ``sft``
+      (TRL's conversational language modelling rows, the revision as the assistant's turn) or
+      ``trl`` (the revision ``chosen`` over the original, only where they differ);
+    - rating: ``jsonl`` (one :class:`~crowdtune.records.Rating` per score), ``csv`` (a
+      spreadsheet table) or ``kto`` (TRL's ``prompt``/``completion``/``label``, ``label`` true
+      for a score above ``threshold``, by default the middle of the scale).
+
+    Every CSV is safe to open in a spreadsheet: a cell that would run as a formula (it begins
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a single quote in front
+    (:func:`~crowdtune.datasets.comparisons.defuse_formula`); the JSON Lines formats keep the
     exact text. Text stored before the input checks existed that UTF-8 cannot encode (a lone
-    surrogate) is written with U+FFFD in its place. The TRL rows need one response turn per
-    prompt turn on each side; votes on items stored without (before the import checked it) are
-    left out, and the header ``X-Left-Out`` counts them. Ids are ``{item}/{contributor}``,
-    made unique (see :func:`_unique_ids`).
+    surrogate) is written with U+FFFD in its place. Ids are ``{item}/{contributor}``, made
+    unique (see :func:`_unique_ids`). Skips are not answers and are left out.
+
+    ``left_out`` counts answers the ``trl`` rows cannot hold: votes on items stored without
+    one response turn per prompt turn (before the import checked it), revisions that left the
+    answer as it was. Raises :class:`HTTPException` 422 (:func:`check_export`) for a format
+    or threshold that does not fit the project, or a threshold off its scale.
     """
     project = repo.get_project(session, project_id)
-    comparisons = _unique_ids(
-        [_encodable(c) for c in repo.project_comparisons(session, project_id)]
-    )
-    headers: dict[str, str] = {}
-    if format == "trl":
-        paired = [c for c in comparisons if _paired(c)]
-        headers["X-Left-Out"] = str(len(comparisons) - len(paired))
-        comparisons = paired
-    suffix, media_type = EXPORTS[format]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"export{suffix}"
+    check_export(project.kind, format, threshold=threshold)
+    if threshold is not None:
+        low, high = project.scale or (0, 0)
+        if not low <= threshold <= high:
+            raise unprocessable(
+                f"threshold must be on the project's scale, {low} to {high}, got {threshold:g}"
+            )
+    left_out = None
+    if project.kind == "revision":
+        revisions = _unique_ids(
+            [_encodable(r) for r in repo.project_revisions(session, project_id)]
+        )
+        answers = len(revisions)
+        if format == "jsonl":
+            write_revisions_jsonl(revisions, path)
+        elif format == "sft":
+            write_revision_sft_jsonl(revisions, path)
+        else:
+            left_out = answers - len(revision_trl_rows(revisions))
+            write_revision_trl_jsonl(revisions, path)
+    elif project.kind == "rating":
+        ratings = _unique_ids([_encodable(r) for r in repo.project_ratings(session, project_id)])
+        answers = len(ratings)
+        if format == "jsonl":
+            write_ratings_jsonl(ratings, path)
+        elif format == "csv":
+            write_ratings_csv(ratings, path, spreadsheet_safe=True)
+        else:
+            write_rating_kto_jsonl(ratings, path, threshold=threshold)
+    else:
+        comparisons = _unique_ids(
+            [_encodable(c) for c in repo.project_comparisons(session, project_id)]
+        )
+        answers = len(comparisons)
         if format == "arena-csv":
             write_arena_csv(comparisons, path, spreadsheet_safe=True)
         elif format == "jsonl":
             write_jsonl(comparisons, path)
         else:
-            write_trl_jsonl(comparisons, path, ties)
-        content = path.read_bytes()
+            paired = [c for c in comparisons if _paired(c)]
+            left_out = answers - len(paired)
+            write_trl_jsonl(paired, path, ties)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project.name).strip("-.") or "project"
-    headers["Content-Disposition"] = f'attachment; filename="{slug}-votes{suffix}"'
-    return HTTPResponse(content, media_type=media_type, headers=headers)
+    filename = f"{slug}-{_EXPORT_NOUN[project.kind]}{EXPORTS[format][0]}"
+    return Export(answers, left_out, filename)
 
 
-def _encodable(c: Comparison) -> Comparison:
-    """The comparison with every character UTF-8 cannot encode replaced by U+FFFD
-    (:func:`~crowdtune.validation.encodable_text`); itself when no text has a problem (the
-    common case, found without copying)."""
-    labels = (c.annotator, c.model_a, c.model_b, c.source)
-    texts = (c.id, *c.prompt, *c.response_a, *c.response_b, *(t for t in labels if t))
-    if not any(text_problem(t) for t in texts):
-        return c
-
-    def turns(values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(map(encodable_text, values))
-
-    def label(value: str | None) -> str | None:
-        return None if value is None else encodable_text(value)
-
-    return dataclasses.replace(
-        c,
-        id=encodable_text(c.id),
-        prompt=turns(c.prompt),
-        response_a=turns(c.response_a),
-        response_b=turns(c.response_b),
-        annotator=label(c.annotator),
-        model_a=label(c.model_a),
-        model_b=label(c.model_b),
-        source=label(c.source),
-    )
+def export_download(
+    session: Session,
+    project_id: int,
+    format: str,
+    *,
+    ties: Literal["drop", "keep"] = "drop",
+    threshold: float | None = None,
+) -> HTTPResponse:
+    """Every answer of a project as a download in ``format`` (:func:`write_export`), named
+    ``{project}-{votes|revisions|ratings}{suffix}``; the header ``X-Left-Out`` counts the
+    answers a ``trl`` file leaves out."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"export{EXPORTS[format][0]}"
+        written = write_export(session, project_id, format, path, ties=ties, threshold=threshold)
+        content = path.read_bytes()
+    headers = {"Content-Disposition": f'attachment; filename="{written.filename}"'}
+    if written.left_out is not None:
+        headers["X-Left-Out"] = str(written.left_out)
+    return HTTPResponse(content, media_type=EXPORTS[format][1], headers=headers)
 
 
-def _unique_ids(comparisons: list[Comparison]) -> list[Comparison]:
-    """The votes with unique ids, as the writers need: an item without an external id is
+Record = TypeVar("Record", Comparison, Revision, Rating)
+
+
+def _encodable_value(value: object) -> object:
+    """``value`` (a text, a tuple of turns, a mapping with text keys) with every character
+    UTF-8 cannot encode replaced by U+FFFD; ``value`` itself when nothing needs it."""
+    if isinstance(value, str):
+        return value if text_problem(value) is None else encodable_text(value)
+    if isinstance(value, tuple) and any(isinstance(v, str) and text_problem(v) for v in value):
+        return tuple(encodable_text(v) if isinstance(v, str) else v for v in value)
+    if isinstance(value, Mapping) and any(isinstance(k, str) and text_problem(k) for k in value):
+        return {encodable_text(k) if isinstance(k, str) else k: v for k, v in value.items()}
+    return value
+
+
+def _encodable(record: Record) -> Record:
+    """The record with every character UTF-8 cannot encode replaced by U+FFFD
+    (:func:`~crowdtune.validation.encodable_text`) in each of its texts; itself when no text
+    has a problem (the common case, found without copying)."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        fixed = _encodable_value(value)
+        if fixed is not value:
+            changes[field.name] = fixed
+    return dataclasses.replace(record, **changes) if changes else record
+
+
+def _unique_ids(records: list[Record]) -> list[Record]:
+    """The records with unique ids, as the writers need: an item without an external id is
     exported as ``item-{row id}``, which another item's external id may equal; a repeated id
-    gets ``#2`` (``#3``, ...) appended, in vote order."""
+    gets ``#2`` (``#3``, ...) appended, in answer order."""
     used: set[str] = set()
     out = []
-    for c in comparisons:
-        ident, n = c.id, 1
+    for record in records:
+        ident, n = record.id, 1
         while ident in used:
             n += 1
-            ident = f"{c.id}#{n}"
+            ident = f"{record.id}#{n}"
         used.add(ident)
-        out.append(c if ident == c.id else dataclasses.replace(c, id=ident))
+        out.append(record if ident == record.id else dataclasses.replace(record, id=ident))
     return out
 
 
@@ -277,6 +402,28 @@ def _paired(c: Comparison) -> bool:
     """Whether TRL rows can hold the vote: at least one turn, each side one per prompt turn."""
     sides = (c.response_a, c.response_b)
     return bool(c.prompt) and all(unpaired_turns(c.prompt, side) is None for side in sides)
+
+
+def checked_item(
+    model: type[BaseModel],
+    fields: Mapping[str, Any],
+    *,
+    where: str,
+    context: Any = None,
+    columns: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``fields`` checked like an item of a JSON import (``model``: text, lengths, turns,
+    a gold answer on the ``context``'s scale), as the dict the store takes. 422 naming
+    ``where`` (the file and row) and the column of the first problem (the field's name, or
+    what ``columns`` maps it to)."""
+    try:
+        return model.model_validate(fields, context=context).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        column = (columns or {}).get(field, field)
+        problem = error["msg"].removeprefix("Value error, ")
+        raise unprocessable(f"{where}, column {column!r}: {problem}") from None
 
 
 def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[str, Any]:
@@ -293,13 +440,7 @@ def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[
         "gold": comparison.verdict.name.lower() if gold else None,
         "id": comparison.id,
     }
-    try:
-        return ItemIn.model_validate(fields).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        column = _COLUMN_OF_FIELD.get(str(error["loc"][0]), str(error["loc"][0]))
-        problem = error["msg"].removeprefix("Value error, ")
-        raise unprocessable(f"{name}, data row {row}, column {column!r}: {problem}") from None
+    return checked_item(ItemIn, fields, where=f"{name}, data row {row}", columns=_COLUMN_OF_FIELD)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,9 +450,15 @@ def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[
 def run_round(session: Session, project_id: int, body: RoundIn) -> Round:
     """Run one Crowd-SFT round with the API's settings and store it (see
     :func:`crowdtune.server.rounds.run_project_round`; ``ValueError`` says why a round cannot
-    run)."""
+    run, e.g. the project is not pairwise: rounds train preference models on votes)."""
     # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
     from crowdtune.crowd.feedback.round import RoundSettings
     from crowdtune.server.rounds import run_project_round
 
+    kind = repo.get_project(session, project_id).kind
+    if kind != "pairwise":
+        raise ValueError(
+            "Crowd-SFT rounds need a pairwise project (they train preference models on votes); "
+            f"project {project_id} is a {kind} project"
+        )
     return run_project_round(session, project_id, RoundSettings(**body.model_dump()))

@@ -2,8 +2,8 @@
 under ``/api/v1``.
 
 - :mod:`~crowdtune.server.routes.projects`: projects and their items;
-- :mod:`~crowdtune.server.routes.tasks`: tasks and their responses (votes);
-- :mod:`~crowdtune.server.routes.exports`: every vote of a project as a file;
+- :mod:`~crowdtune.server.routes.tasks`: tasks and their responses (votes, revisions, scores);
+- :mod:`~crowdtune.server.routes.exports`: every answer of a project as a file;
 - :mod:`~crowdtune.server.routes.stats`: a project's stats and leaderboard;
 - :mod:`~crowdtune.server.routes.rounds`: Crowd-SFT rounds.
 

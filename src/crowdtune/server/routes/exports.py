@@ -1,5 +1,5 @@
-"""API route of exports: every vote of a project as an arena CSV, crowdtune JSONL or TRL
-preference JSONL."""
+"""API route of exports: every answer of a project as a file (votes, revisions or ratings, in
+the formats of the project's kind)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,32 @@ def export(
     session: SessionDep,
     admin: Admin,
     format: Annotated[services.ExportFormat, Query()] = "jsonl",
-    ties: Annotated[Literal["drop", "keep"], Query(description="trl only")] = "drop",
+    ties: Annotated[Literal["drop", "keep"], Query(description="pairwise trl only")] = "drop",
+    threshold: Annotated[
+        float | None,
+        Query(
+            allow_inf_nan=False,
+            description="rating kto only: a score above it is desirable (default: the middle "
+            "of the scale).",
+        ),
+    ] = None,
 ) -> HTTPResponse:
-    """Download every vote: an arena CSV, crowdtune JSONL (one line per vote), or TRL
-    preference JSONL (ties dropped unless ``ties=keep``).
+    """Download every answer of the project in a format of its kind (422 naming the
+    formats of the kind for another):
 
-    The arena CSV is safe to open in a spreadsheet: a cell beginning with ``=``, ``+``, ``-``,
-    ``@``, a tab or a carriage return gets a single quote in front (OWASP's rule against CSV
-    injection). JSONL and TRL keep the exact text. TRL leaves out votes on items whose
-    responses lack one turn per prompt turn (stored before imports checked it); the header
-    ``X-Left-Out`` counts them."""
-    return services.export_download(session, project_id, format, ties=ties)
+    - pairwise: ``arena-csv``, ``jsonl`` (one vote per line), ``trl`` (``prompt``,
+      ``chosen``, ``rejected``; ties dropped unless ``ties=keep``);
+    - revision: ``jsonl`` (one revision per line), ``sft`` (TRL's conversational rows,
+      ``{"messages": [user prompt, assistant revision]}``, for ``SFTTrainer``), ``trl``
+      (the revision ``chosen`` over the original ``rejected``, only where they differ, for
+      the reward and DPO trainers);
+    - rating: ``jsonl`` (one rating per line), ``csv``, ``kto`` (TRL's ``prompt``,
+      ``completion``, ``label`` for ``KTOTrainer``; ``label`` true for a score above
+      ``threshold``).
+
+    A CSV is safe to open in a spreadsheet: a cell beginning with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return gets a single quote in front (OWASP's rule against CSV
+    injection); JSON Lines keep the exact text. The header ``X-Left-Out`` of ``trl`` counts
+    the answers it leaves out: votes on items whose responses lack one turn per prompt turn
+    (stored before imports checked it), revisions that kept the answer as it was."""
+    return services.export_download(session, project_id, format, ties=ties, threshold=threshold)

@@ -1,5 +1,5 @@
-"""API routes of tasks and their responses: the next task of an annotator, and the vote that
-answers it (idempotent per ``Idempotency-Key``)."""
+"""API routes of tasks and their responses: the next task of an annotator, and the answer that
+closes it (a vote, a revision, a score, or a skip; idempotent per ``Idempotency-Key``)."""
 
 from __future__ import annotations
 
@@ -11,32 +11,61 @@ from fastapi import Response as HTTPResponse
 from crowdtune.records import join_turns
 from crowdtune.server import services
 from crowdtune.server.deps import Annotator, SessionDep
-from crowdtune.server.schemas import ResponseIn, ResponseOut, RowId, TaskItem, TaskOut
+from crowdtune.server.schemas import (
+    AnyTaskOut,
+    RatingTaskOut,
+    ResponseIn,
+    ResponseOut,
+    RevisionTaskOut,
+    RowId,
+    Scale,
+    SingleTaskItem,
+    TaskItem,
+    TaskOut,
+)
 from crowdtune.store import repository as repo
+from crowdtune.store.models import Task
 
 router = APIRouter()
 
 
+def task_out(task: Task) -> TaskOut | RevisionTaskOut | RatingTaskOut:
+    """What an annotator is shown of a task, by its project's kind: the prompt's turns joined,
+    the answer(s); never the gold answer or others' answers."""
+    item, project = task.item, task.item.project
+    if project.kind == "pairwise":
+        return TaskOut(
+            task_id=task.id,
+            item=TaskItem(
+                prompt=join_turns(item.prompt),
+                response_a=join_turns(item.response_a),
+                response_b=join_turns(item.response_b or []),
+            ),
+        )
+    single = SingleTaskItem(prompt=join_turns(item.prompt), response=join_turns(item.response_a))
+    if project.kind == "revision":
+        return RevisionTaskOut(task_id=task.id, item=single, editor_prefill=project.editor_prefill)
+    low, high = project.scale or (1, 7)
+    return RatingTaskOut(task_id=task.id, item=single, scale=Scale(min=low, max=high))
+
+
 @router.get(
     "/projects/{project_id}/tasks/next",
-    response_model=TaskOut,
+    response_model=AnyTaskOut,
     responses={204: {"description": "Nothing is left for you in this project."}},
     tags=["annotate"],
 )
 def next_task(project_id: RowId, session: SessionDep, me: Annotator) -> Any:
-    """Your open task in the project, or a new one; 204 when nothing is left for you."""
+    """Your open task in the project, or a new one; 204 when nothing is left for you.
+
+    ``kind`` says what to do: ``pairwise``, compare ``item.response_a`` with
+    ``item.response_b``; ``revision``, rewrite ``item.response`` (``editor_prefill`` says
+    whether an editor should start with it); ``rating``, score ``item.response`` on ``scale``.
+    """
     task = repo.next_task(session, project_id, me.id)
     if task is None:
         return HTTPResponse(status_code=204)
-    item = task.item
-    return TaskOut(
-        task_id=task.id,
-        item=TaskItem(
-            prompt=join_turns(item.prompt),
-            response_a=join_turns(item.response_a),
-            response_b=join_turns(item.response_b or []),
-        ),
-    )
+    return task_out(task)
 
 
 @router.post(
@@ -58,16 +87,29 @@ def submit(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> ResponseOut:
-    """Answer one of your tasks (403 for someone else's). Stored and committed before the
-    reply: 201. The same ``Idempotency-Key`` again with the same body returns the stored vote
-    with 200 and stores nothing; with another body it is 422 (a new submission needs a new
-    key); answering an answered task under another key is 409."""
+    """Answer one of your tasks (403 for someone else's) with what its project's kind takes:
+    ``{"verdict": "a" | "b" | "tie"}`` (pairwise), ``{"revision": "..."}`` (revision: the
+    rewritten answer, at most 20,000 characters) or ``{"score": n}`` (rating: a whole number
+    on the project's scale, optionally with ``aspects``); or, for any kind,
+    ``{"skip": true, "reason": "..."}``, which closes the task without an answer and gives the
+    item back to the pool. ``reason`` and ``seconds`` are optional otherwise. 422 names the
+    field of a bad answer: an empty or too long revision, a score off the scale, an answer of
+    another kind.
+
+    Stored and committed before the reply: 201. The same ``Idempotency-Key`` again with the
+    same body returns the stored answer with 200 and stores nothing; with another body it is
+    422 (a new submission needs a new key); answering an answered task under another key is
+    409."""
     try:
         out, created = services.vote(
             session,
             task_id,
             me.id,
             verdict=body.verdict,
+            revision=body.revision,
+            score=body.score,
+            aspects=body.aspects,
+            skipped=body.skip,
             reason=body.reason,
             seconds=body.seconds,
             idempotency_key=idempotency_key,
