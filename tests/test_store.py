@@ -421,7 +421,7 @@ def test_cli_users_create_prints_the_token_last_and_upgrade_is_idempotent(tmp_pa
 def test_cli_projects_import_real_items_with_a_share_of_gold(tmp_path):
     import typer
 
-    from crowdtune.cli.db import projects_app
+    from crowdtune.cli.projects import projects_app
     from crowdtune.store.models import Project
 
     app = typer.Typer()

@@ -21,11 +21,12 @@ from crowdtune.cli.analyze import analyze_app
 from crowdtune.cli.assess import assess_cmd
 from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
-from crowdtune.cli.db import db_app, projects_app, users_app
+from crowdtune.cli.db import db_app, users_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.emotions import emotions_app
 from crowdtune.cli.experiment import experiment_app
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
+from crowdtune.cli.projects import projects_app
 from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app

@@ -55,11 +55,18 @@ def data_download_cmd(
 
 @data_app.command("list")
 def data_list_cmd() -> None:
-    """List the comparison datasets that --data accepts as @NAME."""
-    from crowdtune.datasets.registry import PREFERENCE_DATASETS
+    """List the datasets that --data accepts as @NAME.
+
+    Comparisons (pairwise votes: preference models, leaderboards, pairwise projects) first,
+    then revisions (an answer and a better version of it: the items of revision and rating
+    projects, `crowdtune projects import`). One line each: the name, its kind, a description.
+    """
+    from crowdtune.datasets.registry import PREFERENCE_DATASETS, REVISION_DATASETS
 
     for name, dataset in PREFERENCE_DATASETS.items():
-        typer.echo(f"@{name}\t{dataset.description}")
+        typer.echo(f"@{name}\tcomparisons\t{dataset.description}")
+    for name, revisions in REVISION_DATASETS.items():
+        typer.echo(f"@{name}\trevisions\t{revisions.description}")
 
 
 EXPORT_FORMATS = ("arena-csv", "jsonl", "trl")

@@ -1,5 +1,6 @@
-"""``crowdtune db`` (the feedback store's schema), ``crowdtune users`` (contributors and their
-tokens: create, revoke, rotate) and ``crowdtune projects`` (create, import items)."""
+"""``crowdtune db`` (the feedback store's schema) and ``crowdtune users`` (contributors and their
+tokens: create, revoke, rotate); the helpers that open the store for every command that uses
+it (``crowdtune projects``: :mod:`crowdtune.cli.projects`)."""
 
 from __future__ import annotations
 
@@ -184,83 +185,9 @@ def users_token_cmd(
     typer.echo(token)
 
 
-projects_app = typer.Typer(help="Feedback projects: create them and import items to compare.")
-
-
 def open_store(db: str) -> Any:
     """An engine on the database, migrated to the newest schema first (or a clean exit)."""
     from crowdtune.store import make_engine
 
     upgrade_or_exit(db)
     return make_engine(db)
-
-
-def load_items(data: str, limit: int | None, gold_share: float, seed: int) -> list[dict[str, Any]]:
-    """The first ``limit`` comparisons of ``data`` as items; a random ``gold_share`` of them
-    keep their verdict as gold. Exits cleanly naming the bad option or source."""
-    from crowdtune.cli.preference import load_records
-    from crowdtune.store.repository import comparison_items
-
-    if not 0 <= gold_share <= 1:
-        fail(f"--gold-share must be between 0 and 1, got {gold_share}")
-    records = load_records([data], seed=seed)[:limit]
-    return comparison_items(records, gold_share=gold_share, seed=seed)
-
-
-@projects_app.command("create")
-def projects_create_cmd(
-    name: str = typer.Option(..., "--name", help="Unique name of the project."),
-    overlap: int = typer.Option(3, "--overlap", help="Distinct annotators per item (k)."),
-    db: str = DbOpt,
-) -> None:
-    """Create a pairwise project; prints its id."""
-    from crowdtune.store import ConflictError, session_factory
-    from crowdtune.store.repository import create_project
-
-    engine = open_store(db)
-    try:
-        with session_factory(engine)() as session:
-            project = create_project(session, name, overlap=overlap)
-    except (ConflictError, ValueError) as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
-    typer.echo(f"created project {project.name!r} (id {project.id}, overlap {project.overlap})")
-
-
-@projects_app.command("import")
-def projects_import_cmd(
-    project: str = typer.Option(..., "--project", help="Name of an existing project."),
-    data: str = typer.Option(
-        ..., "--data", help="@pandalm, @llmeval2, @mt-bench, @hh-rlhf, @car, an arena CSV or JSONL."
-    ),
-    limit: int | None = typer.Option(None, "--limit", help="Import only the first N items."),
-    gold_share: float = typer.Option(
-        0.0,
-        "--gold-share",
-        help="Share of items (chosen at random) whose known verdict is kept as a gold answer, "
-        "for quality checks and for scoring the candidates of Crowd-SFT rounds.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the gold choice and A/B order."),
-    db: str = DbOpt,
-) -> None:
-    """Import comparisons as items to annotate.
-
-    Reads --data (a dataset of the data home or a file) and stores all of its items or, on an
-    error, none.
-    """
-    from crowdtune.store import ConflictError, NotFoundError, session_factory
-    from crowdtune.store import repository as repo
-
-    items = load_items(data, limit, gold_share, seed)
-    engine = open_store(db)
-    try:
-        with session_factory(engine)() as session:
-            target = repo.project_by_name(session, project)
-            repo.add_items(session, target.id, items)
-    except (ConflictError, NotFoundError, ValueError) as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
-    n_gold = sum(item["gold"] is not None for item in items)
-    typer.echo(f"imported {len(items)} items ({n_gold} with gold answers) into project {target.id}")

@@ -123,7 +123,7 @@ def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
 
     The items are loaded first, so a bad source exits before anything is stored.
     """
-    from crowdtune.cli.db import load_items
+    from crowdtune.cli.projects import load_items
     from crowdtune.server.sample import SAMPLE_OVERLAP, create_sample_campaign
     from crowdtune.store import make_engine, session_factory
 

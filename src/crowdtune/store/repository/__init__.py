@@ -41,6 +41,7 @@ from crowdtune.store.repository.items import (
     add_items,
     comparison_item,
     comparison_items,
+    gold_rows,
     revision_item,
 )
 from crowdtune.store.repository.reads import (
@@ -127,6 +128,7 @@ __all__ = [
     "end_session",
     "get_contributor",
     "get_project",
+    "gold_rows",
     "hash_token",
     "list_projects",
     "next_task",

@@ -77,12 +77,18 @@ def comparison_items(
 ) -> list[dict[str, Any]]:
     """The item fields of ``comparisons`` (:func:`comparison_item`); a random ``gold_share`` of
     them, drawn from ``seed``, keep their verdict as the gold answer."""
+    gold = gold_rows(len(comparisons), gold_share, seed=seed)
+    return [comparison_item(c, i in gold) for i, c in enumerate(comparisons)]
+
+
+def gold_rows(n: int, gold_share: float, *, seed: int = 0) -> set[int]:
+    """A random ``gold_share`` of the row indices ``0 .. n-1`` (rounded), drawn from ``seed``:
+    the items that keep their known answer as gold. ``ValueError`` unless ``0 <= gold_share <=
+    1``."""
     if not 0 <= gold_share <= 1:
         raise ValueError(f"gold_share must be between 0 and 1, got {gold_share}")
     rng = np.random.default_rng(seed)
-    size = round(gold_share * len(comparisons))
-    gold = set(rng.choice(len(comparisons), size=size, replace=False))
-    return [comparison_item(c, i in gold) for i, c in enumerate(comparisons)]
+    return {int(i) for i in rng.choice(n, size=round(gold_share * n), replace=False)}
 
 
 def _item_values(entry: Mapping[str, Any] | Comparison, index: int, gold: bool) -> dict[str, Any]:
