@@ -488,6 +488,7 @@ def test_serve_sample_sets_up_an_empty_database_once(tmp_path, capsys):
     with session_factory(engine)() as session:
         assert contributor_by_token(session, tokens["admin"]).role == "admin"
         assert session.scalar(select(func.count(Contributor.id))) == 4
-        assert session.scalar(select(func.count(Item.id))) == 30
+        pairwise = Item.project_id == 1
+        assert session.scalar(select(func.count(Item.id)).where(pairwise)) == 30
         assert session.scalar(select(func.count(Item.id)).where(Item.gold.is_not(None))) == 6
     engine.dispose()

@@ -66,9 +66,11 @@ def serve_cmd(
     sample: str | None = typer.Option(
         None,
         "--sample",
-        help="When the database has no project yet: create an admin, three annotators and a "
-        "project of --sample-items comparisons from this source (e.g. @pandalm; a fifth keep "
-        "their verdict as gold), and print the tokens. `make serve` uses @pandalm.",
+        help="When the database has no project yet: create an admin, three annotators, a "
+        "pairwise project of --sample-items comparisons from this source (e.g. @pandalm; a "
+        "fifth keep their verdict as gold), a revision project of 30 CaR answers (a third with "
+        "the expert's revision as gold) and a rating project of 30 answers on 1-7, and print "
+        "the tokens and each project's page. `make serve` uses @pandalm.",
     ),
     sample_items: int = typer.Option(200, "--sample-items", help="Items of the sample project."),
 ) -> None:
@@ -119,19 +121,30 @@ def check_or_exit(db: str, busy_timeout_ms: int) -> None:
 
 
 def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
-    """Set up a sample project on an empty (migrated) database and print how to sign in.
+    """Set up a sample campaign on an empty (migrated) database and print what to open: a
+    pairwise project of ``items`` comparisons from ``source``, a revision project of CaR
+    answers (left out, with a note, when the data home lacks CaR) and a rating project.
 
     The items are loaded first, so a bad source exits before anything is stored.
     """
     from crowdtune.cli.projects import load_items
-    from crowdtune.server.sample import SAMPLE_OVERLAP, create_sample_campaign
+    from crowdtune.server.sample import (
+        SAMPLE_OVERLAP,
+        create_sample_campaign,
+        sample_rating_items,
+        sample_revision_items,
+    )
     from crowdtune.store import make_engine, session_factory
 
     rows = load_items(source, items, gold_share=0.2, seed=0)
+    revisions = sample_revision_items()
+    ratings = sample_rating_items(rows)
     engine = make_engine(db)
     try:
         with session_factory(engine)() as session:
-            made = create_sample_campaign(session, f"sample {source}", rows)
+            made = create_sample_campaign(
+                session, f"sample {source}", rows, revisions=revisions, ratings=ratings
+            )
     finally:
         engine.dispose()
     if made is None:
@@ -140,10 +153,17 @@ def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
             "they were made, or add people with `crowdtune users create`"
         )
         return
-    typer.echo(
-        f"sample project {made.project_id}: {made.n_items} items from {source} "
-        f"({made.n_gold} gold), overlap {SAMPLE_OVERLAP}"
-    )
+    if revisions is None:
+        typer.echo(
+            "no sample revision project: the data home lacks CaR (car-expert-revised; see "
+            "`crowdtune data list`), and its ratings come from the comparisons instead"
+        )
+    for project in made.projects:
+        typer.echo(
+            f"sample {project.kind} project {project.id}: {project.n_items} items "
+            f"({project.n_gold} gold), overlap {SAMPLE_OVERLAP}; annotate at "
+            f"{base_url}/projects/{project.id}/annotate"
+        )
     typer.echo(f"sign in at {base_url}/ with one of these tokens (shown once):")
     for name, role, token in made.tokens:
         typer.echo(f"  {name:<12} {role:<10} {token}")
