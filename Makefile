@@ -42,8 +42,9 @@ chromium:
 demo: setup
 	$(BIN)/crowdtune demo
 
-# A feedback server on ./crowdtune-demo.db with a sample project of 200 PandaLM comparisons
-# (made, and its tokens printed, on the first run; delete the file to start afresh).
+# A feedback server on ./crowdtune-demo.db with sample projects: 200 PandaLM comparisons, 30 CaR
+# answers to revise, 30 to rate (made, and the tokens printed, on the first run; delete the file
+# to start afresh).
 SERVE_DB ?= sqlite:///./crowdtune-demo.db
 SERVE_PORT ?= 8000
 serve: setup
