@@ -98,8 +98,15 @@ def _alpha(
     if n_bootstrap <= 0:
         return float(estimate), float("nan"), float("nan")
     n = len(counts)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap)
-    replicates = alpha_replicates(counts, domain, weights, level)
+    replicates = np.empty(n_bootstrap)
+    step = max(1, _BLOCK // n)  # resamples per block, so the weights stay bounded in memory
+    for start in range(0, n_bootstrap, step):
+        b = min(step, n_bootstrap - start)
+        # How often each unit is drawn in each resample: a bincount of the draws (much faster
+        # than rng.multinomial over many units).
+        draws = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n)
+        replicates[start : start + b] = alpha_replicates(counts, domain, weights, level)
     return (float(estimate), *_percentile_interval(replicates, confidence))
 
 
