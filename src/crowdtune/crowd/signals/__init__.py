@@ -23,6 +23,9 @@ Revisions (:func:`crowdtune.records.revisions_frame`; an item is its ``(prompt, 
     :func:`revision_gold_accuracy`: on items with a reference revision, the share of revisions
     that moved the answer towards the reference, and the word similarity to it.
 
+The functions see only the frame they are given: a view that must not reveal others' responses
+or gold answers (an annotator's leaderboard) passes the rows of closed items only.
+
 >>> import pandas as pd
 >>> frame = pd.DataFrame({
 ...     "prompt": ["p"] * 6, "response": ["a", "b", "c"] * 2,
