@@ -240,9 +240,12 @@ def revision_signals(
 
     Notes
     -----
-    Scoring dominates the time: the default scorer with ``m2v`` embeddings took about 2.4 s for
-    CaR's 254 test pairs (496 texts) and 10.6 s for all 2,540 on 2 shared cores; the edit
-    distances take 0.03 s and 0.24 s.
+    Scoring dominates the time. On 2 shared cores, the default scorer (``m2v`` embeddings,
+    loaded from the cache in 0.1 s; fitted cold in about 100 s) took 1.3-2.4 s for CaR's 254
+    test pairs (496 texts) and 6.5-10.6 s for all 2,540; with ``minilm`` embeddings (fitted cold
+    in about 19 minutes) 149 s for the test pairs. The edit distances took 0.04 s and 0.2 s.
+    On the test pairs the m2v scorer gives the expert revisions a mean gain of 1.76 [1.57,
+    1.95], positive for 85% of them (6 of 254 left the answer unchanged: gain 0).
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
