@@ -137,7 +137,7 @@ def run_full_flow(client, auth, tmp_path):
 
     stats = client.get(f"{API}/projects/{project}/stats", headers=root).json()
     assert stats["progress"] == {"items": 5, "tasks": 10, "responses": 10, "open_tasks": 0,
-                                 "items_complete": 5, "overlap": 2}  # fmt: skip
+                                 "items_complete": 5, "overlap": 2, "skipped": 0}  # fmt: skip
     assert stats["agreement"]["n_items"] == 5
     assert stats["agreement"]["n_annotators"] == 2
     assert stats["agreement"]["n_votes"] == 10

@@ -247,16 +247,41 @@ def test_assignment_gives_each_item_to_k_distinct_contributors(engine, Session):
             "open_tasks": 0,
             "items_complete": 5,
             "overlap": 2,
+            "skipped": 0,
         }
 
 
-def test_assignment_prefers_the_least_assigned_item(engine, Session):
+def test_breadth_assignment_prefers_the_least_assigned_item(engine, Session):
     with Session() as session:
-        project = create_project(session, "p", overlap=3)
+        project = create_project(session, "p", overlap=3, assignment="breadth")
         add_items(session, project.id, items(3))
         people = [create_contributor(session, f"u{i}", "annotator")[0] for i in range(3)]
         handed = [next_task(session, project.id, person.id).item_id for person in people]
         assert handed == sorted(set(handed))  # one each, lowest id first
+
+
+def test_depth_assignment_completes_items(engine, Session):
+    """The default order: after k*m answers from k contributors, m items are complete, however
+    the contributors take turns (here: the first does all of hers first, then round-robin)."""
+    k, m = 3, 4
+    with Session() as session:
+        project = create_project(session, "p", overlap=k)
+        assert project.assignment == "depth"
+        add_items(session, project.id, items(20))
+        people = [create_contributor(session, f"u{i}", "annotator")[0].id for i in range(k)]
+        order = [people[0]] * m + [p for _ in range(m) for p in people[1:]]
+        for person in order:
+            task = next_task(session, project.id, person)
+            submit_response(session, task.id, person, verdict="a")
+        stats = progress(session, project.id)
+        assert (stats.responses, stats.items_complete) == (k * m, m)
+    with Session() as session:  # the breadth order leaves items incomplete on the same turns
+        project = create_project(session, "q", overlap=k, assignment="breadth")
+        add_items(session, project.id, items(20))
+        for person in order:
+            task = next_task(session, project.id, person)
+            submit_response(session, task.id, person, verdict="a")
+        assert progress(session, project.id).items_complete < m
 
 
 def test_concurrent_assignment_never_exceeds_the_overlap(engine, Session):

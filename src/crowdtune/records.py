@@ -434,7 +434,5 @@ def ratings_frame(ratings: Iterable[Rating]) -> pd.DataFrame:
     frame["score"] = frame["score"].astype("float64")
     names = sorted({name for r in ratings for name in (r.aspects or {})})
     for name in names:
-        frame[f"aspect_{name}"] = [
-            float((r.aspects or {}).get(name, math.nan)) for r in ratings
-        ]
+        frame[f"aspect_{name}"] = [float((r.aspects or {}).get(name, math.nan)) for r in ratings]
     return frame

@@ -12,6 +12,8 @@ The data home's ``car-expert-revised/`` folder (see its ``SOURCE.md``) holds thr
   item, 1 = the expert revision), the two versions of an item on adjacent rows (0 first, then 1).
   :func:`load_car_pairs` turns those rows into one pair per item: 2,032 (train), 254 (valid) and
   254 (test). The published IQS reaches 84.25% pairwise accuracy (214/254) on the test pairs.
+  :func:`load_car_revisions` gives the same pairs as :class:`~crowdtune.records.Revision`
+  records (the original answer revised by the expert), ``@car`` of a revision campaign.
 - ``CaR_selected_result.json(.gz)``: CaR's published selection, 1,013 Alpaca items with their IQS
   score and cluster label (:func:`load_car_selection`). :func:`car_items` pools every item.
 
@@ -46,11 +48,12 @@ from crowdtune.datasets.home import (
 )
 from crowdtune.datasets.instructions import INSTRUCTIONS_HOW, read_instructions
 from crowdtune.datasets.textfile import read_csv_strings
-from crowdtune.records import Comparison, Verdict, shuffle_sides
+from crowdtune.records import Comparison, Revision, Verdict, shuffle_sides
 from crowdtune.validation import check_choice
 
 __all__ = [
     "CAR_DIRNAME",
+    "CAR_EXPERT",
     "CAR_PAIR_COLUMNS",
     "CAR_PAIR_COUNTS",
     "CAR_SPLITS",
@@ -60,6 +63,7 @@ __all__ = [
     "item_text",
     "load_car",
     "load_car_pairs",
+    "load_car_revisions",
     "load_car_selection",
     "parse_car_comet",
     "parse_car_pairs",
@@ -72,6 +76,8 @@ CAR_DIRNAME = "car-expert-revised"
 CAR_SPLITS = ("train", "valid", "test")
 #: Pairs per split of the expert-revised files.
 CAR_PAIR_COUNTS = {"train": 2032, "valid": 254, "test": 254}
+#: The contributor of :func:`load_car_revisions`: CaR's expert annotators.
+CAR_EXPERT = "car-expert"
 
 #: Columns of :func:`load_car_pairs`.
 CAR_PAIR_COLUMNS = (
@@ -415,6 +421,57 @@ def parse_car_pairs(frame: pd.DataFrame, split: str, path: Path, how: str) -> pd
             )
         )
     return pd.DataFrame(rows, columns=list(CAR_PAIR_COLUMNS))
+
+
+def load_car_revisions(split: Literal["train", "valid", "test"] | None = None) -> list[Revision]:
+    """CaR's expert revisions as revision records: each original Alpaca answer revised by an
+    expert (:func:`load_car_pairs`).
+
+    The prompt is the instruction as the expert left it (the prompt of :func:`load_car` too):
+    the experts also rewrote about a third of the instructions, and the revised answer answers
+    the rewritten one, which is what supervised fine-tuning on ``(prompt, revised)`` needs.
+    ``original`` is the Alpaca answer (unescaped), ``revised`` and ``reference`` the expert's
+    answer; ``contributor`` is :data:`CAR_EXPERT`, ``source`` ``car:<split>`` and the id
+    ``car-<split>-<pair index>``, as in :func:`load_car_pairs`. A few experts changed only the
+    instruction (6 of the 254 test pairs), so those revisions leave the answer unchanged.
+
+    Parameters
+    ----------
+    split
+        One of :data:`CAR_SPLITS`, or None for all three (in the order train, valid, test).
+
+    Returns
+    -------
+    list of Revision
+        2,032 (train), 254 (valid) or 254 (test) revisions, 2,540 for all, in file order.
+
+    Raises
+    ------
+    ValueError
+        An unknown split.
+    DatasetMissingError, DatasetFormatError
+        As :func:`load_car_pairs`.
+    """
+    if split is not None:
+        check_choice(split, CAR_SPLITS, "CaR split")
+    revisions = []
+    for name in CAR_SPLITS if split is None else (split,):
+        pairs = load_car_pairs(name)  # type: ignore[arg-type]
+        revisions += [
+            Revision(
+                id=ident,
+                prompt=(instruction,),
+                original=worse,
+                revised=better,
+                contributor=CAR_EXPERT,
+                source=f"car:{name}",
+                reference=better,
+            )
+            for ident, instruction, worse, better in zip(
+                pairs["id"], pairs["instruction"], pairs["worse"], pairs["better"], strict=True
+            )
+        ]
+    return revisions
 
 
 # ---------------------------------------------------------------------------------------------

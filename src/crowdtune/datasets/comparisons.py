@@ -22,16 +22,15 @@ interrupted write never leaves a truncated file in place of a good one.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal
 
 import pandas as pd
 
 from crowdtune.datasets.home import DatasetFormatError
-from crowdtune.datasets.textfile import atomic_path, json_lines
+from crowdtune.datasets.textfile import atomic_path, json_lines, unique_ids, write_json_lines
 from crowdtune.records import Comparison, Verdict
 from crowdtune.validation import InputError, check_choice, loads_json, text_problem
 
@@ -82,12 +81,6 @@ _HOW_TO_FIX = (
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"no comparison file at {path}")
-
-
-def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return cast(IO[str], gzip.open(path, f"{mode}t", encoding="utf-8", newline=""))
-    return path.open(mode, encoding="utf-8", newline="")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +257,7 @@ def write_arena_csv(
     path = Path(path)
     cell = defuse_formula if spreadsheet_safe else str
     rows = []
-    for c in _unique(comparisons):
+    for c in unique_ids(comparisons, "comparison"):
         rows.append(
             {
                 "id": cell(c.id),
@@ -290,16 +283,6 @@ def write_arena_csv(
             compression="gzip" if path.name.endswith(".gz") else None,
         )
     return path
-
-
-def _unique(comparisons: Iterable[Comparison]) -> list[Comparison]:
-    out = list(comparisons)
-    seen: set[str] = set()
-    for c in out:
-        if c.id in seen:
-            raise ValueError(f"comparison id {c.id!r} appears more than once; ids must be unique")
-        seen.add(c.id)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,14 +389,8 @@ def write_jsonl(comparisons: Iterable[Comparison], path: str | Path) -> Path:
     ValueError
         An id repeats (the reader would reject the file).
     """
-    return _write_json_lines((c.to_dict() for c in _unique(comparisons)), Path(path))
-
-
-def _write_json_lines(rows: Iterable[dict[str, object]], path: Path) -> Path:
-    with atomic_path(path) as tmp, _open_text(tmp, "w") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+    rows = (c.to_dict() for c in unique_ids(comparisons, "comparison"))
+    return write_json_lines(rows, Path(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,4 +529,4 @@ def write_trl_jsonl(
     pathlib.Path
         ``path``.
     """
-    return _write_json_lines(trl_rows(comparisons, ties, conversational=conversational), Path(path))
+    return write_json_lines(trl_rows(comparisons, ties, conversational=conversational), Path(path))

@@ -1,6 +1,6 @@
 """Datasets by name: the ``@name`` of a command-line ``SRC`` to the loader of that dataset.
 
-Two tables, one per kind of data a command reads, each mapping a name to a one-line description
+Three tables, one per kind of data a command reads, each mapping a name to a one-line description
 and the loader in the dataset's own module:
 
 - :data:`PREFERENCE_DATASETS`, comparisons for ``--data`` (preference models, leaderboards,
@@ -8,6 +8,10 @@ and the loader in the dataset's own module:
   ``@mt-bench``, ``@hh-rlhf`` and ``@car``, some with one option after a colon
   (``@pandalm:annotators``, ``@hh-rlhf:helpful-base``, ``@car:test``). :func:`load_comparisons`
   resolves a ``SRC``; anything not starting with ``@`` is an arena CSV or JSON Lines file.
+- :data:`REVISION_DATASETS`, revisions (an answer and a better version of it) for revision
+  campaigns and supervised fine-tuning: ``@car`` (``:train``, ``:valid``, ``:test``; all three by
+  default), CaR's expert revisions of Alpaca answers. :func:`load_revisions` resolves a ``SRC``;
+  anything not starting with ``@`` is a JSON Lines file of revisions.
 - :data:`TEXT_DATASETS`, plain texts for the linguistic distribution analysis: ``@goemotions``
   (``:train``, the default, ``:dev`` or ``:test``: the Reddit comments, ids the comment ids),
   ``@hh-rlhf`` (``:helpful-base`` / ``:harmless-base``, both by default: the first human turn of
@@ -30,24 +34,29 @@ from types import MappingProxyType
 
 import pandas as pd
 
-from crowdtune.datasets.car import CAR_SPLITS, car_instructions, load_car
+from crowdtune.datasets.car import CAR_SPLITS, car_instructions, load_car, load_car_revisions
 from crowdtune.datasets.comparisons import read_arena_csv, read_jsonl
 from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS, goemotions_texts
 from crowdtune.datasets.hh_rlhf import HH_RLHF_SUBSETS, hh_rlhf_texts, load_hh_rlhf
 from crowdtune.datasets.llmeval2 import load_llmeval2
 from crowdtune.datasets.mt_bench import load_mt_bench
 from crowdtune.datasets.pandalm import load_pandalm
+from crowdtune.datasets.revisions import read_revisions_jsonl
 from crowdtune.datasets.texts import read_texts
-from crowdtune.records import Comparison
+from crowdtune.records import Comparison, Revision
 from crowdtune.validation import check_choice
 
 __all__ = [
     "COMPARISON_FILE_SUFFIXES",
     "PREFERENCE_DATASETS",
+    "REVISION_DATASETS",
+    "REVISION_FILE_SUFFIXES",
     "TEXT_DATASETS",
     "PreferenceDataset",
+    "RevisionDataset",
     "TextDataset",
     "load_comparisons",
+    "load_revisions",
     "load_texts",
 ]
 
@@ -69,6 +78,25 @@ class PreferenceDataset:
 
     description: str
     load: Callable[[str | None, int], list[Comparison]]
+    options: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionDataset:
+    """A dataset of revisions named as ``@name`` or ``@name:option``.
+
+    Attributes
+    ----------
+    description
+        One line for ``crowdtune data list``.
+    load
+        ``load(option)``: the revisions, ``option`` None without one.
+    options
+        The options it accepts after a colon (none: it takes none).
+    """
+
+    description: str
+    load: Callable[[str | None], list[Revision]]
     options: tuple[str, ...] = ()
 
 
@@ -123,6 +151,19 @@ PREFERENCE_DATASETS: Mapping[str, PreferenceDataset] = MappingProxyType(
         ),
     }
 )
+#: Names accepted by :func:`load_revisions` (as ``@name``).
+REVISION_DATASETS: Mapping[str, RevisionDataset] = MappingProxyType(
+    {
+        "car": RevisionDataset(
+            "CaR expert revisions: 2,540 original Alpaca answers, each revised by an expert "
+            "(@car:train, :valid or :test for one split)",
+            lambda option: load_car_revisions(split=option),  # type: ignore[arg-type]
+            options=CAR_SPLITS,
+        ),
+    }
+)
+#: File suffixes :func:`load_revisions` reads (JSON Lines of :class:`Revision` records).
+REVISION_FILE_SUFFIXES = (".jsonl", ".jsonl.gz")
 #: File suffixes :func:`load_comparisons` reads, with their format.
 COMPARISON_FILE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
 
@@ -222,6 +263,49 @@ def load_comparisons(src: str, seed: int = 0) -> list[Comparison]:
     if path.name.endswith((".csv", ".csv.gz")):
         return read_arena_csv(path)
     return read_jsonl(path)
+
+
+def load_revisions(src: str) -> list[Revision]:
+    """Load the revisions a command-line ``SRC`` names.
+
+    Parameters
+    ----------
+    src
+        ``@<name>`` for a dataset of :data:`REVISION_DATASETS`, with an option after a colon
+        where it has one: ``@car`` (all 2,540), ``@car:train``, ``@car:valid``, ``@car:test``.
+        Anything else is a ``.jsonl``/``.jsonl.gz`` file of revisions
+        (:func:`~crowdtune.datasets.revisions.read_revisions_jsonl`).
+
+    Returns
+    -------
+    list of Revision
+
+    Raises
+    ------
+    ValueError
+        An unknown dataset name or option (the message lists the known ones), or a file with an
+        unknown suffix.
+    FileNotFoundError
+        The file does not exist (:class:`DatasetMissingError` for a dataset missing from the
+        data home).
+    DatasetFormatError
+        The file or dataset has unexpected content.
+    """
+    if src.startswith("@"):
+        name, _, option = src[1:].partition(":")
+        check_choice(f"@{name}", [f"@{known}" for known in REVISION_DATASETS], "revision dataset")
+        dataset = REVISION_DATASETS[name]
+        if option:
+            check_choice(option, dataset.options, f"option of @{name}")
+        return dataset.load(option or None)
+    path = Path(src).expanduser()
+    if not path.name.endswith(REVISION_FILE_SUFFIXES):
+        raise ValueError(
+            f"cannot tell the format of {path}: revisions are read from JSON Lines, file names "
+            f"ending in {', '.join(REVISION_FILE_SUFFIXES)} (or name a dataset: "
+            f"{', '.join('@' + n for n in REVISION_DATASETS)})"
+        )
+    return read_revisions_jsonl(path)
 
 
 def load_texts(src: str) -> pd.DataFrame:

@@ -12,8 +12,9 @@ import gzip
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO, Literal, Protocol, TypeVar, cast
 
 import pandas as pd
 
@@ -116,3 +117,41 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
+    """``path`` opened as UTF-8 text without newline translation, gzip-compressed when its
+    name ends in ``.gz``."""
+    if path.name.endswith(".gz"):
+        return cast(IO[str], gzip.open(path, f"{mode}t", encoding="utf-8", newline=""))
+    return path.open(mode, encoding="utf-8", newline="")
+
+
+def write_json_lines(rows: Iterable[dict[str, object]], path: Path) -> Path:
+    """Write one JSON object per line (UTF-8, not ASCII-escaped; gzip for a ``.gz`` name),
+    replacing ``path`` atomically (:func:`atomic_path`); returns ``path``."""
+    with atomic_path(path) as tmp, open_text(tmp, "w") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Record = TypeVar("_Record", bound=_HasId)
+
+
+def unique_ids(records: Iterable[_Record], what: str) -> list[_Record]:
+    """``records`` as a list; ``ValueError`` naming the first id that repeats (a writer's check:
+    every reader refuses a file whose ids repeat). ``what`` names the records
+    (``"comparison"``)."""
+    out = list(records)
+    seen: set[str] = set()
+    for record in out:
+        if record.id in seen:
+            raise ValueError(f"{what} id {record.id!r} appears more than once; ids must be unique")
+        seen.add(record.id)
+    return out

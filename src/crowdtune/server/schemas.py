@@ -122,9 +122,16 @@ class ResponseIn(BaseModel):
 
 
 class ResponseOut(BaseModel):
+    """The stored answer: one of ``verdict`` (pairwise), ``revision``, ``score`` (rating, with
+    ``aspects``), or ``skipped``; the others are null (false)."""
+
     response_id: int
     task_id: int
-    verdict: VerdictCode
+    verdict: VerdictCode | None = None
+    revision: str | None = None
+    score: float | None = None
+    aspects: dict[str, float] | None = None
+    skipped: bool = False
 
 
 class StatsOut(BaseModel):

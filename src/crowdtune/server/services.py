@@ -99,23 +99,33 @@ def vote(
     task_id: int,
     contributor_id: int,
     *,
-    verdict: Verdict | str | int,
+    verdict: Verdict | str | int | None = None,
+    revision: str | None = None,
+    score: float | None = None,
+    aspects: dict[str, float] | None = None,
+    skipped: bool = False,
     reason: str | None = None,
     seconds: float | None = None,
     idempotency_key: str | None = None,
     project_id: int | None = None,
 ) -> tuple[ResponseOut, bool]:
-    """Store the vote that closes one of the contributor's tasks (committed before this
-    returns); the stored vote, and whether this call stored it (False: the idempotency key was
-    seen before with the same body, and nothing was stored). With ``project_id``, a task of
-    another project is not found. Raises what
-    :func:`~crowdtune.store.repository.submit_response` raises (a key sent before with another
-    body: :class:`~crowdtune.store.ReusedKeyError`, 422)."""
+    """Store the answer that closes one of the contributor's tasks (committed before this
+    returns): a vote, a revision, a score or a skip, as the project's kind takes
+    (:func:`~crowdtune.store.repository.submit_response`). Returns the stored answer, and
+    whether this call stored it (False: the idempotency key was seen before with the same
+    body, and nothing was stored). With ``project_id``, a task of another project is not
+    found. Raises what :func:`~crowdtune.store.repository.submit_response` raises (a bad
+    answer: ``ValueError`` naming the field, 422; a key sent before with another body:
+    :class:`~crowdtune.store.ReusedKeyError`, 422)."""
     stored, created = repo.submit_response(
         session,
         task_id,
         contributor_id,
         verdict=verdict,
+        revision=revision,
+        score=score,
+        aspects=aspects,
+        skipped=skipped,
         reason=reason,
         seconds=seconds,
         idempotency_key=idempotency_key,
@@ -124,7 +134,13 @@ def vote(
     out = ResponseOut(
         response_id=stored.id,
         task_id=stored.task_id,
-        verdict=cast(VerdictCode, VERDICT_CODES[stored.verdict]),
+        verdict=None
+        if stored.verdict is None
+        else cast(VerdictCode, VERDICT_CODES[stored.verdict]),
+        revision=stored.revision,
+        score=stored.score,
+        aspects=stored.aspects,
+        skipped=stored.skipped,
     )
     return out, created
 

@@ -339,14 +339,50 @@ def upgrade(target: str | URL | Engine | None = None, revision: str = "head") ->
     engine, owned = _engine(target)
     try:
         config = _alembic_config()
-        with engine.begin() as connection:
-            # env.py runs the migrations on this connection (and so with our SQLite pragmas).
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        with engine.connect() as connection, _foreign_keys_off(connection):
+            with connection.begin():
+                # env.py runs the migrations on this connection (and so with our pragmas).
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                _check_foreign_keys(connection)
         return current_revision(engine)
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off while the block runs, on again after it.
+
+    A migration that changes a column rebuilds its table on SQLite (Alembic's batch mode: copy,
+    drop, rename), and dropping a table that other rows refer to fails while foreign keys are
+    on. SQLite's procedure for such changes turns them off around the transaction (the pragma
+    does nothing inside one) and checks them before committing (:func:`_check_foreign_keys`).
+    Other databases: nothing to do.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")  # autocommit mode: outside any transaction
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """SQLite: raise (rolling the migration back) if any row refers to a row that is missing."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(
+            f"the migration left {len(broken)} row(s) referring to missing rows "
+            f"(first: table {broken[0][0]}, row {broken[0][1]}); nothing was changed"
+        )
 
 
 def current_revision(target: str | URL | Engine | None = None) -> str | None:

@@ -3,9 +3,12 @@
 ``contributor`` (people, with a role, the SHA-256 of their token and when that token expires or
 was revoked), ``session`` (a signed-in browser: the SHA-256 of its random id, when it ends),
 ``project`` (a set of
-items to compare and the overlap *k*: how many distinct people see each item), ``item`` (one
-prompt and two responses), ``task`` (an item handed to one contributor; never twice to the same
-one), ``response`` (one vote per task) and ``round`` (results of Crowd-SFT rounds, for later).
+items and the overlap *k*: how many distinct people see each item; its kind says what they do:
+``pairwise`` compares two answers, ``revision`` rewrites one, ``rating`` scores one on the
+project's scale), ``item`` (one prompt and two responses, or one response for the
+single-response kinds), ``task`` (an item handed to one contributor; never twice to the same
+one), ``response`` (one per task: a vote, a revised text, a score, or a skip with its reason)
+and ``round`` (results of Crowd-SFT rounds).
 
 Turns are stored as JSON lists of strings, like :class:`~crowdtune.records.Comparison` holds
 them; verdicts as ``'a'``, ``'b'`` or ``'tie'`` (:class:`VerdictType` maps them to
@@ -24,6 +27,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -41,8 +46,14 @@ from crowdtune.records import Verdict
 
 #: Contributor roles: admins create projects and users, annotators vote.
 ROLES = ("admin", "annotator")
-#: Project kinds; only pairwise comparisons are collected so far.
+#: Project kinds: compare two answers (A / B / tie), score one on a scale, or rewrite one.
 PROJECT_KINDS = ("pairwise", "rating", "revision")
+#: Kinds whose items hold one response (in ``item.response_a``; ``response_b`` is NULL).
+SINGLE_RESPONSE_KINDS = ("rating", "revision")
+#: How assignment orders the items: ``depth`` gives a contributor an item others have started
+#: (items complete steadily, agreement appears early); ``breadth`` the least assigned item first
+#: (every item gets a first answer before any gets a second).
+ASSIGNMENT_ORDERS = ("depth", "breadth")
 #: How a verdict is spelled in the database.
 VERDICT_CODES = {Verdict.A: "a", Verdict.B: "b", Verdict.TIE: "tie"}
 
@@ -163,12 +174,25 @@ class Project(Base):
         CheckConstraint("kind IN ('pairwise', 'rating', 'revision')", name="kind_valid"),
         CheckConstraint("overlap >= 1", name="overlap_positive"),
         CheckConstraint("length(name) > 0", name="name_not_empty"),
+        CheckConstraint("assignment IN ('depth', 'breadth')", name="assignment_valid"),
+        # A rating project has a scale, lowest first; the other kinds have none.
+        CheckConstraint(
+            "(kind = 'rating' AND scale_min IS NOT NULL AND scale_max > scale_min) OR "
+            "(kind != 'rating' AND scale_min IS NULL AND scale_max IS NULL)",
+            name="scale_valid",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(16), default="pairwise")
     overlap: Mapped[int] = mapped_column(Integer, default=1)
+    # The whole-number scores a rating project accepts, from scale_min to scale_max.
+    scale_min: Mapped[int | None] = mapped_column(Integer)
+    scale_max: Mapped[int | None] = mapped_column(Integer)
+    assignment: Mapped[str] = mapped_column(String(16), default="depth", server_default="depth")
+    # Revision projects: the editor starts with the answer (True) or empty (False).
+    editor_prefill: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     items: Mapped[list[Item]] = relationship(back_populates="project")
@@ -176,14 +200,31 @@ class Project(Base):
     def __repr__(self) -> str:
         return f"Project(id={self.id!r}, name={self.name!r}, overlap={self.overlap!r})"
 
+    @property
+    def scale(self) -> tuple[int, int] | None:
+        """``(lowest, highest)`` score of a rating project; None for the other kinds."""
+        if self.scale_min is None or self.scale_max is None:
+            return None
+        return self.scale_min, self.scale_max
+
 
 class Item(Base):
-    """One prompt and two responses to compare (turns as JSON lists of strings)."""
+    """One prompt and two responses to compare, or (rating and revision projects) one response
+    in ``response_a`` with ``response_b`` NULL; turns as JSON lists of strings.
+
+    Gold answers, for quality checks: ``gold`` (a verdict) for a pairwise item, ``reference`` (a
+    known good revision) for a revision item, ``gold_low``..``gold_high`` (the accepted scores)
+    for a rating item.
+    """
 
     __tablename__ = "item"
     __table_args__ = (
         UniqueConstraint("project_id", "external_id"),
         _verdict_check("gold"),
+        CheckConstraint(
+            "(gold_low IS NULL AND gold_high IS NULL) OR gold_high >= gold_low",
+            name="gold_range_valid",
+        ),
         # Assignment walks this index: the least assigned items of a project first.
         Index("ix_item_project_id_assigned_id", "project_id", "assigned", "id"),
     )
@@ -192,11 +233,15 @@ class Item(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
     prompt: Mapped[list[str]] = mapped_column(JSON)
     response_a: Mapped[list[str]] = mapped_column(JSON)
-    response_b: Mapped[list[str]] = mapped_column(JSON)
+    # SQL NULL (not JSON null) for the single-response kinds.
+    response_b: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     model_a: Mapped[str | None] = mapped_column(String(200))
     model_b: Mapped[str | None] = mapped_column(String(200))
     # The known answer, for quality checks and scoring candidates; None for most items.
     gold: Mapped[Verdict | None] = mapped_column(VerdictType)
+    reference: Mapped[str | None] = mapped_column(Text)
+    gold_low: Mapped[float | None] = mapped_column(Float)
+    gold_high: Mapped[float | None] = mapped_column(Float)
     # The id the item had in its source file (unique within the project when given).
     external_id: Mapped[str | None] = mapped_column(String(200))
     # How many tasks the item has: kept by assignment in the transaction that adds a task, so
@@ -240,13 +285,23 @@ class Task(Base):
 
 
 class Response(Base):
-    """The vote that closes a task (one per task)."""
+    """What closes a task (one per task): a vote (``verdict``), a revised answer
+    (``revision``), a score (``score``, with optional ``aspects`` scores), or a skip
+    (``skipped``; the ``reason`` says why, and the item goes back to the pool)."""
 
     __tablename__ = "response"
     __table_args__ = (
         # A retried submission with the same key finds the stored response.
         UniqueConstraint("contributor_id", "idempotency_key"),
         _verdict_check("verdict"),
+        # Exactly one kind of answer.
+        CheckConstraint(
+            "(CASE WHEN verdict IS NULL THEN 0 ELSE 1 END) + "
+            "(CASE WHEN revision IS NULL THEN 0 ELSE 1 END) + "
+            "(CASE WHEN score IS NULL THEN 0 ELSE 1 END) + "
+            "(CASE WHEN skipped THEN 1 ELSE 0 END) = 1",
+            name="one_answer",
+        ),
         CheckConstraint("seconds_spent IS NULL OR seconds_spent >= 0", name="seconds_not_negative"),
     )
 
@@ -254,7 +309,11 @@ class Response(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("task.id"), unique=True)
     # The task's contributor, repeated so that idempotency keys are unique per person.
     contributor_id: Mapped[int] = mapped_column(ForeignKey("contributor.id"))
-    verdict: Mapped[Verdict] = mapped_column(VerdictType)
+    verdict: Mapped[Verdict | None] = mapped_column(VerdictType)
+    revision: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    aspects: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reason: Mapped[str | None] = mapped_column(Text)
     seconds_spent: Mapped[float | None] = mapped_column()
     idempotency_key: Mapped[str] = mapped_column(String(200))

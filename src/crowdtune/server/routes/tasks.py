@@ -34,7 +34,7 @@ def next_task(project_id: RowId, session: SessionDep, me: Annotator) -> Any:
         item=TaskItem(
             prompt=join_turns(item.prompt),
             response_a=join_turns(item.response_a),
-            response_b=join_turns(item.response_b),
+            response_b=join_turns(item.response_b or []),
         ),
     )
 

@@ -5,11 +5,14 @@ Plain functions taking a SQLAlchemy :class:`~sqlalchemy.orm.Session` (from
 (``from crowdtune.store import repository as repo``; ``repo.next_task(...)``). They live in
 four modules:
 
-- :mod:`~crowdtune.store.repository.writes`: contributors, projects, items, votes, rounds.
-  Functions that write commit any transaction already open on the session, run their own, and
-  **commit** it before they return, so a caller never acknowledges what is not stored; on an
-  error they roll back and raise one of :mod:`crowdtune.store.errors` (or ``ValueError`` for
-  malformed input), leaving nothing half written.
+- :mod:`~crowdtune.store.repository.writes`: the write transaction (:func:`writing`),
+  contributors, projects and rounds; :mod:`~crowdtune.store.repository.items`: items of the
+  three kinds; :mod:`~crowdtune.store.repository.answers`: the vote, revision, score or skip
+  that closes a task. Functions that write commit any transaction already open on the
+  session, run their own, and **commit** it before they return, so a caller never
+  acknowledges what is not stored; on an error they roll back and raise one of
+  :mod:`crowdtune.store.errors` (or ``ValueError`` for malformed input), leaving nothing half
+  written.
 - :mod:`~crowdtune.store.repository.assignment`: :func:`next_task`, safe under concurrency on
   both backends: each item goes to at most ``overlap`` distinct contributors and never twice to
   the same one, however many annotators ask at once (PostgreSQL: row locks on the chosen item;
@@ -23,10 +26,29 @@ four modules:
 A function with more than three parameters takes the rest by keyword.
 """
 
+from crowdtune.store.repository.answers import (
+    ANSWER_FIELD,
+    MAX_ASPECTS,
+    MAX_REVISION,
+    Answer,
+    answer,
+    submit_response,
+)
 from crowdtune.store.repository.assignment import ASSIGN_ATTEMPTS, next_task
+from crowdtune.store.repository.items import (
+    ITEM_FIELDS,
+    SINGLE_ITEM_FIELDS,
+    add_items,
+    comparison_item,
+    comparison_items,
+    revision_item,
+)
 from crowdtune.store.repository.reads import (
     Progress,
+    SingleGold,
+    Skip,
     Vote,
+    answered_count,
     contributor_by_name,
     contributor_by_token,
     get_contributor,
@@ -37,7 +59,11 @@ from crowdtune.store.repository.reads import (
     project_by_name,
     project_comparisons,
     project_gold_items,
+    project_ratings,
+    project_revisions,
     project_rounds,
+    project_single_gold,
+    project_skips,
     project_votes,
 )
 from crowdtune.store.repository.sessions import (
@@ -56,26 +82,37 @@ from crowdtune.store.repository.sessions import (
     token_refusal,
 )
 from crowdtune.store.repository.writes import (
-    ITEM_FIELDS,
+    DEFAULT_RATING_SCALE,
     MAX_LABEL,
     MAX_NAME,
-    add_items,
-    comparison_item,
-    comparison_items,
     create_contributor,
     create_project,
     record_round,
-    submit_response,
 )
 
 __all__ = [
+    "ANSWER_FIELD",
     "ASSIGN_ATTEMPTS",
+    "DEFAULT_RATING_SCALE",
+    "MAX_ASPECTS",
+    "MAX_REVISION",
+    "SINGLE_ITEM_FIELDS",
+    "Answer",
+    "answer",
+    "revision_item",
     "ITEM_FIELDS",
     "MAX_LABEL",
     "MAX_NAME",
     "SESSION_IDLE_TIMEOUT",
     "SESSION_MAX_AGE",
     "Progress",
+    "SingleGold",
+    "Skip",
+    "answered_count",
+    "project_ratings",
+    "project_revisions",
+    "project_single_gold",
+    "project_skips",
     "SessionPolicy",
     "TokenListener",
     "Vote",

@@ -41,17 +41,29 @@ def _open_task(session: Session, project_id: int, contributor_id: int) -> Task |
 def _candidate(
     session: Session, project: Project, contributor_id: int, *, skip_locked: bool
 ) -> Item | None:
-    """The least assigned item still short of ``overlap`` and new to the contributor,
-    locked (PostgreSQL) until the transaction ends. Reads the (project, assigned, id) index in
-    order and stops at the first item the contributor has not had."""
+    """The next item for the contributor among those still short of ``overlap`` and new to
+    them, locked (PostgreSQL) until the transaction ends.
+
+    ``breadth``: the least assigned item (ties to the lower id). ``depth``: the most assigned
+    one, so items others have started reach ``overlap`` first; read level by level, from
+    ``overlap - 1`` down to 0, so that each query walks the (project, assigned, id) index in
+    order and stops at the first item the contributor has not had.
+    """
     mine = exists().where(Task.item_id == Item.id, Task.contributor_id == contributor_id)
-    return session.scalar(
-        select(Item)
-        .where(Item.project_id == project.id, Item.assigned < project.overlap, ~mine)
-        .order_by(Item.assigned, Item.id)
-        .limit(1)
-        .with_for_update(of=Item, skip_locked=skip_locked)
-    )
+    open_items = select(Item).where(Item.project_id == project.id, ~mine)
+    if project.assignment == "breadth":
+        levels = [open_items.where(Item.assigned < project.overlap).order_by(Item.assigned)]
+    else:
+        levels = [
+            open_items.where(Item.assigned == level) for level in range(project.overlap - 1, -1, -1)
+        ]
+    for query in levels:
+        item = session.scalar(
+            query.order_by(Item.id).limit(1).with_for_update(of=Item, skip_locked=skip_locked)
+        )
+        if item is not None:
+            return item
+    return None
 
 
 def _claim(session: Session, item_id: int, overlap: int) -> bool:
@@ -73,9 +85,11 @@ def next_task(session: Session, project_id: int, contributor_id: int) -> Task | 
     """The task a contributor should do next in a project, created when needed. Commits.
 
     First an open task (one without a response) the contributor has in the project, oldest
-    first; otherwise a new task for the item with the fewest assignments among those with fewer
-    than the project's ``overlap`` and none for this contributor (ties go to the lower item id).
-    None when nothing is left for this contributor.
+    first; otherwise a new task for an item with fewer than the project's ``overlap``
+    assignments and none for this contributor: the one with the most assignments when the
+    project's ``assignment`` is ``depth`` (the default: items complete steadily, and agreement
+    shows early), the fewest when it is ``breadth``; ties go to the lower item id. None when
+    nothing is left for this contributor.
 
     Items keep their task count (``Item.assigned``), so the choice reads one index. Safe when
     many annotators ask at once: on PostgreSQL the chosen item's row is locked (``FOR UPDATE
