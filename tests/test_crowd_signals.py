@@ -367,16 +367,9 @@ def test_car_expert_revisions_gain_length() -> None:
     """Real data: on CaR's 254 test pairs the expert revision is longer 79.1% of the time (ties
     half), as the length rule of curation/quality.py measured."""
     from crowdtune.curation.quality import LengthScorer
-    from crowdtune.datasets.car import load_car_pairs
+    from crowdtune.datasets.car import CAR_EXPERT, load_car_revisions
 
-    pairs = load_car_pairs("test")
-    frame = revisions_frame(
-        revision(str(i), str(p), str(o), str(r), contributor="expert")
-        for i, p, o, r in pairs[["id", "worse_instruction", "worse", "better"]].itertuples(
-            index=False
-        )
-    )
-    result = revision_signals(frame, LengthScorer())
+    result = revision_signals(revisions_frame(load_car_revisions("test")), LengthScorer())
     assert result.gain is not None and result.gain.n == 254
     positive, negative = result.gain.share_positive, result.gain.share_negative
     assert positive is not None and negative is not None
@@ -385,6 +378,12 @@ def test_car_expert_revisions_gain_length() -> None:
     # 6 experts rewrote only the instruction, leaving the answer as it was.
     assert result.unchanged_rate == pytest.approx(6 / 254)
     assert result.mean_length_change is not None and result.mean_length_change > 0
+    assert result.contributors["contributor"].tolist() == [CAR_EXPERT]
+    # The expert revision is also the reference: every changed answer reaches it, and the 6
+    # unchanged ones already were it (kept: right).
+    gold = revision_gold_accuracy(revisions_frame(load_car_revisions("test")))
+    assert (gold.n_gold, gold.n_correct, gold.mean_similarity) == (254, 254, 1.0)
+    assert gold.mean_similarity_original is not None and gold.mean_similarity_original < 0.5
 
 
 # --------------------------------------------------------------------------------------- gold
