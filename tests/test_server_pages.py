@@ -4,11 +4,14 @@ once, what the submit endpoint refuses, the form fallback, progress), roles."""
 
 import re
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from crowdtune.crowd.signals import rating_agreement
 from crowdtune.server import create_app
+from crowdtune.server.pages import admin
 from crowdtune.server.pages.answers import scale_buttons, scale_hint
 from crowdtune.server.pages.markdown import safe_markdown
 from crowdtune.server.pages.web import SESSION_COOKIE
@@ -383,3 +386,49 @@ def test_scale_buttons_and_their_keys(scale, keys, hint):
         assert [b["score"] for b in buttons] == list(range(scale[0], scale[1] + 1))
         assert "".join(b["key"] or "-" for b in buttons) == keys
     assert scale_hint(buttons).startswith(hint)
+
+
+def test_admin_page_shows_the_kind_settings_and_a_place_for_quality_signals(
+    kinds_site, monkeypatch
+):
+    client, tokens, projects, _ = kinds_site
+    sign_in(client, tokens["root"])
+    rate = client.get(f"/projects/{projects['rate']}/admin").text
+    assert "<tr><th>kind</th><td>rating</td></tr>" in rate
+    assert "<tr><th>scale</th><td>1 to 7</td></tr>" in rate
+    assert 'id="signals"' in rate and "Not computed yet" in rate
+    assert "Crowd-SFT rounds" not in rate and "Arena CSV" not in rate  # pairwise only
+    blank = client.get(f"/projects/{projects['blank']}/admin").text
+    assert "<tr><th>editor</th><td>starts empty</td></tr>" in blank and "Not computed" in blank
+    pair = client.get(f"/projects/{projects['pair']}/admin").text
+    assert "Crowd-SFT rounds" in pair and 'id="signals"' not in pair
+
+    # Signals, once computed, show as tables: real results of crowd.signals.
+    frame = pd.DataFrame({
+        "prompt": ["p"] * 6, "response": ["a", "b", "c"] * 2,
+        "score": [1.0, 4.0, 7.0, 2.0, 4.0, 7.0], "contributor": ["ann"] * 3 + ["bob<i>"] * 3,
+    })  # fmt: skip
+    result = rating_agreement(frame, n_bootstrap=0).to_dict()
+    monkeypatch.setattr(admin, "quality_signals", lambda session, project: {"Agreement": result})
+    page = client.get(f"/projects/{projects['rate']}/admin").text
+    assert "Not computed yet" not in page and "<h3>Agreement</h3>" in page
+    alpha = result["krippendorff_alpha_interval"]["estimate"]
+    assert f"<tr><th>krippendorff alpha interval</th><td>{alpha:.3f}</td></tr>" in page
+    assert "<caption>raters</caption>" in page and "<td>bob&lt;i&gt;</td>" in page
+
+
+def test_signal_sections_lay_out_values_estimates_and_tables():
+    assert admin.signal_sections(None) == [] and admin.signal_sections({}) == []
+    (section,) = admin.signal_sections({
+        "Gold": {"n_gold": 3, "accuracy": 2 / 3, "reason": None, "ok": True,
+                 "alpha": {"estimate": 0.5, "ci_low": 0.25, "ci_high": 0.75},
+                 "contributors": [{"contributor": "ann", "accuracy": 1.0},
+                                  {"contributor": "bob", "accuracy": float("nan")}]},
+    })  # fmt: skip
+    assert section["title"] == "Gold"
+    assert section["values"] == [
+        ("n gold", "3"), ("accuracy", "0.667"), ("reason", "–"), ("ok", "yes"),
+        ("alpha", "0.500 (CI 0.250 to 0.750)"),
+    ]  # fmt: skip
+    assert section["tables"] == [{"title": "contributors", "columns": ["contributor", "accuracy"],
+                                  "rows": [["ann", "1.000"], ["bob", "–"]]}]  # fmt: skip
