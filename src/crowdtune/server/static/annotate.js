@@ -247,9 +247,11 @@
       setBusy(false);
       // Keep the keyboard where it was (a disabled button lost it), else on the task's field.
       if (!taskId) return;
-      if (focused && focused !== document.body && focused.isConnected && focused.checkVisibility()
-          && !(skipBox && skipBox.contains(focused))) focused.focus();
-      else view.focus();
+      const visible = focused && focused.isConnected
+        && (!focused.checkVisibility || focused.checkVisibility());
+      if (visible && focused !== document.body && !(skipBox && skipBox.contains(focused))) {
+        focused.focus();
+      } else view.focus();
     }
   }
 
