@@ -4,12 +4,12 @@ once, what the submit endpoint refuses, the form fallback, progress), roles."""
 
 import re
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from crowdtune.crowd.signals import rating_agreement
+from crowdtune.records import ratings_frame
 from crowdtune.server import create_app
 from crowdtune.server.pages import admin
 from crowdtune.server.pages.answers import scale_buttons, scale_hint
@@ -391,30 +391,45 @@ def test_scale_buttons_and_their_keys(scale, keys, hint):
 def test_admin_page_shows_the_kind_settings_and_a_place_for_quality_signals(
     kinds_site, monkeypatch
 ):
-    client, tokens, projects, _ = kinds_site
+    client, tokens, projects, url = kinds_site
     sign_in(client, tokens["root"])
     rate = client.get(f"/projects/{projects['rate']}/admin").text
     assert "<tr><th>kind</th><td>rating</td></tr>" in rate
     assert "<tr><th>scale</th><td>1 to 7</td></tr>" in rate
-    assert 'id="signals"' in rate and "Not computed yet" in rate
+    assert 'id="signals"' in rate and "<h3>Agreement of the ratings</h3>" in rate
+    assert "no ratings" in rate  # the reason, until there are some
     assert "Crowd-SFT rounds" not in rate and "Arena CSV" not in rate  # pairwise only
     blank = client.get(f"/projects/{projects['blank']}/admin").text
-    assert "<tr><th>editor</th><td>starts empty</td></tr>" in blank and "Not computed" in blank
+    assert "<tr><th>editor</th><td>starts empty</td></tr>" in blank and "<h3>Edits</h3>" in blank
     pair = client.get(f"/projects/{projects['pair']}/admin").text
     assert "Crowd-SFT rounds" in pair and 'id="signals"' not in pair
 
-    # Signals, once computed, show as tables: real results of crowd.signals.
-    frame = pd.DataFrame({
-        "prompt": ["p"] * 6, "response": ["a", "b", "c"] * 2,
-        "score": [1.0, 4.0, 7.0, 2.0, 4.0, 7.0], "contributor": ["ann"] * 3 + ["bob<i>"] * 3,
-    })  # fmt: skip
+    # Real ratings by two raters: the page shows the alpha crowd.signals computes for them.
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            rated = repo.create_project(session, "rated", kind="rating", overlap=2).id
+            repo.add_items(session, rated, RATINGS)
+            for name, scores in (("ann", [2, 6]), ("bob", [3, 6])):
+                person = repo.contributor_by_name(session, name)
+                for score in scores:
+                    task = repo.next_task(session, rated, person.id)
+                    repo.submit_response(session, task.id, person.id, score=score)
+            frame = ratings_frame(repo.project_ratings(session, rated))
+    finally:
+        engine.dispose()
     result = rating_agreement(frame, n_bootstrap=0).to_dict()
-    monkeypatch.setattr(admin, "quality_signals", lambda session, project: {"Agreement": result})
-    page = client.get(f"/projects/{projects['rate']}/admin").text
-    assert "Not computed yet" not in page and "<h3>Agreement</h3>" in page
+    page = client.get(f"/projects/{rated}/admin").text
     alpha = result["krippendorff_alpha_interval"]["estimate"]
-    assert f"<tr><th>krippendorff alpha interval</th><td>{alpha:.3f}</td></tr>" in page
-    assert "<caption>raters</caption>" in page and "<td>bob&lt;i&gt;</td>" in page
+    assert f"<tr><th>krippendorff alpha interval</th><td>{alpha:.3f} (CI" in page
+    assert "<caption>raters</caption>" in page and "<td>bob</td>" in page
+
+    # A contributor's name is escaped in the tables.
+    monkeypatch.setattr(
+        admin, "quality_signals", lambda *args: {"Agreement": {"raters": [{"c": "x<i>"}]}}
+    )
+    page = client.get(f"/projects/{projects['rate']}/admin").text
+    assert "<td>x&lt;i&gt;</td>" in page
 
 
 def test_signal_sections_lay_out_values_estimates_and_tables():

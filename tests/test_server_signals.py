@@ -5,12 +5,8 @@ revisions, and the annotators' leak rule (closed items only)."""
 import numpy as np
 import pytest
 
-from crowdtune.server.signals import (
-    FIT_SCORER_HINT,
-    QualityScorer,
-    contributor_signals,
-    project_signals,
-)
+from crowdtune.server.scorer import FIT_SCORER_HINT, QualityScorer
+from crowdtune.server.signals import contributor_signals, project_signals
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store import repository as repo
 

@@ -28,6 +28,7 @@ from crowdtune.server.pages.web import (
     signed_in,
 )
 from crowdtune.server.schemas import RoundIn, RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.scorer import QualityScorer
 from crowdtune.store import ConflictError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Project
@@ -59,15 +60,37 @@ class SignalSection(TypedDict):
     tables: list[SignalTable]
 
 
-def quality_signals(session: Session, project: Project) -> dict[str, Any] | None:
-    """The quality signals of a revision or rating project for its admin page: a section title
-    for each result of :mod:`crowdtune.crowd.signals`, mapped to its ``to_dict()``
-    (:func:`signal_sections` lays them out). None while there are none to show, and for a
-    pairwise project (its agreement has its own section).
+def quality_signals(
+    session: Session, project: Project, scorer: QualityScorer | None = None
+) -> dict[str, Any] | None:
+    """The quality signals of a revision or rating project for its admin page
+    (:func:`crowdtune.server.signals.project_signals`, every response counted): a section title
+    for each result, mapped to its ``to_dict()`` (:func:`signal_sections` lays them out). None
+    for a pairwise project (its agreement has its own section)."""
+    if project.kind == "pairwise":
+        return None
+    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
+    from crowdtune.server.signals import project_signals
 
-    Not computed yet: the page shows its placeholder until this returns the signals.
-    """
-    return None
+    signals = project_signals(session, project.id, scorer=scorer)
+    if signals is None:
+        return None
+    skipped = {"skipped": signals["skipped"]}
+    if signals["kind"] == "rating":
+        sections = {"Agreement of the ratings": {**signals["agreement"], **skipped}}
+        for aspect, agreement in signals["aspects"].items():
+            sections[f"Agreement on {aspect}"] = agreement
+        sections["Gold accuracy"] = signals["gold"]
+        return sections
+    revisions = dict(signals["revisions"])
+    gain = revisions.pop("gain")
+    return {
+        "Edits": {**revisions, **skipped},
+        "Quality gain (CaR scorer: revision minus original)": gain
+        if gain is not None
+        else {"reason": revisions["gain_reason"]},
+        "Gold accuracy (moved towards the reference revision)": signals["gold"],
+    }
 
 
 def signal_sections(signals: Mapping[str, Any] | None) -> list[SignalSection]:
@@ -135,7 +158,9 @@ def admin_page(project_id: int, request: Request, session: SessionDep) -> Any:
         rounds=[stored.details for stored in repo.project_rounds(session, project_id)],
         round_choices=ROUND_CHOICES,
         ran=request.query_params.get("round"),
-        signals=signal_sections(quality_signals(session, project)),
+        signals=signal_sections(
+            quality_signals(session, project, request.app.state.quality_scorer)
+        ),
     )
 
 
