@@ -1,5 +1,6 @@
 """The web pages end to end with TestClient on SQLite: sign in and out with a cookie, CSRF,
-the annotation page (escaped item text, keyboard hints, votes stored once, progress), roles."""
+the annotation page of each project kind (escaped item text, keyboard hints, answers stored
+once, what the submit endpoint refuses, the form fallback, progress), roles."""
 
 import re
 
@@ -7,11 +8,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from crowdtune.crowd.signals import rating_agreement
+from crowdtune.records import ratings_frame
 from crowdtune.server import create_app
+from crowdtune.server.pages import admin
+from crowdtune.server.pages.answers import scale_buttons, scale_hint
 from crowdtune.server.pages.markdown import safe_markdown
 from crowdtune.server.pages.web import SESSION_COOKIE
 from crowdtune.store import make_engine, session_factory
-from crowdtune.store.models import Response
+from crowdtune.store import repository as repo
+from crowdtune.store.models import Item, Response, Task
 from test_server_api import arena_csv, people
 
 API = "/api/v1"
@@ -171,3 +177,273 @@ def test_safe_markdown_never_lets_html_through():
     html = str(safe_markdown('<img src=x onerror="alert(1)"> `<i>` **<b>x</b>**'))
     assert "<img" not in html and "<i>" not in html and "<b>" not in html
     assert "<code>&lt;i&gt;</code>" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# revision and rating projects
+
+REVISIONS = [
+    {"prompt": "Name a colour", "response": "Red <b>is</b> one.\nSecond line.", "id": "r0"},
+    {"prompt": "Name a fruit", "response": "Apple.", "id": "r1"},
+]
+RATINGS = [
+    {"prompt": "2+2?", "response": "It is **4**.", "id": "s0"},
+    {"prompt": "3+3?", "response": "6", "id": "s1"},
+]
+
+
+@pytest.fixture
+def kinds_site(tmp_path):
+    """A client on a fresh database with a revision project, one whose editor starts empty, a
+    rating project (scale 1–7) and a pairwise one; the tokens by name, the project ids by name,
+    the database URL."""
+    url = f"sqlite:///{tmp_path / 'kinds.db'}"
+    auth = people(url)
+    tokens = {name: header["Authorization"].split()[1] for name, header in auth.items()}
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            made = {
+                "revise": repo.create_project(session, "revise", kind="revision"),
+                "blank": repo.create_project(
+                    session, "blank", kind="revision", editor_prefill=False
+                ),
+                "rate": repo.create_project(session, "rate", kind="rating", scale=(1, 7)),
+                "pair": repo.create_project(session, "pair"),
+            }
+            repo.add_items(session, made["revise"].id, REVISIONS)
+            repo.add_items(session, made["blank"].id, REVISIONS[:1])
+            repo.add_items(session, made["rate"].id, RATINGS)
+            repo.add_items(session, made["pair"].id, ITEMS[:1])
+            projects = {name: project.id for name, project in made.items()}
+    finally:
+        engine.dispose()
+    with TestClient(create_app(url)) as client:
+        yield client, tokens, projects, url
+
+
+def answers_in(url, project_id):
+    """(revision, score, skipped, reason) of every response in a project, oldest first."""
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.execute(
+                select(Response.revision, Response.score, Response.skipped, Response.reason)
+                .join(Task, Response.task_id == Task.id)
+                .join(Item, Task.item_id == Item.id)
+                .where(Item.project_id == project_id)
+                .order_by(Response.id)
+            ).all()
+            return [tuple(row) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def open_task(client, project):
+    """The annotation page of a project: its HTML, the task's submit URL and JSON headers."""
+    html = client.get(f"/projects/{project}/annotate").text
+    task_id = re.search(r'data-task="(\d+)"', html).group(1)
+    headers = {"X-CSRF-Token": csrf_of(html), "Idempotency-Key": f"task-{task_id}",
+               "Accept": "application/json"}  # fmt: skip
+    return html, f"/projects/{project}/tasks/{task_id}/vote", headers
+
+
+def test_projects_page_names_each_kind(kinds_site):
+    client, tokens, projects, _ = kinds_site
+    sign_in(client, tokens["ann"])
+    html = client.get("/projects").text
+    kinds = re.findall(r'<td class="kind-cell">([^<]+)</td>', html)
+    assert sorted(kinds) == ["pairwise", "rating (1–7)", "revision", "revision"]
+
+
+def test_revision_page_shows_the_answer_in_an_editor_and_stores_a_revision(kinds_site):
+    client, tokens, projects, url = kinds_site
+    sign_in(client, tokens["ann"])
+    html, submit, headers = open_task(client, projects["revise"])
+    original = REVISIONS[0]["response"]
+    assert "<p>Name a colour</p>" in html
+    assert "Red &lt;b&gt;is&lt;/b&gt; one." in html and "<b>is</b>" not in html  # escaped
+    # The editor starts with the answer (its line break after the tag is the parser's), the
+    # diff has the original, the counter the length and the limit.
+    editor = re.search(r'<textarea id="editor"[^>]*>\n(.*?)</textarea>', html, re.S)
+    assert editor.group(1) == "Red &lt;b&gt;is&lt;/b&gt; one.\nSecond line."
+    assert 'data-original="Red &lt;b&gt;is&lt;/b&gt; one.\nSecond line."' in html
+    assert f'<span id="count">{len(original)}</span> / 20,000 characters' in html
+    assert 'src="/static/worddiff.js"' in html and "<script>" not in html  # no inline script
+    assert 'popovertarget="skip-box"' in html and 'name="reason"' in html
+
+    nxt = client.get(f"/projects/{projects['revise']}/next").json()
+    assert nxt["kind"] == "revision" and nxt["original"] == nxt["prefill"] == original
+    assert nxt["response_html"] == "<p>Red &lt;b&gt;is&lt;/b&gt; one.<br>\nSecond line.</p>"
+
+    reply = client.post(submit, json={"revision": "Red is one.", "seconds": 3}, headers=headers)
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert body["revision"] == "Red is one." and body["message"] == "Revision stored"
+    assert body["progress"] == {"answered": 1, "total": 2}
+    again = client.post(submit, json={"revision": "Red is one.", "seconds": 3}, headers=headers)
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert answers_in(url, projects["revise"]) == [("Red is one.", None, False, None)]
+
+
+def test_editor_starts_empty_when_the_project_says_so(kinds_site):
+    client, tokens, projects, _ = kinds_site
+    sign_in(client, tokens["ann"])
+    html, _, _ = open_task(client, projects["blank"])
+    assert re.search(r'<textarea id="editor"[^>]*>\n</textarea>', html)
+    assert 'data-original="Red &lt;b&gt;is&lt;/b&gt; one.\nSecond line."' in html
+    nxt = client.get(f"/projects/{projects['blank']}/next").json()
+    assert nxt["prefill"] == "" and nxt["original"] == REVISIONS[0]["response"]
+
+
+def test_submit_refuses_what_does_not_fit(kinds_site):
+    client, tokens, projects, url = kinds_site
+    sign_in(client, tokens["ann"])
+    _, submit, headers = open_task(client, projects["revise"])
+    _, rate_submit, rate_headers = open_task(client, projects["rate"])
+
+    def refused(url_, body, status=422, headers_=headers):
+        reply = client.post(url_, json=body, headers=headers_)
+        assert reply.status_code == status, reply.text
+        return reply.json()["detail"]
+
+    no_csrf = {"Idempotency-Key": headers["Idempotency-Key"], "Accept": "application/json"}
+    assert "CSRF" in refused(submit, {"revision": "x"}, 403, no_csrf)
+    assert "send 'revision', not 'score'" in refused(submit, {"score": 5})
+    assert "send 'revision', not 'verdict'" in refused(submit, {"verdict": "a"})
+    assert refused(submit, {"revision": "  \n"}) == "revision must be a non-empty text"
+    assert "at most 20000 characters" in refused(submit, {"revision": "x" * 20_001})
+    assert refused(submit, {"skip": True}).startswith("reason: say why")
+    assert refused(submit, {"skip": True, "reason": "  "}).startswith("reason: say why")
+    assert "at most 500" in refused(submit, {"skip": True, "reason": "x" * 501})
+    assert "exactly one" in refused(submit, {"revision": "x", "skip": True, "reason": "y"})
+    assert "send 'score', not 'revision'" in refused(rate_submit, {"revision": "x"}, 422,
+                                                     rate_headers)  # fmt: skip
+    assert "from 1 to 7" in refused(rate_submit, {"score": 9}, 422, rate_headers)
+    assert "number" in refused(rate_submit, {"score": "five"}, 422, rate_headers)
+    # a task of another project than the URL's is not found
+    other = submit.replace(f"/projects/{projects['revise']}/", f"/projects/{projects['pair']}/")
+    assert "no task" in refused(other, {"revision": "x"}, 404)
+    assert answers_in(url, projects["revise"]) == answers_in(url, projects["rate"]) == []
+
+
+def test_rating_and_skips_by_json_and_by_form(kinds_site):
+    client, tokens, projects, url = kinds_site
+    sign_in(client, tokens["ann"])
+    html, submit, headers = open_task(client, projects["rate"])
+    assert re.findall(r'name="score" value="(\d+)"', html) == [str(n) for n in range(1, 8)]
+    assert "a score&#39;s number presses it" in html and "It is <strong>4</strong>." in html
+
+    reply = client.post(submit, json={"score": 6, "seconds": 1.5}, headers=headers)
+    assert reply.status_code == 201 and reply.json()["message"] == "Score stored: 6"
+    # the form fallback: a skip without a reason is refused, with one it is stored
+    html, submit, _ = open_task(client, projects["rate"])
+    form = {"csrf_token": csrf_of(html), "idempotency_key": "k-1", "skip": "true"}
+    assert client.post(submit, data=form).status_code == 422
+    assert client.post(submit, data={**form, "reason": "unsure"}).status_code == 200  # redirected
+    done = client.get(f"/projects/{projects['rate']}/annotate")
+    assert 'id="task" hidden' in done.text and progress_of(done.text) == (2, 2)
+    assert answers_in(url, projects["rate"]) == [(None, 6.0, False, None),
+                                                 (None, None, True, "unsure")]  # fmt: skip
+
+    # a revision by form: CRLF line breaks become LF; the page then says what was stored
+    html, submit, _ = open_task(client, projects["revise"])
+    form = {"csrf_token": csrf_of(html), "idempotency_key": "k-2", "revision": "a\r\nb"}
+    assert client.post(submit, data={"revision": "a"}).status_code == 403  # no CSRF token
+    reply = client.post(submit, data=form, follow_redirects=False)
+    assert reply.status_code == 303 and reply.headers["location"].endswith("?voted=revision")
+    assert "Revision stored" in client.get(reply.headers["location"]).text
+    assert client.post(submit, data={**form, "revision": ""}).status_code == 422
+    # a skip by JSON; the item goes back to the pool, and progress counts the skip
+    html, submit, headers = open_task(client, projects["revise"])
+    reply = client.post(submit, json={"skip": True, "reason": "not my field"}, headers=headers)
+    assert reply.status_code == 201 and reply.json()["skipped"] is True
+    assert reply.json()["progress"] == {"answered": 2, "total": 2}
+    assert answers_in(url, projects["revise"]) == [("a\nb", None, False, None),
+                                                   (None, None, True, "not my field")]  # fmt: skip
+    assert "Skipped" in client.get(f"/projects/{projects['revise']}/annotate?voted=skip").text
+    # only known keys say something
+    page = client.get(f"/projects/{projects['revise']}/annotate?voted=<b>x</b>").text
+    assert re.search(r'id="ack"[^>]*></p>', page)
+
+
+@pytest.mark.parametrize(
+    ("scale", "keys", "hint"),
+    [
+        ((1, 7), "1234567", "a score's number presses it"),
+        ((0, 5), "012345", "a score's number presses it"),
+        ((-3, 3), "1234567", "the key shown on a score presses it"),
+        ((1, 10), "123456789-", "a score's number presses it; Tab and the arrow keys"),
+        ((0, 10), "0123456789-", "a score's number presses it; Tab and the arrow keys"),
+        ((1, 12), None, "type the score"),
+    ],
+)
+def test_scale_buttons_and_their_keys(scale, keys, hint):
+    buttons = scale_buttons(scale)
+    if keys is None:
+        assert buttons is None
+    else:
+        assert [b["score"] for b in buttons] == list(range(scale[0], scale[1] + 1))
+        assert "".join(b["key"] or "-" for b in buttons) == keys
+    assert scale_hint(buttons).startswith(hint)
+
+
+def test_admin_page_shows_the_kind_settings_and_a_place_for_quality_signals(
+    kinds_site, monkeypatch
+):
+    client, tokens, projects, url = kinds_site
+    sign_in(client, tokens["root"])
+    rate = client.get(f"/projects/{projects['rate']}/admin").text
+    assert "<tr><th>kind</th><td>rating</td></tr>" in rate
+    assert "<tr><th>scale</th><td>1 to 7</td></tr>" in rate
+    assert 'id="signals"' in rate and "<h3>Agreement of the ratings</h3>" in rate
+    assert "no ratings" in rate  # the reason, until there are some
+    assert "Crowd-SFT rounds" not in rate and "Arena CSV" not in rate  # pairwise only
+    blank = client.get(f"/projects/{projects['blank']}/admin").text
+    assert "<tr><th>editor</th><td>starts empty</td></tr>" in blank and "<h3>Edits</h3>" in blank
+    pair = client.get(f"/projects/{projects['pair']}/admin").text
+    assert "Crowd-SFT rounds" in pair and 'id="signals"' not in pair
+
+    # Real ratings by two raters: the page shows the alpha crowd.signals computes for them.
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            rated = repo.create_project(session, "rated", kind="rating", overlap=2).id
+            repo.add_items(session, rated, RATINGS)
+            for name, scores in (("ann", [2, 6]), ("bob", [3, 6])):
+                person = repo.contributor_by_name(session, name)
+                for score in scores:
+                    task = repo.next_task(session, rated, person.id)
+                    repo.submit_response(session, task.id, person.id, score=score)
+            frame = ratings_frame(repo.project_ratings(session, rated))
+    finally:
+        engine.dispose()
+    result = rating_agreement(frame, n_bootstrap=0).to_dict()
+    page = client.get(f"/projects/{rated}/admin").text
+    alpha = result["krippendorff_alpha_interval"]["estimate"]
+    assert f"<tr><th>krippendorff alpha interval</th><td>{alpha:.3f} (CI" in page
+    assert "<caption>raters</caption>" in page and "<td>bob</td>" in page
+
+    # A contributor's name is escaped in the tables.
+    monkeypatch.setattr(
+        admin, "quality_signals", lambda *args: {"Agreement": {"raters": [{"c": "x<i>"}]}}
+    )
+    page = client.get(f"/projects/{projects['rate']}/admin").text
+    assert "<td>x&lt;i&gt;</td>" in page
+
+
+def test_signal_sections_lay_out_values_estimates_and_tables():
+    assert admin.signal_sections(None) == [] and admin.signal_sections({}) == []
+    (section,) = admin.signal_sections({
+        "Gold": {"n_gold": 3, "accuracy": 2 / 3, "reason": None, "ok": True,
+                 "alpha": {"estimate": 0.5, "ci_low": 0.25, "ci_high": 0.75},
+                 "contributors": [{"contributor": "ann", "accuracy": 1.0},
+                                  {"contributor": "bob", "accuracy": float("nan")}]},
+    })  # fmt: skip
+    assert section["title"] == "Gold"
+    assert section["values"] == [
+        ("n gold", "3"), ("accuracy", "0.667"), ("reason", "–"), ("ok", "yes"),
+        ("alpha", "0.500 (CI 0.250 to 0.750)"),
+    ]  # fmt: skip
+    assert section["tables"] == [{"title": "contributors", "columns": ["contributor", "accuracy"],
+                                  "rows": [["ann", "1.000"], ["bob", "–"]]}]  # fmt: skip

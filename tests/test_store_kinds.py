@@ -6,7 +6,14 @@ import pytest
 from sqlalchemy import text
 
 from crowdtune.records import Rating, Revision
-from crowdtune.store import ConflictError, ReusedKeyError, make_engine, session_factory, upgrade
+from crowdtune.store import (
+    ConflictError,
+    ReusedKeyError,
+    downgrade,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from crowdtune.store.repository import (
     add_items,
     create_contributor,
@@ -231,3 +238,26 @@ def test_migration_0004_keeps_the_votes_of_a_database_at_0003(url):
         if engine.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_downgrade_to_0003_drops_what_it_cannot_hold_and_keeps_the_votes(url):
+    upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        pairwise = create_project(session, "pw")
+        add_items(session, pairwise.id, [{"prompt": "p", "response_a": "a", "response_b": "b"}])
+        revision = create_project(session, "rev", kind="revision")
+        add_items(session, revision.id, [{"prompt": "p", "response": "r"}])
+        ann, _ = create_contributor(session, "ann")
+        for project, answer in ((pairwise, {"verdict": "a"}), (revision, {"revision": "r!"})):
+            task = next_task(session, project.id, ann.id)
+            submit_response(session, task.id, ann.id, **answer)
+    engine.dispose()
+    assert downgrade(url, "0003") == "0003"
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        run = connection.exec_driver_sql
+        assert run("SELECT count(*) FROM item").scalar() == 1
+        assert run("SELECT verdict FROM response").scalars().all() == ["a"]
+    engine.dispose()
+    assert upgrade(url) == "0004"

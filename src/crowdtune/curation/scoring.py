@@ -312,6 +312,29 @@ def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
 
 
+def _default_scorer_key(params: Mapping[str, Any] | None) -> tuple[dict[str, Any], Path]:
+    """The parameters of the default scorer and the cache file a fitted one is stored in."""
+    chosen = {**DEFAULT_EMBEDDING_PARAMS, **(params or {})}
+    key = hashlib.sha256(
+        json.dumps([crowdtune.__version__, chosen], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    return chosen, cache_dir("quality") / f"embedding-{crowdtune.__version__}-{key}.joblib"
+
+
+def cached_default_scorer(params: Mapping[str, Any] | None = None) -> EmbeddingScorer | None:
+    """The default scorer if one with these parameters was fitted and cached before
+    (:func:`default_scorer`), else None; never fits one (the server uses this: fitting takes
+    minutes and belongs to the command line or a worker, not a web request)."""
+    _, path = _default_scorer_key(params)
+    if not path.is_file():
+        return None
+    try:
+        loaded = load_scorer(path)
+    except Exception:  # noqa: BLE001 - a stale or corrupt cache is refitted, never fatal
+        return None
+    return loaded if isinstance(loaded, EmbeddingScorer) else None
+
+
 def default_scorer(
     params: Mapping[str, Any] | None = None,
     cache: bool = True,
@@ -320,23 +343,14 @@ def default_scorer(
     """The embedding scorer fitted on CaR train + valid, cached under the cache directory.
 
     The fitted scorer is stored as ``<cache dir>/quality/embedding-<version>-<hash>.joblib``,
-    keyed by the crowdtune version and the parameters, so later calls (and processes) load it.
-    A cache that cannot be read or written is skipped.
+    keyed by the crowdtune version and the parameters, so later calls (and processes) load it
+    (:func:`cached_default_scorer`). A cache that cannot be read or written is skipped.
     """
     import pandas as pd
 
-    chosen = {**DEFAULT_EMBEDDING_PARAMS, **(params or {})}
-    key = hashlib.sha256(
-        json.dumps([crowdtune.__version__, chosen], sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
-    path = cache_dir("quality") / f"embedding-{crowdtune.__version__}-{key}.joblib"
-    if cache and path.is_file():
-        try:
-            loaded = load_scorer(path)
-            if isinstance(loaded, EmbeddingScorer):
-                return loaded
-        except Exception:  # noqa: BLE001 - a stale or corrupt cache is refitted, never fatal
-            pass
+    chosen, path = _default_scorer_key(params)
+    if cache and (loaded := cached_default_scorer(params)) is not None:
+        return loaded
     if progress is not None:
         progress("fitting the quality scorer on CaR train + valid")
     frame = pd.concat([load_car_pairs("train"), load_car_pairs("valid")])

@@ -37,6 +37,7 @@ from crowdtune.server.pages import admin as admin_pages
 from crowdtune.server.pages import annotate as annotate_pages
 from crowdtune.server.pages.web import PageError, SignInNeeded, page_error, sign_in_needed
 from crowdtune.server.routes import exports, projects, rounds, stats, tasks
+from crowdtune.server.scorer import QualityScorer
 from crowdtune.server.services import error_status
 from crowdtune.store import (
     DEFAULT_URL,
@@ -202,6 +203,8 @@ def create_app(
     )
     app.state.max_decompressed_bytes = upload_limit  # read by crowdtune.server.uploads
     app.state.rate_limits = limits
+    # The CaR quality scorer behind the revision signals (loaded on first use, never fitted).
+    app.state.quality_scorer = QualityScorer()
     app.state.session_policy, app.state.clock = policy, clock
     # The last added runs first: an address over its budget is refused before its body is read,
     # and the input check sees only a body the size limit let through.

@@ -19,6 +19,7 @@ server calls the plain functions of :mod:`crowdtune.store.repository`, each taki
 from crowdtune.store.db import (
     DEFAULT_URL,
     current_revision,
+    downgrade,
     head_revision,
     make_engine,
     normalize_url,
@@ -45,6 +46,7 @@ __all__ = [
     "ReusedKeyError",
     "StoreError",
     "current_revision",
+    "downgrade",
     "head_revision",
     "make_engine",
     "normalize_url",

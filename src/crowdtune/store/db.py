@@ -385,6 +385,24 @@ def _check_foreign_keys(connection: Connection) -> None:
         )
 
 
+def downgrade(target: str | URL | Engine | None, revision: str) -> str | None:
+    """Migrate a database back to ``revision`` (an Alembic revision id), with the same
+    foreign-key handling as :func:`upgrade`; what the newer schema holds and the older cannot
+    is lost (each migration's ``downgrade`` says what). Returns the revision it is at."""
+    engine, owned = _engine(target)
+    try:
+        config = _alembic_config()
+        with engine.connect() as connection, _foreign_keys_off(connection):
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.downgrade(config, revision)
+                _check_foreign_keys(connection)
+        return current_revision(engine)
+    finally:
+        if owned:
+            engine.dispose()
+
+
 def current_revision(target: str | URL | Engine | None = None) -> str | None:
     """The migration a database is at (None for an empty database)."""
     engine, owned = _engine(target)

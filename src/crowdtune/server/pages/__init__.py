@@ -10,12 +10,14 @@ expires; a stale cookie is cleared. Each page carries a CSRF token derived from 
 cookie-authenticated POST must send it, in the form field ``csrf_token`` or the header
 ``X-CSRF-Token``, else 403. The sign-in form itself uses a double-submit cookie.
 
-The annotation page's JavaScript does not call the bearer-token API: it calls two same-origin,
-cookie-authenticated page endpoints, ``GET /projects/{id}/next`` (the next task as JSON, 204
-when all is done) and ``POST /projects/{id}/tasks/{task}/vote`` (with ``X-CSRF-Token`` and an
-``Idempotency-Key`` fixed per task, so a double keypress stores one vote). The same vote route
-accepts a plain form post and redirects, so the page works without JavaScript. The JSON API
-stays bearer-only, with no cookie (and so no CSRF) surface.
+The annotation page (one per project kind: pairwise votes, revisions, ratings) and its
+JavaScript do not call the bearer-token API: they call two same-origin, cookie-authenticated
+page endpoints, ``GET /projects/{id}/next`` (the next task as JSON, 204 when all is done) and
+``POST /projects/{id}/tasks/{task}/vote`` (the answer of any kind, or a skip with its reason;
+with ``X-CSRF-Token`` and an ``Idempotency-Key`` fixed per task, so a double keypress stores one
+answer). The same route accepts a plain form post and redirects, so the page works without
+JavaScript. The JSON API stays bearer-only, with no cookie (and so no CSRF) surface. The pages'
+scripts are files under ``/static`` (the Content-Security-Policy allows no inline script).
 
 All queries go through :mod:`crowdtune.store.repository`, and what the API does too (votes,
 stats, leaderboard, export, uploads, rounds, the role check) through
@@ -25,5 +27,7 @@ by :func:`~crowdtune.server.pages.markdown.safe_markdown`, which escapes everyth
 - :mod:`~crowdtune.server.pages.web`: cookies, CSRF, rendering, error pages;
 - :mod:`~crowdtune.server.pages.markdown`: the safe Markdown subset of item text;
 - :mod:`~crowdtune.server.pages.annotate`: the router of the pages every contributor uses;
+- :mod:`~crowdtune.server.pages.answers`: a task as the annotation page shows it, and the
+  answer a submission carries;
 - :mod:`~crowdtune.server.pages.admin`: the router of the admin page and its forms.
 """

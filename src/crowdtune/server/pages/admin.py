@@ -1,13 +1,17 @@
-"""The admin page of a project and its forms: stats, Crowd-SFT rounds, CSV import, exports."""
+"""The admin page of a project and its forms: its kind and settings, stats, the quality signals
+of a revision or rating project, Crowd-SFT rounds (pairwise), the import of items, exports."""
 
 from __future__ import annotations
 
-from typing import Any, get_args
+import math
+from collections.abc import Mapping
+from typing import Any, TypedDict, get_args
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi import Response as HTTPResponse
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -24,8 +28,10 @@ from crowdtune.server.pages.web import (
     signed_in,
 )
 from crowdtune.server.schemas import RoundIn, RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.scorer import QualityScorer
 from crowdtune.store import ConflictError
 from crowdtune.store import repository as repo
+from crowdtune.store.models import Project
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,6 +41,104 @@ ROUND_CHOICES = {
     "scheme": get_args(RoundScheme),
     "model": get_args(RoundModel),
 }
+
+
+class SignalTable(TypedDict):
+    """A list of rows inside a section of signals (per contributor, say), as text."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+class SignalSection(TypedDict):
+    """One section of quality signals as the admin page shows it: its single values as
+    (label, text) rows, then its tables."""
+
+    title: str
+    values: list[tuple[str, str]]
+    tables: list[SignalTable]
+
+
+def quality_signals(
+    session: Session, project: Project, scorer: QualityScorer | None = None
+) -> dict[str, Any] | None:
+    """The quality signals of a revision or rating project for its admin page
+    (:func:`crowdtune.server.signals.project_signals`, every response counted): a section title
+    for each result, mapped to its ``to_dict()`` (:func:`signal_sections` lays them out). None
+    for a pairwise project (its agreement has its own section)."""
+    if project.kind == "pairwise":
+        return None
+    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
+    from crowdtune.server.signals import project_signals
+
+    signals = project_signals(session, project.id, scorer=scorer)
+    if signals is None:
+        return None
+    skipped = {"skipped": signals["skipped"]}
+    if signals["kind"] == "rating":
+        sections = {"Agreement of the ratings": {**signals["agreement"], **skipped}}
+        for aspect, agreement in signals["aspects"].items():
+            sections[f"Agreement on {aspect}"] = agreement
+        sections["Gold accuracy"] = signals["gold"]
+        return sections
+    revisions = dict(signals["revisions"])
+    gain = revisions.pop("gain")
+    return {
+        "Edits": {**revisions, **skipped},
+        "Quality gain (CaR scorer: revision minus original)": gain
+        if gain is not None
+        else {"reason": revisions["gain_reason"]},
+        "Gold accuracy (moved towards the reference revision)": signals["gold"],
+    }
+
+
+def signal_sections(signals: Mapping[str, Any] | None) -> list[SignalSection]:
+    """The :func:`quality_signals` laid out for the admin page: in each section, the single
+    values as (label, text) rows (an estimate with its interval on one line, ``None`` as a
+    dash) and each list of rows (``to_dict()``'s per-contributor tables) as a table. None or
+    empty signals give no section."""
+    sections: list[SignalSection] = []
+    for title, result in (signals or {}).items():
+        values: list[tuple[str, str]] = []
+        tables: list[SignalTable] = []
+        fields = result if isinstance(result, Mapping) else {"value": result}
+        for name, value in fields.items():
+            if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+                columns = list(dict.fromkeys(key for row in value for key in row))
+                rows = [[_text(row.get(column)) for column in columns] for row in value]
+                tables.append(
+                    {"title": _label(name), "columns": [_label(c) for c in columns], "rows": rows}
+                )
+            else:
+                values.append((_label(name), _text(value)))
+        sections.append({"title": str(title), "values": values, "tables": tables})
+    return sections
+
+
+def _label(name: object) -> str:
+    return str(name).replace("_", " ")
+
+
+def _text(value: Any) -> str:
+    """A signal's value as the page shows it: 3 decimals, a dash for none, an estimate with
+    its interval."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, Mapping):
+        if "estimate" in value:
+            text = _text(value["estimate"])
+            if value.get("ci_low") is not None and value.get("ci_high") is not None:
+                text += f" (CI {_text(value['ci_low'])} to {_text(value['ci_high'])})"
+            return text
+        return "; ".join(f"{_label(k)}: {_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "–"
+    return str(value)
 
 
 @router.get("/projects/{project_id}/admin", response_class=HTMLResponse)
@@ -54,6 +158,9 @@ def admin_page(project_id: int, request: Request, session: SessionDep) -> Any:
         rounds=[stored.details for stored in repo.project_rounds(session, project_id)],
         round_choices=ROUND_CHOICES,
         ran=request.query_params.get("round"),
+        signals=signal_sections(
+            quality_signals(session, project, request.app.state.quality_scorer)
+        ),
     )
 
 

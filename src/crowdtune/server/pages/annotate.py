@@ -1,5 +1,6 @@
-"""The pages every contributor uses: sign in and out, the projects, the annotation page (with
-the two JSON endpoints its script calls: the next task, and the vote) and the leaderboard."""
+"""The pages every contributor uses: sign in and out, the projects, the annotation page of each
+project kind (with the two JSON endpoints its script calls: the next task, and the answer) and
+the leaderboard."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from crowdtune.records import join_turns
 from crowdtune.server import services
 from crowdtune.server.deps import SessionDep
 from crowdtune.server.limits import count_failure
-from crowdtune.server.pages.markdown import safe_markdown
+from crowdtune.server.pages.answers import (
+    MAX_REASON,
+    ack_key,
+    ack_message,
+    answer_fields,
+    scale_buttons,
+    scale_hint,
+    task_json,
+)
 from crowdtune.server.pages.web import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -42,23 +50,11 @@ router = APIRouter(include_in_schema=False)
 
 
 def my_progress(session: Session, project_id: int, contributor_id: int) -> dict[str, int]:
-    """``answered``: this contributor's votes in the project; ``total``: the most they can
-    give (one per item)."""
-    votes = repo.project_votes(session, project_id)
-    answered = sum(vote.contributor_id == contributor_id for vote in votes)
+    """``answered``: the tasks this contributor closed in the project (answers and skips, in
+    any kind); ``total``: the most they can close (one per item)."""
+    answered = repo.answered_count(session, project_id, contributor_id)
     total = repo.progress(session, project_id).items
     return {"answered": answered, "total": max(total, answered)}
-
-
-def _task_json(task: Any) -> dict[str, Any]:
-    item = task.item
-    return {
-        "task_id": task.id,
-        "idempotency_key": f"task-{task.id}",
-        "prompt_html": str(safe_markdown(join_turns(item.prompt))),
-        "response_a_html": str(safe_markdown(join_turns(item.response_a))),
-        "response_b_html": str(safe_markdown(join_turns(item.response_b))),
-    }
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -137,15 +133,21 @@ def annotate_page(project_id: int, request: Request, session: SessionDep) -> Any
     require(me, "annotator", "admin")
     project = page_project(session, project_id)
     task = repo.next_task(session, project_id, me.id)
+    buttons = scale_buttons(project.scale) if project.scale else None
     return render(
         request,
         "annotate.html",
         me=me,
         csrf=csrf_token(token),
         project=project,
-        task=_task_json(task) if task else None,
+        task=task_json(task, project) if task else None,
         progress=my_progress(session, project_id, me.id),
-        voted=request.query_params.get("voted"),
+        ack=ack_message(request.query_params.get("voted")),
+        max_revision=repo.MAX_REVISION,
+        max_reason=MAX_REASON,
+        scale=project.scale,
+        buttons=buttons,
+        scale_hint=scale_hint(buttons),
     )
 
 
@@ -154,23 +156,29 @@ def next_task_json(project_id: int, request: Request, session: SessionDep) -> An
     """The next task for the annotation page's script (JSON), or 204 when all is done."""
     me, _ = signed_in(request, session)
     require(me, "annotator", "admin")
-    page_project(session, project_id)
+    project = page_project(session, project_id)
     task = repo.next_task(session, project_id, me.id)
     progress = my_progress(session, project_id, me.id)
     if task is None:
         return HTTPResponse(
             status_code=204, headers={"X-Progress": "{answered}/{total}".format(**progress)}
         )
-    return JSONResponse({**_task_json(task), "progress": progress}, headers=page_headers())
+    return JSONResponse({**task_json(task, project), "progress": progress}, headers=page_headers())
 
 
 @router.post("/projects/{project_id}/tasks/{task_id}/vote")
 async def vote(project_id: int, task_id: int, request: Request) -> Any:
-    """Store a vote. JSON (``{"verdict": ..., "seconds": ...}`` with ``X-CSRF-Token`` and
-    ``Idempotency-Key``) answers JSON; a form post (``verdict``, ``csrf_token``,
-    ``idempotency_key``) redirects back to the annotation page. A task of another project
+    """Store the answer to a task, of any kind: a vote, a revision, a score or a skip.
+
+    JSON (``{"verdict": "a"|"b"|"tie"}``, ``{"revision": text}``, ``{"score": n}`` or
+    ``{"skip": true, "reason": text}``, each with an optional ``"seconds"``; the
+    ``X-CSRF-Token`` and ``Idempotency-Key`` headers) answers JSON: the stored answer, whether it
+    was a replay, the contributor's progress and the line that acknowledges it. A form post
+    (the same names as fields, with ``csrf_token`` and ``idempotency_key``) redirects back to
+    the annotation page. The answer must suit the project's kind (422 otherwise, naming the
+    field, as for an empty revision or a skip without its reason); a task of another project
     than the URL's is 404. The body is read here; the rest (sign-in, the store) runs on a
-    worker thread, so a vote that waits for the database never stalls other requests."""
+    worker thread, so an answer that waits for the database never stalls other requests."""
     is_json = request.headers.get("content-type", "").startswith("application/json")
     if is_json:
         try:
@@ -182,15 +190,16 @@ async def vote(project_id: int, task_id: int, request: Request) -> Any:
         sent_csrf, key = None, request.headers.get("Idempotency-Key")
     else:
         form = await request.form()
-        body = {k: form.get(k) for k in ("verdict", "seconds")}
+        names = ("verdict", "revision", "score", "skip", "reason", "seconds")
+        body = {name: form.get(name) for name in names}
         sent_csrf, key = str(form.get(CSRF_FIELD, "")), str(form.get("idempotency_key") or "")
     return await run_in_threadpool(
-        _store_vote, request, project_id, task_id, body=body, is_json=is_json,
+        _store_answer, request, project_id, task_id, body=body, is_json=is_json,
         sent_csrf=sent_csrf, key=key,
     )  # fmt: skip
 
 
-def _store_vote(
+def _store_answer(
     request: Request,
     project_id: int,
     task_id: int,
@@ -200,7 +209,7 @@ def _store_vote(
     sent_csrf: str | None,
     key: str | None,
 ) -> Any:
-    """The vote of :func:`vote` once its body is read: check the session, CSRF, role, the
+    """The answer of :func:`vote` once its body is read: check the session, CSRF, role, the
     project and that the task is in it (404 otherwise), then store it."""
     factory = request.app.state.sessions
     with factory() as session:
@@ -209,18 +218,12 @@ def _store_vote(
         require(me, "annotator", "admin")
         page_project(session, project_id)
         check_id(task_id, "task")
-        verdict = body.get("verdict")
-        if verdict not in ("a", "b", "tie"):
-            return _vote_error(is_json, 422, "verdict must be 'a', 'b' or 'tie'")
-        seconds = body.get("seconds")
         try:
-            seconds = None if seconds in (None, "") else float(seconds)
             stored, created = services.vote(
                 session,
                 task_id,
                 me.id,
-                verdict=verdict,
-                seconds=seconds,
+                **answer_fields(body),
                 idempotency_key=key or f"task-{task_id}",
                 project_id=project_id,
             )
@@ -228,13 +231,15 @@ def _store_vote(
             return _vote_error(is_json, 422, str(exc))
         except (ForbiddenError, NotFoundError, ConflictError) as exc:
             return _vote_error(is_json, services.error_status(exc), str(exc))
+        done = ack_key(stored)
         if not is_json:
-            return RedirectResponse(f"/projects/{project_id}/annotate?voted={stored.verdict}", 303)
+            return RedirectResponse(f"/projects/{project_id}/annotate?voted={done}", 303)
         return JSONResponse(
             {
                 **stored.model_dump(),
                 "replayed": not created,
                 "progress": my_progress(session, project_id, me.id),
+                "message": ack_message(done),
             },
             status_code=201 if created else 200,
         )
