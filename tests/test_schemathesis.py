@@ -41,6 +41,7 @@ ITEMS = [
     {"prompt": f"q{i}", "response_a": "yes", "response_b": "no", "gold": "a", "id": f"i{i}"}
     for i in range(4)
 ]
+SINGLE_ITEMS = [{"prompt": f"q{i}", "response": "yes", "id": f"i{i}"} for i in range(4)]
 
 
 class Seeded:
@@ -55,11 +56,16 @@ class Seeded:
             with session_factory(engine)() as session:
                 admin, self.admin_token = create_contributor(session, "root", "admin")
                 annotator, self.annotator_token = create_contributor(session, "ann")
-                project = create_project(session, "fuzzed", overlap=2)
-                add_items(session, project.id, ITEMS)
-                self.project_id = project.id
-                tasks = [next_task(session, project.id, person.id) for person in (admin, annotator)]
-                self.task_ids = [task.id for task in tasks if task is not None]
+                self.project_ids, self.task_ids = [], []
+                # A project of each kind, so generated answers reach each kind's checks.
+                for kind, items in (("pairwise", ITEMS), ("revision", SINGLE_ITEMS),
+                                    ("rating", SINGLE_ITEMS)):  # fmt: skip
+                    project = create_project(session, f"fuzzed {kind}", overlap=2, kind=kind)
+                    add_items(session, project.id, items)
+                    self.project_ids.append(project.id)
+                    tasks = [next_task(session, project.id, p.id) for p in (admin, annotator)]
+                    self.task_ids += [task.id for task in tasks if task is not None]
+                self.project_id = self.project_ids[0]
         finally:
             engine.dispose()
 
@@ -99,7 +105,7 @@ def fixed_ids(path: str, seeded: Seeded) -> list[dict[str, int]]:
     """Path parameters to try besides the generated ones: ids that exist (to get past the
     404s) and ids too large for the database (always tried, since random ones rarely are)."""
     names = re.findall(r"\{(\w+)\}", path)
-    existing = {"project_id": [seeded.project_id], "task_id": seeded.task_ids}
+    existing = {"project_id": seeded.project_ids, "task_id": seeded.task_ids}
     return [{name: value} for name in names for value in [*existing.get(name, []), *HUGE_IDS]]
 
 

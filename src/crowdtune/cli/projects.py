@@ -13,7 +13,7 @@ from crowdtune.cli.common import fail
 from crowdtune.cli.db import DbOpt, store_session
 
 projects_app = typer.Typer(
-    help="Feedback projects: create them, import items, export the answers.\n\n"
+    help="Feedback projects: create, import items, export answers.\n\n"
     "A project is pairwise (compare two answers: A, B or tie), revision (rewrite an answer) or "
     "rating (score an answer on a scale, 1 to 7 by default)."
 )

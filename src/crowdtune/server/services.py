@@ -1,6 +1,7 @@
-"""What the API and the web pages both do: votes, stats, the leaderboard, exports, the check of
-each row of an uploaded file of items (the upload itself: :mod:`crowdtune.server.uploads`),
-Crowd-SFT rounds, the role check, and the HTTP status of each store error.
+"""What the API and the web pages both do: answers (votes, revisions, scores, skips), stats, the
+leaderboard, exports of every project kind, the check of each row of an uploaded file of items
+(the upload itself: :mod:`crowdtune.server.uploads`), Crowd-SFT rounds, the role check, and the
+HTTP status of each store error.
 
 The API's routers (:mod:`crowdtune.server.routes`) and the pages (:mod:`crowdtune.server.pages`)
 call these functions and only shape the answer: JSON for the API; HTML, redirects or the
