@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_curation.py
 	$(BIN)/python benchmarks/bench_server.py
 	$(BIN)/python benchmarks/bench_emotions.py
+	$(BIN)/python benchmarks/bench_signals.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
