@@ -25,6 +25,7 @@ from crowdtune.datasets.ratings import read_ratings_jsonl
 from crowdtune.datasets.revisions import read_revisions_jsonl
 from crowdtune.records import Revision
 from crowdtune.server import create_app
+from crowdtune.server.scorer import FIT_SCORER_HINT, QualityScorer
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.repository import create_contributor
 
@@ -165,6 +166,21 @@ def run_revision_campaign(client: TestClient, auth: dict[str, Any], tmp_path: Pa
         "open_tasks": 0, "items_complete": N_ITEMS, "overlap": OVERLAP, "skipped": 1,
     }  # fmt: skip
     assert stats["agreement"] is None and "revision" in stats["agreement_reason"]
+    signals = stats["signals"]
+    assert (signals["kind"], signals["skipped"]) == ("revision", 1)
+    assert signals["revisions"]["n_revisions"] == 3 * N_ITEMS
+    n_gold_items = len(range(0, N_ITEMS, 3))
+    assert signals["gold"]["n_gold"] == 3 * n_gold_items  # every reviser of a referenced item
+    if QualityScorer().available() is None:
+        assert signals["revisions"]["gain"] is None
+        assert signals["revisions"]["gain_reason"] == FIT_SCORER_HINT
+    else:
+        assert signals["revisions"]["gain"]["n"] == 3 * N_ITEMS
+    board = client.get(f"{API}/projects/{project}/leaderboard", headers=root).json()
+    rows = {row["contributor"]: row for row in board["contributors"]}
+    assert rows["bob"]["unchanged_rate"] == pytest.approx(0.25, abs=0.05)  # every fourth
+    assert rows["ann"]["unchanged_rate"] == 0 and rows["ann"]["mean_edit_distance"] > 0
+    assert rows[SPARE]["votes"] == 1
 
     paths = {}
     for fmt, name in (("jsonl", ".jsonl"), ("sft", "-sft.jsonl"), ("trl", "-trl.jsonl")):
@@ -264,6 +280,25 @@ def run_rating_campaign(client: TestClient, auth: dict[str, Any], tmp_path: Path
     assert [len(shown[name]) for name in ANNOTATORS] == [len(items)] * 3 and SPARE not in shown
     progress = client.get(f"{API}/projects/{project}/stats", headers=root).json()["progress"]
     assert progress["items_complete"] == len(items) and progress["responses"] == 3 * len(items)
+    stats = client.get(f"{API}/projects/{project}/stats", headers=root).json()
+    alpha = stats["agreement"]["krippendorff_alpha_interval"]["estimate"]
+    assert alpha > 0.5  # the three raters order the answers alike, one point apart
+    assert stats["signals"]["aspects"]["clarity"]["reason"]  # only ann rated clarity
+    gold = {row["contributor"]: row for row in stats["signals"]["gold"]["contributors"]}
+    in_range = {
+        name: sum(
+            (4 <= given[name, i["response"]] <= 7)
+            if i["gold"] == [4, 7]
+            else given[name, i["response"]] == 2
+            for i in items
+            if i["gold"] is not None
+        )
+        for name in ANNOTATORS
+    }
+    assert {name: row["n_correct"] for name, row in gold.items()} == in_range
+    for who in ("root", ANNOTATORS[0]):
+        board = client.get(f"{API}/projects/{project}/leaderboard", headers=auth[who]).json()
+        assert all(row["alpha_interval"] is not None for row in board["contributors"])
 
     paths = {}
     for fmt, suffix in (("jsonl", ".jsonl"), ("csv", ".csv"), ("kto", "-kto.jsonl")):

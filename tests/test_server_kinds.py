@@ -301,10 +301,16 @@ def test_stats_leaderboard_and_rounds_answer_every_kind(api):
         assert answer(client, task["task_id"], body, auth["ann"]).status_code == 201
         stats = client.get(f"{API}/projects/{project}/stats", headers=root)
         assert stats.status_code == 200 and stats.json()["agreement"] is None
-        assert f"not yet for a {kind} project" in stats.json()["agreement_reason"]
+        assert stats.json()["signals"]["kind"] == kind
+        expected = "two different contributors" if kind == "rating" else "no agreement figure"
+        assert expected in stats.json()["agreement_reason"]
+        boards = {}
         for who in ("root", "ann"):
             board = client.get(f"{API}/projects/{project}/leaderboard", headers=auth[who])
             assert board.status_code == 200, board.text
+            boards[who] = board.json()["contributors"]
+        assert [row["votes"] for row in boards["root"]] == [1]
+        assert boards["ann"][0]["gold_answered"] is None  # no closed item yet: nothing shown
         rounds = client.post(f"{API}/projects/{project}/rounds", json={}, headers=root)
         assert rounds.status_code == 422 and "need a pairwise project" in rounds.json()["detail"]
         assert client.get(f"{API}/projects/{project}/rounds", headers=root).json() == []

@@ -423,6 +423,9 @@ def test_admin_page_shows_the_kind_settings_and_a_place_for_quality_signals(
     alpha = result["krippendorff_alpha_interval"]["estimate"]
     assert f"<tr><th>krippendorff alpha interval</th><td>{alpha:.3f} (CI" in page
     assert "<caption>raters</caption>" in page and "<td>bob</td>" in page
+    board = client.get(f"/projects/{rated}/leaderboard").text
+    assert "<th>Ratings</th>" in board and "α interval vs others" in board
+    assert "Agrees with majority" not in board and "<td>ann</td>" in board
 
     # A contributor's name is escaped in the tables.
     monkeypatch.setattr(

@@ -338,6 +338,12 @@ class StatsOut(BaseModel):
     progress: dict[str, int]
     agreement: dict[str, Any] | None
     agreement_reason: str | None = None
+    signals: dict[str, Any] | None = Field(
+        default=None,
+        description="Revision and rating projects: their quality signals (ratings: "
+        "Krippendorff's alpha, interval and ordinal, per rater and per aspect, gold accuracy; "
+        "revisions: edits, the CaR quality gain, gold accuracy, skips); null for pairwise.",
+    )
 
 
 class MajorityAgreement(BaseModel):
@@ -360,6 +366,21 @@ class LeaderboardRow(BaseModel):
     majority_agreement: MajorityAgreement
     credit: float | None = Field(
         None, description="Points summed over the project's Crowd-SFT rounds; null before any."
+    )
+    alpha_interval: float | None = Field(
+        None, description="Rating projects: Krippendorff's alpha (interval) against the others."
+    )
+    alpha_ordinal: float | None = Field(
+        None, description="Rating projects: Krippendorff's alpha (ordinal) against the others."
+    )
+    unchanged_rate: float | None = Field(
+        None, description="Revision projects: share of answers left unchanged."
+    )
+    mean_edit_distance: float | None = Field(
+        None, description="Revision projects: mean word-level edit distance of a revision."
+    )
+    mean_gain: float | None = Field(
+        None, description="Revision projects: mean CaR quality gain (revision minus original)."
     )
 
 

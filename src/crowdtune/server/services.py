@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -49,7 +50,8 @@ from crowdtune.records import (
     unpaired_turns,
 )
 from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
-from crowdtune.server.scoring import contributor_breakdown, quality_note
+from crowdtune.server.scorer import QualityScorer
+from crowdtune.server.scoring import MIN_CLOSED_ITEMS, contributor_breakdown, quality_note
 from crowdtune.store import (
     BusyError,
     ConflictError,
@@ -60,7 +62,7 @@ from crowdtune.store import (
 )
 from crowdtune.store import repository as repo
 from crowdtune.store.errors import ReusedKeyError
-from crowdtune.store.models import VERDICT_CODES, Round
+from crowdtune.store.models import VERDICT_CODES, Project, Round
 from crowdtune.tables import jsonable
 from crowdtune.validation import encodable_text, text_problem
 
@@ -179,18 +181,32 @@ def vote(
 # stats and leaderboard
 
 
-def project_stats(session: Session, project_id: int) -> StatsOut:
-    """Progress counts (skips among the responses) of a project of any kind, and for a
-    pairwise project inter-annotator agreement once two annotators share an item (otherwise
-    ``agreement`` is None and ``agreement_reason`` says why)."""
-    # Deferred: the preference package loads scikit-learn and SciPy, kept off the server's start.
+def project_stats(
+    session: Session, project_id: int, *, scorer: QualityScorer | None = None
+) -> StatsOut:
+    """Progress counts (skips among the responses) of a project of any kind; for a pairwise
+    project inter-annotator agreement once two annotators share an item (otherwise
+    ``agreement`` is None and ``agreement_reason`` says why); for a revision or rating project
+    its quality signals (:func:`crowdtune.server.signals.project_signals`, every answer
+    counted: the stats are for admins), a rating project's agreement as ``agreement`` too."""
+    # Deferred: the preference and crowd packages load scikit-learn and SciPy, kept off the
+    # server's start.
     from crowdtune.preference.agreement import agreement
+    from crowdtune.server.signals import project_signals
 
     counts = repo.progress(session, project_id).to_dict()
     kind = repo.get_project(session, project_id).kind
     if kind != "pairwise":
-        reason = f"agreement is computed for pairwise votes; not yet for a {kind} project"
-        return StatsOut(progress=counts, agreement=None, agreement_reason=reason)
+        signals = project_signals(session, project_id, scorer=scorer)
+        assert signals is not None
+        if kind == "rating":
+            rating, reason = signals["agreement"], signals["agreement"]["reason"]
+            return StatsOut(
+                progress=counts, agreement=None if reason else rating, agreement_reason=reason,
+                signals=signals,
+            )  # fmt: skip
+        reason = "revisions have no agreement figure; see signals (edits, quality gain, gold)"
+        return StatsOut(progress=counts, agreement=None, agreement_reason=reason, signals=signals)
     comparisons = repo.project_comparisons(session, project_id)
     try:
         result = agreement(comparisons_frame(comparisons), n_bootstrap=STATS_BOOTSTRAP)
@@ -200,25 +216,90 @@ def project_stats(session: Session, project_id: int) -> StatsOut:
     return StatsOut(progress=counts, agreement=jsonable(result.to_dict()))
 
 
-def leaderboard(session: Session, project_id: int, *, admin_view: bool) -> dict[str, Any]:
+def leaderboard(
+    session: Session,
+    project_id: int,
+    *,
+    admin_view: bool,
+    scorer: QualityScorer | None = None,
+) -> dict[str, Any]:
     """The project's leaderboard (:class:`~crowdtune.server.schemas.LeaderboardOut`): one row
-    per contributor (:func:`~crowdtune.server.scoring.contributor_breakdown`) with the credit
-    of the project's Crowd-SFT rounds, a note saying how that credit was earned, and one
-    saying what the gold and agreement figures count: every vote in the ``admin_view``, else
-    (annotators) closed items only, so that a vote never reveals gold answers or others'
-    votes."""
+    per contributor with the credit of the project's Crowd-SFT rounds, a note saying how that
+    credit was earned, and one saying what the gold and agreement figures count: every answer
+    in the ``admin_view``, else (annotators) closed items only, so that an answer never reveals
+    gold answers or others' answers. Pairwise rows:
+    :func:`~crowdtune.server.scoring.contributor_breakdown`; revision and rating rows:
+    :func:`single_answer_rows`."""
     # Deferred: rounds runs the crowd package (scikit-learn, SciPy), kept off the server's start.
     from crowdtune.server.rounds import project_credit
 
-    overlap = None if admin_view else repo.get_project(session, project_id).overlap
-    votes = repo.project_votes(session, project_id)
+    project = repo.get_project(session, project_id)
+    overlap = None if admin_view else project.overlap
     credit, note = project_credit(session, project_id)
+    if project.kind == "pairwise":
+        votes = repo.project_votes(session, project_id)
+        rows = contributor_breakdown(votes, credit, overlap=overlap)
+    else:
+        rows = single_answer_rows(
+            session, project, credit, closed_only=not admin_view, scorer=scorer
+        )
     return {
         "project_id": project_id,
-        "contributors": contributor_breakdown(votes, credit, overlap=overlap),
+        "contributors": rows,
         "credit_note": note,
         "quality_note": quality_note(overlap),
     }
+
+
+def single_answer_rows(
+    session: Session,
+    project: Project,
+    credit: Mapping[str, float] | None,
+    *,
+    closed_only: bool,
+    scorer: QualityScorer | None = None,
+) -> list[dict[str, Any]]:
+    """Leaderboard rows of a revision or rating project: per contributor, answers (as
+    ``votes``), gold accuracy, and alpha against the others (ratings) or the unchanged rate,
+    edits and mean quality gain (revisions), from
+    :func:`crowdtune.server.signals.project_signals`. With ``closed_only`` (annotators) the
+    figures count closed items only and stay None while a contributor has fewer than
+    :data:`~crowdtune.server.scoring.MIN_CLOSED_ITEMS` answers on closed items, as for votes.
+    Rows are sorted by answers, then name."""
+    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
+    from crowdtune.server.signals import contributor_signals, project_signals
+
+    records: list[Revision] | list[Rating]
+    if project.kind == "rating":
+        records = repo.project_ratings(session, project.id)
+        keys = [(r.prompt, r.response, r.contributor) for r in records]
+    else:
+        records = repo.project_revisions(session, project.id)
+        keys = [(r.prompt, r.original, r.contributor) for r in records]
+    answers = Counter(name for *_, name in keys)
+    per_item = Counter((prompt, text) for prompt, text, _ in keys)
+    closed = Counter(
+        name for prompt, text, name in keys if per_item[prompt, text] >= project.overlap
+    )
+    signals = project_signals(session, project.id, closed_only=closed_only, scorer=scorer)
+    assert signals is not None
+    figures = contributor_signals(signals)
+    rows = []
+    for name, count in sorted(answers.items(), key=lambda entry: (-entry[1], str(entry[0]))):
+        shown = not closed_only or closed[name] >= MIN_CLOSED_ITEMS
+        row = {
+            "contributor": name,
+            "votes": count,
+            "gold_answered": None,
+            "gold_correct": None,
+            "gold_accuracy": None,
+            "majority_agreement": {"share": None, "n": None},
+            "credit": None if credit is None else credit.get(str(name), 0.0),
+        }
+        if shown:
+            row.update({k: v for k, v in figures.get(str(name), {}).items() if k != "revisions"})
+        rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

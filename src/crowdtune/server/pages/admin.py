@@ -11,7 +11,6 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi import Response as HTTPResponse
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -28,10 +27,8 @@ from crowdtune.server.pages.web import (
     signed_in,
 )
 from crowdtune.server.schemas import RoundIn, RoundModel, RoundScheme, RoundStrategy
-from crowdtune.server.scorer import QualityScorer
 from crowdtune.store import ConflictError
 from crowdtune.store import repository as repo
-from crowdtune.store.models import Project
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,19 +57,12 @@ class SignalSection(TypedDict):
     tables: list[SignalTable]
 
 
-def quality_signals(
-    session: Session, project: Project, scorer: QualityScorer | None = None
-) -> dict[str, Any] | None:
-    """The quality signals of a revision or rating project for its admin page
-    (:func:`crowdtune.server.signals.project_signals`, every response counted): a section title
-    for each result, mapped to its ``to_dict()`` (:func:`signal_sections` lays them out). None
-    for a pairwise project (its agreement has its own section)."""
-    if project.kind == "pairwise":
-        return None
-    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
-    from crowdtune.server.signals import project_signals
-
-    signals = project_signals(session, project.id, scorer=scorer)
+def quality_signals(signals: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The quality signals of a revision or rating project
+    (:func:`crowdtune.server.signals.project_signals`, as the project stats carry them) in
+    sections for its admin page: a title for each result, mapped to its ``to_dict()``
+    (:func:`signal_sections` lays them out). None for a pairwise project (its agreement has
+    its own section)."""
     if signals is None:
         return None
     skipped = {"skipped": signals["skipped"]}
@@ -146,21 +136,21 @@ def admin_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     require(me, "admin")
     project = page_project(session, project_id)
+    scorer = request.app.state.quality_scorer
+    stats = services.project_stats(session, project_id, scorer=scorer)
     return render(
         request,
         "admin.html",
         me=me,
         csrf=csrf_token(token),
         project=project,
-        stats=services.project_stats(session, project_id),
-        formats=list(services.EXPORTS),
+        stats=stats,
+        formats=list(services.export_formats(project.kind)),
         message=request.query_params.get("imported"),
         rounds=[stored.details for stored in repo.project_rounds(session, project_id)],
         round_choices=ROUND_CHOICES,
         ran=request.query_params.get("round"),
-        signals=signal_sections(
-            quality_signals(session, project, request.app.state.quality_scorer)
-        ),
+        signals=signal_sections(quality_signals(stats.signals)),
     )
 
 

@@ -255,7 +255,12 @@ def _vote_error(is_json: bool, status: int, message: str) -> Any:
 def leaderboard_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     project = page_project(session, project_id)
-    board = services.leaderboard(session, project_id, admin_view=me.role == "admin")
+    board = services.leaderboard(
+        session,
+        project_id,
+        admin_view=me.role == "admin",
+        scorer=request.app.state.quality_scorer,
+    )
     return render(
         request,
         "leaderboard.html",
