@@ -95,3 +95,20 @@ def test_without_car_the_sample_skips_revisions_and_rates_the_comparisons(
         items = repo.progress(session, rating.id).items
         assert items == 12 and repo.project_single_gold(session, rating.id) == []
     engine.dispose()
+
+
+def test_serve_sample_fits_the_quality_scorer_once(monkeypatch, capsys):
+    import crowdtune.curation.scoring as scoring
+    from crowdtune.cli.serve import fit_quality_scorer
+
+    fitted = []
+    monkeypatch.setattr(scoring, "cached_default_scorer", lambda params=None: None)
+    monkeypatch.setattr(scoring, "default_scorer", lambda params=None: fitted.append(params))
+    fit_quality_scorer()
+    assert (
+        fitted == [{"encoder": "m2v"}]
+        and "fitting the CaR quality scorer" in capsys.readouterr().out
+    )
+    monkeypatch.setattr(scoring, "cached_default_scorer", lambda params=None: object())
+    fit_quality_scorer()
+    assert len(fitted) == 1 and capsys.readouterr().out == ""  # cached: nothing to do

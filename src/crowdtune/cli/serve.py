@@ -73,6 +73,13 @@ def serve_cmd(
         "the tokens and each project's page. `make serve` uses @pandalm.",
     ),
     sample_items: int = typer.Option(200, "--sample-items", help="Items of the sample project."),
+    fit_scorer: bool = typer.Option(
+        True,
+        "--fit-scorer/--no-fit-scorer",
+        help="With --sample: fit the CaR quality scorer behind the revision signals' quality "
+        "gain if it is not cached yet (once, about 1-2 minutes on 2 cores; the server itself "
+        "never fits it).",
+    ),
 ) -> None:
     """Serve the feedback API and web pages.
 
@@ -90,6 +97,8 @@ def serve_cmd(
     upgrade_or_exit(db)
     if sample is not None:
         sample_campaign(db, sample, sample_items, f"http://{host}:{port}")
+        if fit_scorer:
+            fit_quality_scorer()
     try:
         app = create_app(
             db,
@@ -118,6 +127,22 @@ def check_or_exit(db: str, busy_timeout_ms: int) -> None:
         check_database(db, busy_timeout_ms=busy_timeout_ms)
     except (ValueError, UnusableDatabaseError) as exc:
         fail(str(exc))
+
+
+def fit_quality_scorer() -> None:
+    """Fit and cache the CaR quality scorer the server's revision signals use, unless it is
+    cached already (or the data home lacks CaR, which is said)."""
+    from crowdtune.curation.scoring import cached_default_scorer, default_scorer
+    from crowdtune.datasets.home import DatasetMissingError
+    from crowdtune.server.scorer import SCORER_PARAMS
+
+    if cached_default_scorer(SCORER_PARAMS) is not None:
+        return
+    typer.echo("fitting the CaR quality scorer for the revision signals (once; 1-2 minutes)")
+    try:
+        default_scorer(params=SCORER_PARAMS)
+    except DatasetMissingError as exc:
+        typer.echo(f"no quality gain in the revision signals: {exc}")
 
 
 def sample_campaign(db: str, source: str, items: int, base_url: str) -> None:
