@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -336,19 +336,7 @@ def upgrade(target: str | URL | Engine | None = None, revision: str = "head") ->
     str or None
         The revision the database is at afterwards.
     """
-    engine, owned = _engine(target)
-    try:
-        config = _alembic_config()
-        with engine.connect() as connection, _foreign_keys_off(connection):
-            with connection.begin():
-                # env.py runs the migrations on this connection (and so with our pragmas).
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-                _check_foreign_keys(connection)
-        return current_revision(engine)
-    finally:
-        if owned:
-            engine.dispose()
+    return _migrate(target, command.upgrade, revision)
 
 
 @contextmanager
@@ -389,13 +377,23 @@ def downgrade(target: str | URL | Engine | None, revision: str) -> str | None:
     """Migrate a database back to ``revision`` (an Alembic revision id), with the same
     foreign-key handling as :func:`upgrade`; what the newer schema holds and the older cannot
     is lost (each migration's ``downgrade`` says what). Returns the revision it is at."""
+    return _migrate(target, command.downgrade, revision)
+
+
+def _migrate(
+    target: str | URL | Engine | None, step: Callable[[Config, str], None], revision: str
+) -> str | None:
+    """Run Alembic's ``step`` (upgrade or downgrade) to ``revision`` in one transaction with
+    foreign keys off on SQLite (:func:`_foreign_keys_off`), checked before the commit; the
+    revision the database is at afterwards."""
     engine, owned = _engine(target)
     try:
         config = _alembic_config()
         with engine.connect() as connection, _foreign_keys_off(connection):
             with connection.begin():
+                # env.py runs the migrations on this connection (and so with our pragmas).
                 config.attributes["connection"] = connection
-                command.downgrade(config, revision)
+                step(config, revision)
                 _check_foreign_keys(connection)
         return current_revision(engine)
     finally:
