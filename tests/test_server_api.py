@@ -153,6 +153,12 @@ def run_full_flow(client, auth, tmp_path):
         "gold_accuracy": 1.0,
         "majority_agreement": {"share": 0.6, "n": 5},
         "credit": None,
+        # the figures of revision and rating projects, null for votes
+        "alpha_interval": None,
+        "alpha_ordinal": None,
+        "unchanged_rate": None,
+        "mean_edit_distance": None,
+        "mean_gain": None,
     }
     assert rows["bob"]["gold_correct"] == 1 and rows["bob"]["gold_accuracy"] == 0.5
     assert rows["bob"]["majority_agreement"] == {"share": 0.6, "n": 5}  # fmt: skip
