@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from crowdtune.records import Verdict, check_score
 from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, ReusedKeyError
@@ -225,7 +225,11 @@ def submit_response(
                     f"idempotency key {key!r} was used for task {stored.task_id}, not "
                     f"{task_id}; use a new key for each submission"
                 )
-            task = session.get(Task, task_id)
+            # The item and its project come in the same query: the answer is checked against
+            # the project's kind and scale, and a vote must not pay two more round trips.
+            task = session.get(
+                Task, task_id, options=[joinedload(Task.item).joinedload(Item.project)]
+            )
             if task is None or (project_id is not None and task.item.project_id != project_id):
                 where = "" if project_id is None else f" in project {project_id}"
                 raise NotFoundError(f"no task with id {task_id}{where}")
