@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -269,35 +268,24 @@ def single_answer_rows(
     # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
     from crowdtune.server.signals import contributor_signals, project_signals
 
-    records: list[Revision] | list[Rating]
-    if project.kind == "rating":
-        records = repo.project_ratings(session, project.id)
-        keys = [(r.prompt, r.response, r.contributor) for r in records]
-    else:
-        records = repo.project_revisions(session, project.id)
-        keys = [(r.prompt, r.original, r.contributor) for r in records]
-    answers = Counter(name for *_, name in keys)
-    per_item = Counter((prompt, text) for prompt, text, _ in keys)
-    closed = Counter(
-        name for prompt, text, name in keys if per_item[prompt, text] >= project.overlap
-    )
     signals = project_signals(session, project.id, closed_only=closed_only, scorer=scorer)
     assert signals is not None
     figures = contributor_signals(signals)
     rows = []
-    for name, count in sorted(answers.items(), key=lambda entry: (-entry[1], str(entry[0]))):
-        shown = not closed_only or closed[name] >= MIN_CLOSED_ITEMS
+    for entry in signals["answers"]:
+        name = entry["contributor"]
+        shown = not closed_only or entry["closed"] >= MIN_CLOSED_ITEMS
         row = {
             "contributor": name,
-            "votes": count,
+            "votes": entry["answers"],
             "gold_answered": None,
             "gold_correct": None,
             "gold_accuracy": None,
             "majority_agreement": {"share": None, "n": None},
-            "credit": None if credit is None else credit.get(str(name), 0.0),
+            "credit": None if credit is None else credit.get(name, 0.0),
         }
         if shown:
-            row.update({k: v for k, v in figures.get(str(name), {}).items() if k != "revisions"})
+            row.update({k: v for k, v in figures.get(name, {}).items() if k != "revisions"})
         rows.append(row)
     return rows
 

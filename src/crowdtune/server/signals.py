@@ -37,35 +37,57 @@ from crowdtune.crowd.signals import (
 from crowdtune.records import ratings_frame, revisions_frame
 from crowdtune.server.scorer import FIT_SCORER_HINT, QualityScorer
 from crowdtune.store import repository as repo
+from crowdtune.store.models import Project
 from crowdtune.tables import jsonable
 
 #: Bootstrap resamples behind the intervals of the signals.
 SIGNALS_BOOTSTRAP = 200
 
 
-def _closed(frame: pd.DataFrame, key: list[str], overlap: int) -> pd.DataFrame:
-    """The rows of items with at least ``overlap`` answers."""
+#: The columns that identify an item in each kind's frame.
+ITEM_KEY = {"rating": ["prompt", "response"], "revision": ["prompt", "original"]}
+
+
+def _answers(session: Session, project: Project) -> pd.DataFrame:
+    """Every rating or revision of the project, as the kind's records frame."""
+    if project.kind == "rating":
+        return ratings_frame(repo.project_ratings(session, project.id))
+    return revisions_frame(repo.project_revisions(session, project.id))
+
+
+def _item_sizes(frame: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Per row, how many answers its item has."""
+    return frame.groupby(key, sort=False)[key[0]].transform("size")
+
+
+def _answer_counts(frame: pd.DataFrame, key: list[str], overlap: int) -> list[dict[str, Any]]:
+    """Per named contributor, answers in all and on closed items (``overlap`` answers in),
+    most answers first, then by name."""
     if frame.empty:
-        return frame
-    counts = frame.groupby(key, sort=False)[key[0]].transform("size")
-    return frame[counts >= overlap].reset_index(drop=True)
+        return []
+    closed = _item_sizes(frame, key) >= overlap
+    named = frame.assign(closed=closed).dropna(subset=["contributor"])
+    table = named.groupby("contributor").agg(answers=("closed", "size"), closed=("closed", "sum"))
+    table = table.reset_index().sort_values(["answers", "contributor"], ascending=[False, True])
+    return [
+        {"contributor": str(name), "answers": int(answers), "closed": int(closed)}
+        for name, answers, closed in table.itertuples(index=False)
+    ]
 
 
 def rating_signals(
-    session: Session, project_id: int, *, closed_only: bool, n_bootstrap: int = SIGNALS_BOOTSTRAP
+    session: Session, project: Project, frame: pd.DataFrame, *, n_bootstrap: int
 ) -> dict[str, Any]:
-    """Agreement (overall, per aspect) and gold accuracy of a rating project's ratings."""
-    project = repo.get_project(session, project_id)
-    frame = ratings_frame(repo.project_ratings(session, project_id))
-    if closed_only:
-        frame = _closed(frame, ["prompt", "response"], project.overlap)
+    """Agreement (overall, per aspect) and gold accuracy of a rating project's ratings
+    (``frame``: the ones to count)."""
     gold = {
         (g.prompt, g.response): (g.low, g.high)
-        for g in repo.project_single_gold(session, project_id)
+        for g in repo.project_single_gold(session, project.id)
         if g.low is not None
     }
     keys = zip(frame["prompt"], frame["response"], strict=True)
     ranges = [gold.get(key, (math.nan, math.nan)) for key in keys]
+    frame = frame.copy()  # the caller's frame keeps its columns
     frame["gold_low"] = [low for low, _ in ranges]
     frame["gold_high"] = [high for _, high in ranges]
     aspects = sorted(c for c in frame.columns if c.startswith("aspect_"))
@@ -84,15 +106,9 @@ def rating_signals(
     }
 
 
-def revision_quality(
-    session: Session, project_id: int, *, closed_only: bool, scorer: QualityScorer | None
-) -> dict[str, Any]:
-    """How much a revision project's revisions changed, what they gained by the CaR quality
+def revision_quality(frame: pd.DataFrame, scorer: QualityScorer | None) -> dict[str, Any]:
+    """How much the revisions in ``frame`` changed, what they gained by the CaR quality
     scorer (when it is available) and their gold accuracy."""
-    project = repo.get_project(session, project_id)
-    frame = revisions_frame(repo.project_revisions(session, project_id))
-    if closed_only:
-        frame = _closed(frame, ["prompt", "original"], project.overlap)
     usable = scorer if scorer is not None and scorer.available() is not None else None
     signals = revision_signals(frame, usable).to_dict()
     if usable is None and len(frame):
@@ -113,17 +129,24 @@ def project_signals(
     n_bootstrap: int = SIGNALS_BOOTSTRAP,
 ) -> dict[str, Any] | None:
     """The quality signals of a rating or revision project (None for a pairwise one, whose
-    agreement the project stats give), with the number of skips; ``closed_only`` applies the
-    annotators' leak rule (see the module docs)."""
+    agreement the project stats give), with the number of skips and, per contributor, the
+    answers in all and on closed items (``answers``); ``closed_only`` applies the annotators'
+    leak rule to the signals (see the module docs). The answers are read once."""
     project = repo.get_project(session, project_id)
-    if project.kind == "rating":
-        out = rating_signals(session, project_id, closed_only=closed_only, n_bootstrap=n_bootstrap)
-    elif project.kind == "revision":
-        out = revision_quality(session, project_id, closed_only=closed_only, scorer=scorer)
-    else:
+    if project.kind not in ITEM_KEY:
         return None
+    key = ITEM_KEY[project.kind]
+    frame = _answers(session, project)
+    answers = _answer_counts(frame, key, project.overlap)
+    if closed_only and not frame.empty:
+        frame = frame[_item_sizes(frame, key) >= project.overlap].reset_index(drop=True)
+    if project.kind == "rating":
+        out = rating_signals(session, project, frame, n_bootstrap=n_bootstrap)
+    else:
+        out = revision_quality(frame, scorer)
     out["skipped"] = repo.progress(session, project_id).skipped
     out["closed_only"] = closed_only
+    out["answers"] = answers
     return jsonable(out)
 
 
