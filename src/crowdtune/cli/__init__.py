@@ -26,6 +26,7 @@ from crowdtune.cli.db import db_app, users_app
 from crowdtune.cli.demo import demo_cmd
 from crowdtune.cli.emotions import emotions_app
 from crowdtune.cli.experiment import experiment_app
+from crowdtune.cli.items import items_app
 from crowdtune.cli.preference import agreement_cmd, leaderboard_cmd, preference_app
 from crowdtune.cli.projects import projects_app
 from crowdtune.cli.serve import serve_cmd
@@ -37,7 +38,7 @@ from crowdtune.cli.train import train_app
 #: which runs every stage, then the pipeline's stages (DESIGN.md) and the data they all read.
 STAGES = {
     "All stages": ("demo",),
-    "Collect": ("serve", "projects", "users", "crowd", "db"),
+    "Collect": ("serve", "projects", "items", "users", "crowd", "db"),
     "Credit": ("simulate", "shapley", "experiment"),
     "Curate": ("curate", "analyze"),
     "Model": ("preference", "leaderboard", "agreement", "emotions"),
@@ -77,6 +78,7 @@ app.command("leaderboard", rich_help_panel=stage_of("leaderboard"))(leaderboard_
 app.command("agreement", rich_help_panel=stage_of("agreement"))(agreement_cmd)
 app.command("assess", rich_help_panel=stage_of("assess"))(assess_cmd)
 app.add_typer(projects_app, name="projects", rich_help_panel=stage_of("projects"))
+app.add_typer(items_app, name="items", rich_help_panel=stage_of("items"))
 app.add_typer(users_app, name="users", rich_help_panel=stage_of("users"))
 app.add_typer(crowd_app, name="crowd", rich_help_panel=stage_of("crowd"))
 app.add_typer(db_app, name="db", rich_help_panel=stage_of("db"))

@@ -35,8 +35,9 @@ from crowdtune.server.limits import (
 )
 from crowdtune.server.pages import admin as admin_pages
 from crowdtune.server.pages import annotate as annotate_pages
+from crowdtune.server.pages import models as model_pages
 from crowdtune.server.pages.web import PageError, SignInNeeded, page_error, sign_in_needed
-from crowdtune.server.routes import exports, projects, rounds, stats, tasks
+from crowdtune.server.routes import exports, model_board, projects, rounds, stats, tasks
 from crowdtune.server.scorer import QualityScorer
 from crowdtune.server.services import error_status
 from crowdtune.store import (
@@ -82,9 +83,16 @@ and no JSON body may nest deeper than 32 levels; each is a 422 naming the field,
 anything is stored.
 """
 #: The API's routers, in the order their routes are matched.
-API_ROUTERS = (projects.router, tasks.router, exports.router, stats.router, rounds.router)
+API_ROUTERS = (
+    projects.router,
+    tasks.router,
+    exports.router,
+    stats.router,
+    rounds.router,
+    model_board.router,
+)
 #: The web pages' routers.
-PAGE_ROUTERS = (annotate_pages.router, admin_pages.router)
+PAGE_ROUTERS = (annotate_pages.router, admin_pages.router, model_pages.router)
 STATIC = Path(__file__).parent / "static"
 #: Seconds a caller is asked to wait (``Retry-After``) after a 503 for a busy database.
 BUSY_RETRY_AFTER_SECONDS = 2

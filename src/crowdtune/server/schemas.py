@@ -467,3 +467,32 @@ class RoundOut(BaseModel):
     credit_methods: dict[str, str]
     settings: dict[str, Any]
     evaluation: str = Field(description="Fingerprint of the gold items and the scoring.")
+
+
+class ModelRatingOut(BaseModel):
+    """One model of a project's model leaderboard."""
+
+    model: str
+    rating: float = Field(description="Bradley–Terry rating: 400 points per tenfold odds.")
+    ci_low: float | None
+    ci_high: float | None
+    rank: int = Field(description="1 + the models whose interval lies wholly above this one's.")
+    n_battles: int
+    wins: int
+    losses: int
+    ties: int
+    round: int | None = Field(description="The round that trained it (null: not a candidate).")
+    is_base: bool = Field(description="Whether it is the project's base model now.")
+
+
+class ModelLeaderboardOut(BaseModel):
+    """The crowd's votes ranking the models that wrote a pairwise project's items."""
+
+    project_id: int
+    method: str
+    confidence: float
+    n_bootstrap: int
+    n_votes: int = Field(description="Votes on items with two different models (the battles).")
+    n_votes_without_models: int = Field(description="Votes on items without both model names.")
+    models: list[ModelRatingOut] = Field(description="Best first.")
+    note: str | None = Field(description="Why the list is empty, or models that never met.")

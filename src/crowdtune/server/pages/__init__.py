@@ -29,5 +29,6 @@ by :func:`~crowdtune.server.pages.markdown.safe_markdown`, which escapes everyth
 - :mod:`~crowdtune.server.pages.annotate`: the router of the pages every contributor uses;
 - :mod:`~crowdtune.server.pages.answers`: a task as the annotation page shows it, and the
   answer a submission carries;
-- :mod:`~crowdtune.server.pages.admin`: the router of the admin page and its forms.
+- :mod:`~crowdtune.server.pages.admin`: the router of the admin page and its forms;
+- :mod:`~crowdtune.server.pages.models`: the model leaderboard page (admin area).
 """

@@ -32,10 +32,11 @@ from crowdtune.validation import check_text
 #: Fields an item dict of a pairwise project may have (``id`` is read as ``external_id``).
 ITEM_FIELDS = ("prompt", "response_a", "response_b", "model_a", "model_b", "gold", "external_id")
 #: Fields an item dict of a revision or rating project may have: ``reference`` (a known good
-#: revision) only in a revision project, ``gold`` (a score or ``[low, high]``) only in a rating one.
+#: revision) only in a revision project, ``gold`` (a score or ``[low, high]``) only in a rating one;
+#: ``model_a`` names the model that wrote the response (``crowdtune items generate``).
 SINGLE_ITEM_FIELDS = {
-    "revision": ("prompt", "response", "reference", "external_id"),
-    "rating": ("prompt", "response", "gold", "external_id"),
+    "revision": ("prompt", "response", "reference", "external_id", "model_a"),
+    "rating": ("prompt", "response", "gold", "external_id", "model_a"),
 }
 #: External ids checked against the stored ones per query by :func:`add_items`.
 ID_CHECK_SLICE = 10_000
@@ -174,7 +175,7 @@ def _single_item_values(
         "prompt": _turns(data["prompt"], f"item {index}: prompt"),
         "response_a": _turns(data["response"], f"item {index}: response"),
         "response_b": None,
-        "model_a": None,
+        "model_a": _optional_label(data.get("model_a"), f"item {index}: model_a"),
         "model_b": None,
         "gold": None,
         "external_id": _optional_label(data.get("external_id"), f"item {index}: id"),
