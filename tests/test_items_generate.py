@@ -126,6 +126,12 @@ def arena_items() -> list[dict[str, str]]:
     ]  # fmt: skip
 
 
+def sign_in(client: TestClient, token: str) -> None:
+    page = client.get("/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    assert client.post("/signin", data={"token": token, "csrf_token": csrf}).status_code == 200
+
+
 def test_model_leaderboard_ranks_the_models_by_the_crowds_votes(store):
     url, sessions, tokens = store
     with sessions() as session:
@@ -146,11 +152,12 @@ def test_model_leaderboard_ranks_the_models_by_the_crowds_votes(store):
         board = reply.json()
         assert client.get(f"{API}/projects/{project_id}/models/leaderboard").status_code == 401
 
-        page = client.get("/")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        client.post("/signin", data={"token": tokens["root"], "csrf_token": csrf})
+        sign_in(client, tokens["root"])
         html = client.get(f"/projects/{project_id}/admin/models")
         admin = client.get(f"/projects/{project_id}/admin")
+    with TestClient(create_app(url)) as client:
+        sign_in(client, tokens["ann"])
+        assert client.get(f"/projects/{project_id}/admin/models").status_code == 403
     assert [row["model"] for row in board["models"]] == ["good", "mid", "bad"]
     assert board["models"][0]["rank"] == 1 and board["models"][0]["is_base"] is True
     assert board["models"][2]["round"] is None and board["models"][0]["round"] == 1
