@@ -109,6 +109,12 @@ class ProjectIn(BaseModel):
     editor_prefill: bool = Field(
         True, description="Revision projects only: the editor starts with the answer (or empty)."
     )
+    base_model: Annotated[Text, Field(min_length=1, max_length=500)] = Field(
+        "tiny",
+        description="The model the first Crowd-SFT round of language models starts from: "
+        "'tiny' (built from a config, for trials), 'smollm2' (SmolLM2-135M-Instruct), a folder "
+        "on the worker's machine or a hub name.",
+    )
 
     @field_validator("scale")
     @classmethod
