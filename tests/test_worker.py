@@ -269,8 +269,10 @@ def test_votes_keep_their_pace_while_a_round_trains(tmp_path):
     # The training runs in the worker's own process: a vote waits for no training step. The
     # bound is loose (the machine's two cores are shared with the training and other tests);
     # without the worker process a vote would wait whole steps.
-    print(f"vote latency idle median {statistics.median(idle) * 1000:.1f} ms, "
-          f"while training median {statistics.median(busy) * 1000:.1f} ms, "
-          f"max {max(busy) * 1000:.1f} ms")  # noqa: T201  # fmt: skip
+    report = (
+        f"vote latency idle median {statistics.median(idle) * 1000:.1f} ms, while training "
+        f"median {statistics.median(busy) * 1000:.1f} ms, max {max(busy) * 1000:.1f} ms"
+    )
+    print(report)  # noqa: T201
     assert statistics.median(busy) < 0.25
     assert max(busy) < 2.0
