@@ -147,7 +147,9 @@ def test_model_leaderboard_ranks_the_models_by_the_crowds_votes(store):
             simulate_crowd("http://testserver", tokens[name], project_id, behaviour,
                            progress=False, client=client)  # fmt: skip
         ann = {"Authorization": f"Bearer {tokens['ann']}"}
-        reply = client.get(f"{API}/projects/{project_id}/models/leaderboard", headers=ann)
+        assert client.get(f"{API}/projects/{project_id}/models/leaderboard",
+                          headers=ann).status_code == 403  # fmt: skip
+        reply = client.get(f"{API}/projects/{project_id}/models/leaderboard", headers=root)
         assert reply.status_code == 200, reply.text
         board = reply.json()
         assert client.get(f"{API}/projects/{project_id}/models/leaderboard").status_code == 401
@@ -174,9 +176,8 @@ def test_model_leaderboard_of_a_revision_project_says_why_it_is_empty(store):
     with sessions() as session:
         project_id = repo.create_project(session, "rev", kind="revision").id
     with TestClient(create_app(url)) as client:
-        board = client.get(f"{API}/projects/{project_id}/models/leaderboard",
-                           headers={"Authorization": f"Bearer {tokens['ann']}"}).json()  # fmt: skip
-        missing = client.get(f"{API}/projects/999/models/leaderboard",
-                             headers={"Authorization": f"Bearer {tokens['ann']}"})  # fmt: skip
+        root = {"Authorization": f"Bearer {tokens['root']}"}
+        board = client.get(f"{API}/projects/{project_id}/models/leaderboard", headers=root).json()
+        missing = client.get(f"{API}/projects/999/models/leaderboard", headers=root)
     assert board["models"] == [] and "revision project" in board["note"]
     assert missing.status_code == 404

@@ -33,12 +33,13 @@ from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app
 from crowdtune.cli.train import train_app
+from crowdtune.cli.worker import worker_cmd
 
 #: The panels of ``crowdtune --help`` and their commands, in the order it shows them: the demo,
 #: which runs every stage, then the pipeline's stages (DESIGN.md) and the data they all read.
 STAGES = {
     "All stages": ("demo",),
-    "Collect": ("serve", "projects", "items", "users", "crowd", "db"),
+    "Collect": ("serve", "worker", "projects", "items", "users", "crowd", "db"),
     "Credit": ("simulate", "shapley", "experiment"),
     "Curate": ("curate", "analyze"),
     "Model": ("preference", "leaderboard", "agreement", "emotions"),
@@ -74,6 +75,7 @@ app = typer.Typer(
 )
 app.command("demo", rich_help_panel=stage_of("demo"))(demo_cmd)
 app.command("serve", rich_help_panel=stage_of("serve"))(serve_cmd)
+app.command("worker", rich_help_panel=stage_of("worker"))(worker_cmd)
 app.command("leaderboard", rich_help_panel=stage_of("leaderboard"))(leaderboard_cmd)
 app.command("agreement", rich_help_panel=stage_of("agreement"))(agreement_cmd)
 app.command("assess", rich_help_panel=stage_of("assess"))(assess_cmd)

@@ -102,6 +102,7 @@ def create_project(body: ProjectIn, session: SessionDep, admin: Admin) -> Create
             scale=scale,
             assignment=body.assignment,
             editor_prefill=body.editor_prefill,
+            base_model=body.base_model,
         )
     except ValueError as exc:
         raise services.unprocessable(str(exc)) from None

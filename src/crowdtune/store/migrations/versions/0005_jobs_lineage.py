@@ -59,9 +59,7 @@ def upgrade() -> None:
             "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
             name=op.f("ck_job_state_valid"),
         ),
-        sa.CheckConstraint(
-            "progress >= 0 AND progress <= 1", name=op.f("ck_job_progress_valid")
-        ),
+        sa.CheckConstraint("progress >= 0 AND progress <= 1", name=op.f("ck_job_progress_valid")),
         sa.ForeignKeyConstraint(
             ["project_id"], ["project.id"], name=op.f("fk_job_project_id_project")
         ),
