@@ -13,7 +13,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from crowdtune.cli import app
-from crowdtune.crowd.generated import ItemModel, generated_items, prompt_turns
+from crowdtune.crowd.generated import ItemModel, generated_items, prompt_turns, single_turn
 from crowdtune.server import create_app
 from crowdtune.server.client import simulate_crowd
 from crowdtune.store import make_engine, session_factory, upgrade
@@ -107,8 +107,10 @@ def test_generated_items_checks_its_models():
         generated_items(["p"], "pairwise", tiny)
     with pytest.raises(ValueError, match="both models are 'tiny'"):
         generated_items(["p"], "pairwise", tiny, tiny)
+    earlier_answer = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     with pytest.raises(ValueError, match="user-only"):
-        prompt_turns([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+        prompt_turns(earlier_answer)
+    assert not single_turn(earlier_answer) and single_turn("a") and single_turn(earlier_answer[:1])
 
 
 MODELS = {"good": "a long and careful answer, with reasons", "mid": "a short answer",

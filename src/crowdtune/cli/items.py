@@ -107,7 +107,7 @@ def items_generate_cmd(
     items' model_a and model_b (A and B drawn at random per item), so the crowd's votes rank the
     lineage on the model leaderboard.
     """
-    from crowdtune.crowd.generated import generated_items
+    from crowdtune.crowd.generated import generated_items, single_turn
     from crowdtune.store import repository as repo
     from crowdtune.training.assess import held_out_prompts
 
@@ -126,9 +126,14 @@ def items_generate_cmd(
             fail(f"--model-b is for pairwise projects; {target.name!r} is a {kind} project")
         session.commit()
     try:
-        chosen, _ = held_out_prompts(prompts, n, seed)
+        available, _ = held_out_prompts(prompts, None, seed)
     except (OSError, ValueError) as exc:
         fail(f"--prompts {prompts}: {exc}")
+    # An item holds user turns and one answer: conversations with earlier answers do not fit.
+    chosen = [prompt for prompt in available if single_turn(prompt)][:n]
+    if not chosen:
+        fail(f"--prompts {prompts}: none of its {len(available)} prompts is a plain text or a "
+             "user-only conversation")  # fmt: skip
     total = len(chosen) * (1 if second is None else 2)
     try:
         with progress_bar(total, "generating answers", progress) as advance:

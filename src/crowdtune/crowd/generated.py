@@ -21,7 +21,7 @@ import numpy as np
 from crowdtune.training import generate, load_trained
 from crowdtune.training.generation import Prompt, on_inference_device
 
-__all__ = ["ItemModel", "generated_items", "prompt_turns"]
+__all__ = ["ItemModel", "generated_items", "prompt_turns", "single_turn"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ def prompt_turns(prompt: Prompt) -> list[str]:
             "or user-only prompts"
         )
     return [str(message["content"]) for message in prompt]
+
+
+def single_turn(prompt: Prompt) -> bool:
+    """Whether an item can hold ``prompt`` (:func:`prompt_turns` accepts it)."""
+    return isinstance(prompt, str) or all(message.get("role") == "user" for message in prompt)
 
 
 def _answers(
