@@ -117,7 +117,7 @@ def test_a_long_paragraph_reflows_to_the_terminal_width():
 
 def test_lists_and_code_keep_their_shape():
     demo = description(render_help(["demo"], 80))
-    assert sum(line.lstrip().startswith("• ") for line in demo.splitlines()) == 4
+    assert sum(line.lstrip().startswith("• ") for line in demo.splitlines()) == 5
     train = description(render_help(["train"], 80)).splitlines()
     code = next(i for i, line in enumerate(train) if "accelerate launch" in line)
     assert train[code].rstrip().endswith("train dpo \\")

@@ -40,7 +40,7 @@ def worker_cmd(
         None, "--max-jobs", min=1, help="Exit after running this many jobs (default: run on)."
     ),
 ) -> None:
-    """Run queued jobs (Crowd-SFT rounds) one at a time, outside the web server.
+    """Run queued Crowd-SFT rounds (jobs) outside the web server.
 
     Claims the oldest queued job of the database, runs it (training each group's candidate,
     scoring it, storing the round, its models and points in one transaction) and reports its

@@ -227,7 +227,7 @@ def summarize_loop(
         for row in board["contributors"]
         if row["contributor"] in behaviours
     }
-    people = [
+    people: list[dict[str, Any]] = [
         {"contributor": name, "behaviour": behaviours[name], "credit": credit.get(name)}
         for name in behaviours
     ]
