@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from crowdtune import __version__
 from crowdtune.cli.analyze import analyze_app
 from crowdtune.cli.assess import assess_cmd
+from crowdtune.cli.crowd import crowd_app
 from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
 from crowdtune.cli.db import db_app, users_app
@@ -37,7 +38,7 @@ from crowdtune.cli.worker import worker_cmd
 #: which runs every stage, then the pipeline's stages (DESIGN.md) and the data they all read.
 STAGES = {
     "All stages": ("demo",),
-    "Collect": ("serve", "worker", "projects", "users", "db"),
+    "Collect": ("serve", "worker", "projects", "users", "crowd", "db"),
     "Credit": ("simulate", "shapley", "experiment"),
     "Curate": ("curate", "analyze"),
     "Model": ("preference", "leaderboard", "agreement", "emotions"),
@@ -79,6 +80,7 @@ app.command("agreement", rich_help_panel=stage_of("agreement"))(agreement_cmd)
 app.command("assess", rich_help_panel=stage_of("assess"))(assess_cmd)
 app.add_typer(projects_app, name="projects", rich_help_panel=stage_of("projects"))
 app.add_typer(users_app, name="users", rich_help_panel=stage_of("users"))
+app.add_typer(crowd_app, name="crowd", rich_help_panel=stage_of("crowd"))
 app.add_typer(db_app, name="db", rich_help_panel=stage_of("db"))
 app.add_typer(simulate_app, name="simulate", rich_help_panel=stage_of("simulate"))
 app.add_typer(shapley_app, name="shapley", rich_help_panel=stage_of("shapley"))

@@ -140,6 +140,14 @@ class Created(BaseModel):
     id: int
 
 
+class ProjectOut(BaseModel):
+    """A project as every signed-in contributor sees it in the list: enough to pick one."""
+
+    id: int
+    name: str
+    kind: str = Field(description="pairwise, revision or rating.")
+
+
 class ItemIn(BaseModel):
     """One prompt and two responses to compare: a conversation, with one turn of each response
     per prompt turn (a single text is one turn)."""
