@@ -371,3 +371,50 @@ def test_rate_with_number_keys_until_done(served_kinds):
         (RATING_ITEMS[0]["prompt"], 5.0, False),
         (RATING_ITEMS[1]["prompt"], 3.0, False),
     ]
+
+
+def test_the_admin_page_follows_a_round_job_live(served):
+    """The round form shows what the chosen candidate takes; the job's progress bar moves as
+    the worker reports (the page's script polls its JSON), and the page reloads once the job
+    ends. The job is driven through the store here, as a worker would."""
+    from crowdtune.store.repository import beat, claim_job, enqueue_job, finish_job
+
+    expect = playwright_api().expect
+    base, _, _, project_id, url = served
+    engine = make_engine(url)
+    problems: list[str] = []
+    try:
+        with session_factory(engine)() as session:
+            _, admin_token = create_contributor(session, "boss", "admin")
+            job = enqueue_job(session, "round", {"candidate": "dpo"}, project_id=project_id).id
+            claim_job(session, "w")
+            beat(session, job, "w", progress=0.25, message="group 1: step 1")
+            with browser_page(problems) as page:
+                sign_in(page, base, admin_token)
+                page.goto(f"{base}/projects/{project_id}/admin")
+                bar = page.locator("#job-progress")
+                assert bar.evaluate("bar => bar.value") == 0.25
+                # The form: preference first (its model shows), dpo takes max_steps instead.
+                expect(page.locator("#round-model")).to_be_visible()
+                expect(page.locator("#round-max_steps")).to_be_hidden()
+                page.select_option("#round-candidate", "dpo")
+                expect(page.locator("#round-max_steps")).to_be_visible()
+                expect(page.locator("#round-model")).to_be_hidden()
+                disabled = page.locator("#round-scheme option[disabled]").evaluate_all(
+                    "options => options.map(o => o.value)"
+                )
+                assert disabled == ["shapley"]
+
+                beat(session, job, "w", progress=0.75, message="group 2: step 3")
+                page.wait_for_function(
+                    "() => document.getElementById('job-progress').value === 0.75"
+                )
+                expect(page.locator("#job-message")).to_have_text("group 2: step 3")
+                expect(page.locator("#job-percent")).to_have_text("75%")
+                finish_job(session, job, "w", "failed", message="no gold votes")
+                page.wait_for_selector("#job[data-state='failed']")  # after the reload
+                expect(page.locator("#job-message")).to_have_text("no gold votes")
+                page.screenshot(path=str(OUTPUT / "admin.png"), full_page=True)
+    finally:
+        engine.dispose()
+    assert problems == [], problems

@@ -147,6 +147,9 @@ PAGES = [
     ("GET", "/projects/{project}/leaderboard"),
     ("GET", "/projects/{project}/admin"),
     ("GET", "/projects/{project}/admin/export"),
+    ("GET", "/projects/{project}/admin?job={task}"),
+    ("GET", "/projects/{project}/admin/jobs/{task}"),
+    ("POST", "/projects/{project}/admin/jobs/{task}/cancel"),
     ("POST", "/projects/{project}/tasks/{task}/vote"),
 ]
 

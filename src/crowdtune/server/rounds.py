@@ -50,9 +50,11 @@ def round_out(stored: Round) -> dict[str, Any]:
     }
 
 
-def project_credit(session: Session, project_id: int) -> tuple[dict[str, float] | None, str]:
+def project_credit(session: Session, project_id: int) -> tuple[dict[str, float | None] | None, str]:
     """Every contributor's points summed over the project's rounds, and a note saying how they
-    were earned. ``(None, note)`` before the first round.
+    were earned. ``(None, note)`` before the first round. A member of some round whose points
+    were never scored (``None``: leave-one-out past its budget) has ``None``, not 0: the
+    credit is unknown, not nothing.
 
     Raises
     ------
@@ -65,7 +67,18 @@ def project_credit(session: Session, project_id: int) -> tuple[dict[str, float] 
     schemes = list(dict.fromkeys(stored.scheme for stored in rounds))
     how = "; ".join(SCHEME_NOTES.get(scheme, scheme) for scheme in schemes)
     mixed = " (points of different schemes are added as they are)" if len(schemes) > 1 else ""
-    return accumulated_points(stored.details for stored in rounds), (
+    credit: dict[str, float | None] = {
+        row["contributor"]: None
+        for stored in rounds
+        for row in stored.details.get("contributors", [])
+    }
+    credit.update(accumulated_points(stored.details for stored in rounds))
+    unscored = (
+        " A dash: points no scheme scored (leave-one-out past its budget of extra trainings)."
+        if None in credit.values()
+        else ""
+    )
+    return credit, (
         f"Credit: points summed over {len(rounds)} Crowd-SFT round(s){mixed}. {how}. "
-        "Contributors who were in no round have none."
+        f"Contributors who were in no round have none.{unscored}"
     )

@@ -35,7 +35,7 @@ def quality_note(overlap: int | None) -> str:
 
 def contributor_breakdown(
     votes: Sequence[Vote],
-    credit: Mapping[str, float] | None = None,
+    credit: Mapping[str, float | None] | None = None,
     *,
     overlap: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -89,7 +89,9 @@ def contributor_breakdown(
     )  # fmt: skip
 
 
-def _row(row: dict[str, Any], credit: Mapping[str, float] | None, hidden: bool) -> dict[str, Any]:
+def _row(
+    row: dict[str, Any], credit: Mapping[str, float | None] | None, hidden: bool
+) -> dict[str, Any]:
     answered, n = row["gold_answered"], row["n"]
     return {
         "contributor": row["contributor"],

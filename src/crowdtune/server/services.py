@@ -260,7 +260,7 @@ def leaderboard(
 def single_answer_rows(
     session: Session,
     project: Project,
-    credit: Mapping[str, float] | None,
+    credit: Mapping[str, float | None] | None,
     *,
     closed_only: bool,
     scorer: QualityScorer | None = None,

@@ -460,9 +460,14 @@ def run_feedback_round(
 
 
 def accumulated_points(rounds: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Every contributor's points summed over stored rounds (:meth:`FeedbackRound.to_dict`)."""
+    """Every contributor's points summed over stored rounds (:meth:`FeedbackRound.to_dict`, or a
+    round of language models). Points of ``None`` (a member a scheme left unscored, as
+    leave-one-out does past its budget of extra trainings) add nothing: a contributor with
+    no scored points is not in the totals."""
     totals: dict[str, float] = {}
     for details in rounds:
         for row in details.get("contributors", []):
-            totals[row["contributor"]] = totals.get(row["contributor"], 0.0) + float(row["points"])
+            if row.get("points") is not None:
+                name = row["contributor"]
+                totals[name] = totals.get(name, 0.0) + float(row["points"])
     return totals
