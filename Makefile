@@ -48,7 +48,7 @@ demo: setup
 SERVE_DB ?= sqlite:///./crowdtune-demo.db
 SERVE_PORT ?= 8000
 serve: setup
-	$(BIN)/crowdtune serve --db $(SERVE_DB) --port $(SERVE_PORT) --sample @pandalm
+	$(BIN)/crowdtune serve --db $(SERVE_DB) --port $(SERVE_PORT) --sample @pandalm --worker
 
 # The layer contract first (import-linter, pyproject.toml), then two pytest workers on 2 cores:
 # one thread each (torch or OpenMP with 2 threads per worker oversubscribes the cores and runs

@@ -96,11 +96,57 @@ def test_length_controlled_win_rate_removes_a_pure_length_effect() -> None:
 
 
 def test_length_controlled_win_rate_without_length_differences_is_the_win_rate() -> None:
-    wins = np.array([1.0, 1.0, 0.0, 0.5, 1.0])
-    controlled = length_controlled_win_rate(wins, np.zeros(5), n_bootstrap=200)
+    # No length term, and at 60 prompts the cross-validated penalty barely shrinks the intercept.
+    wins = np.tile([1.0, 1.0, 0.0, 0.5, 1.0, 0.0], 10)
+    controlled = length_controlled_win_rate(wins, np.zeros(60), n_bootstrap=200)
     assert controlled["lc_win_rate"] == pytest.approx(wins.mean(), abs=1e-3)
+    assert controlled["length_coefficient"] == 0
     with pytest.raises(ValueError, match="1-d arrays"):
         length_controlled_win_rate(wins, np.zeros(4))
+
+
+def test_length_controlled_win_rate_of_a_clean_sweep_is_near_one() -> None:
+    # liblinear alone would drop the loss rows (all of weight zero) and answer 1/2.
+    controlled = length_controlled_win_rate(np.ones(20), np.arange(20.0), n_bootstrap=50)
+    assert controlled["lc_win_rate"] > 0.9
+    assert controlled["ci"][0] > 0.9
+
+
+#: (prompts, mean length difference, true log-odds of winning at equal length, share of ties)
+#: and AlpacaEval's own length-controlled win rate on the case, ``get_length_controlled_winrate``
+#: (alpaca_eval 0.6.6, ``glm_name="length_controlled_minimal"``, scikit-learn 1.9.1) divided by
+#: 100, as ``python -m benchmarks.alpaca_eval_reference`` prints it (its docstring: how to set up).
+#: Where its cross-validated L1 penalty zeroes the model term, the rate is exactly 1/2.
+LC_CASES = [
+    (40, 30, 1.0, 0.2, 0.5496048359064581),
+    (64, 0, 0.8, 0.5, 0.5695300365217296),
+    (100, 60, -1.0, 0.0, 0.36182348559659183),
+    (150, 60, -0.5, 0.0, 0.4076222938613446),
+    (12, 10, 2.0, 0.3, 0.5),
+    (200, -40, 0.3, 0.1, 0.6128049405167691),
+    (10, 0, 0.0, 0.4, 0.3601904149955878),
+    (30, 20, 0.2, 0.6, 0.5),
+]
+
+
+def lc_case(n: int, shift: float, gain: float, tie: float, seed: int) -> tuple[list, list]:
+    """Wins and length differences where longer answers win more (the log-odds of a win are
+    ``gain + 1.5 * tanh(d / sd(d))``) and a share ``tie`` of the prompts are ties."""
+    rng = np.random.default_rng(seed)
+    difference = rng.normal(shift, 60, n).round()
+    p = 1 / (1 + np.exp(-(gain + 1.5 * np.tanh(difference / difference.std()))))
+    ties = rng.random(n) < tie
+    wins = np.where(ties, 0.5, (rng.random(n) < p).astype(float))
+    return wins.tolist(), difference.tolist()
+
+
+@pytest.mark.parametrize(("seed", "case"), list(enumerate(LC_CASES)))
+def test_length_controlled_win_rate_is_alpaca_evals(
+    seed: int, case: tuple[int, float, float, float, float]
+) -> None:
+    wins, difference = lc_case(*case[:4], seed=seed)
+    controlled = length_controlled_win_rate(wins, difference, n_bootstrap=0)
+    assert controlled["lc_win_rate"] == pytest.approx(case[4], abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,10 +22,12 @@ from crowdtune.crowd.feedback.round import (
 from crowdtune.crowd.grouping import STRATEGIES
 from crowdtune.records import Comparison
 from crowdtune.server import create_app
-from crowdtune.server.schemas import RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.schemas import RoundCandidate, RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.services import ROUND_CANDIDATES
 from crowdtune.store import ConflictError, NotFoundError, make_engine, session_factory, upgrade
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Round
+from crowdtune.worker import make_worker
 from test_server_pages import csrf_of, sign_in
 
 API = "/api/v1"
@@ -262,8 +264,39 @@ def test_rounds_that_cannot_run_say_why():
 
 def test_the_api_offers_exactly_the_rounds_choices():
     assert get_args(RoundStrategy) == STRATEGIES
-    assert get_args(RoundScheme) == ROUND_SCHEMES
+    assert ROUND_CANDIDATES["preference"][1] == ROUND_SCHEMES
+    assert set(get_args(RoundScheme)) == {
+        s for _, offered in ROUND_CANDIDATES.values() for s in offered
+    }
     assert get_args(RoundModel) == ROUND_MODELS
+    assert set(get_args(RoundCandidate)) == set(ROUND_CANDIDATES)
+
+
+def run_jobs(url, folder):
+    """Run the queued jobs the way `crowdtune worker` does, in this process; their ids."""
+    worker = make_worker(url, models_dir=folder / "models", name="test-worker")
+    ran = []
+    try:
+        while (job := worker.run_once()) is not None:
+            ran.append(job)
+    finally:
+        worker.engine.dispose()
+    return ran
+
+
+def queue_and_run(client, url, folder, project, body, headers):
+    """POST a round (202), run it in the worker, and return the stored round and its job."""
+    reply = client.post(f"{API}/projects/{project}/rounds", json=body, headers=headers)
+    assert reply.status_code == 202, reply.text
+    queued = reply.json()
+    assert queued["state"] == "queued"
+    assert run_jobs(url, folder) == [queued["job_id"]]
+    job = client.get(f"{API}/jobs/{queued['job_id']}", headers=headers).json()
+    assert job["state"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["result"]["round"] == queued["round"]
+    stored = client.get(f"{API}/projects/{project}/rounds", headers=headers).json()[-1]
+    assert stored["round_number"] == queued["round"] and stored["job_id"] == queued["job_id"]
+    return stored
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +342,7 @@ def campaign(url, client, voters=VOTERS, gold=True):
     return project, auth
 
 
-def check_rounds_api(url):
+def check_rounds_api(url, folder):
     with TestClient(create_app(url)) as client:
         project, auth = campaign(url, client)
         root = auth["root"]
@@ -318,9 +351,8 @@ def check_rounds_api(url):
         assert "none has run yet" in board["credit_note"]
 
         body = {"strategy": "random", "scheme": "rank", "n_groups": 2, "seed": 3}
-        reply = client.post(f"{API}/projects/{project}/rounds", json=body, headers=root)
-        assert reply.status_code == 201, reply.text
-        first = reply.json()
+        first = queue_and_run(client, url, folder, project, body, root)
+        assert first["candidate"] == "preference" and first["base_changed"] is True
         assert first["round_number"] == 1 and first["seed"] == 3 and first["model"] == "length"
         assert first["n_gold"] == len(GOLD_ITEMS) and first["n_votes"] == 4 * 42
         assert first["n_gold_votes_excluded"] == 4 * len(GOLD_ITEMS)
@@ -338,10 +370,9 @@ def check_rounds_api(url):
         assert {row["contributor"]: row["credit"] for row in board["contributors"]} == points
         assert "1 Crowd-SFT round(s)" in board["credit_note"] and "rank:" in board["credit_note"]
 
+        assert first["points"] == points
         body = {"scheme": "shapley", "n_groups": 2, "seed": 4}
-        reply = client.post(f"{API}/projects/{project}/rounds", json=body, headers=root)
-        assert reply.status_code == 201, reply.text
-        second = reply.json()
+        second = queue_and_run(client, url, folder, project, body, root)
         assert second["round_number"] == 2
         assert second["base_log_loss"] == first["model_after"]["log_loss"]
         board = client.get(f"{API}/projects/{project}/leaderboard", headers=root).json()
@@ -366,12 +397,12 @@ def check_rounds_api(url):
 
 
 def test_admins_run_rounds_that_credit_the_leaderboard(tmp_path):
-    check_rounds_api(f"sqlite:///{tmp_path / 'rounds.db'}")
+    check_rounds_api(f"sqlite:///{tmp_path / 'rounds.db'}", tmp_path)
 
 
 @pytest.mark.postgres
-def test_rounds_on_postgresql(postgres_url):
-    check_rounds_api(postgres_url)
+def test_rounds_on_postgresql(postgres_url, tmp_path):
+    check_rounds_api(postgres_url, tmp_path)
 
 
 def test_rounds_are_for_admins_and_bad_settings_are_422(tmp_path):
@@ -386,9 +417,26 @@ def test_rounds_are_for_admins_and_bad_settings_are_422(tmp_path):
         reply = client.post(rounds, json={"strategy": "best"}, headers=auth["root"])
         assert reply.status_code == 422
         assert reply.json()["detail"][0]["loc"] == ["body", "strategy"]
+        # What only the round itself finds out fails its job, saying why.
         reply = client.post(rounds, json={"n_groups": 5}, headers=auth["root"])
-        assert reply.status_code == 422
-        assert "n_groups is 5 but only 4 contributor(s)" in reply.json()["detail"]
+        assert reply.status_code == 202
+        job = reply.json()["job_id"]
+        # One round at a time per project.
+        again = client.post(rounds, json={}, headers=auth["root"])
+        assert again.status_code == 409 and f"round job {job} " in again.json()["detail"]
+        assert run_jobs(url, tmp_path) == [job]
+        failed = client.get(f"{API}/jobs/{job}", headers=auth["root"]).json()
+        assert failed["state"] == "failed"
+        assert "n_groups is 5 but only 4 contributor(s)" in failed["message"]
+        assert client.get(f"{API}/jobs/{job}", headers=auth["fair-1"]).status_code == 403
+        assert client.get(f"{API}/jobs/999", headers=auth["root"]).status_code == 404
+        for wrong in ({"candidate": "sft"}, {"scheme": "regression"}):
+            reply = client.post(rounds, json=wrong, headers=auth["root"])
+            assert reply.status_code == 422, wrong
+        assert (
+            "sft rounds need a revision project"
+            in client.post(rounds, json={"candidate": "sft"}, headers=auth["root"]).json()["detail"]
+        )
         assert (
             client.post(rounds, json={"model": "transformer"}, headers=auth["root"]).status_code
             == 422
@@ -425,12 +473,13 @@ def test_the_admin_page_runs_a_round_and_the_leaderboard_shows_credit(tmp_path):
             follow_redirects=False,
         )
         assert reply.status_code == 303, reply.text
-        assert reply.headers["location"] == f"/projects/{project}/admin?round=1#rounds"
+        assert reply.headers["location"] == f"/projects/{project}/admin?job=1#rounds"
+        assert run_jobs(url, tmp_path) == [1]
         page = client.get(reply.headers["location"])
-        assert "Round 1 done." in page.text and "<td>interleaved</td>" in page.text
-        bad = {**form, "n_groups": "9", "csrf_token": csrf_of(page.text)}
+        assert "<td>interleaved</td>" in page.text
+        bad = {**form, "n_groups": "200", "csrf_token": csrf_of(page.text)}
         reply = client.post(f"/projects/{project}/admin/rounds", data=bad)
-        assert reply.status_code == 422 and "n_groups is 9" in reply.text
+        assert reply.status_code == 422 and "n_groups" in reply.text
 
         board = client.get(f"/projects/{project}/leaderboard")
         assert "1 Crowd-SFT round(s)" in board.text

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from crowdtune import __version__
 from crowdtune.cli.analyze import analyze_app
 from crowdtune.cli.assess import assess_cmd
+from crowdtune.cli.crowd import crowd_app
 from crowdtune.cli.curate import curate_app
 from crowdtune.cli.data import data_app
 from crowdtune.cli.db import db_app, users_app
@@ -31,12 +32,13 @@ from crowdtune.cli.serve import serve_cmd
 from crowdtune.cli.shapley import shapley_app
 from crowdtune.cli.simulate import simulate_app
 from crowdtune.cli.train import train_app
+from crowdtune.cli.worker import worker_cmd
 
 #: The panels of ``crowdtune --help`` and their commands, in the order it shows them: the demo,
 #: which runs every stage, then the pipeline's stages (DESIGN.md) and the data they all read.
 STAGES = {
     "All stages": ("demo",),
-    "Collect": ("serve", "projects", "users", "db"),
+    "Collect": ("serve", "worker", "projects", "users", "crowd", "db"),
     "Credit": ("simulate", "shapley", "experiment"),
     "Curate": ("curate", "analyze"),
     "Model": ("preference", "leaderboard", "agreement", "emotions"),
@@ -72,11 +74,13 @@ app = typer.Typer(
 )
 app.command("demo", rich_help_panel=stage_of("demo"))(demo_cmd)
 app.command("serve", rich_help_panel=stage_of("serve"))(serve_cmd)
+app.command("worker", rich_help_panel=stage_of("worker"))(worker_cmd)
 app.command("leaderboard", rich_help_panel=stage_of("leaderboard"))(leaderboard_cmd)
 app.command("agreement", rich_help_panel=stage_of("agreement"))(agreement_cmd)
 app.command("assess", rich_help_panel=stage_of("assess"))(assess_cmd)
 app.add_typer(projects_app, name="projects", rich_help_panel=stage_of("projects"))
 app.add_typer(users_app, name="users", rich_help_panel=stage_of("users"))
+app.add_typer(crowd_app, name="crowd", rich_help_panel=stage_of("crowd"))
 app.add_typer(db_app, name="db", rich_help_panel=stage_of("db"))
 app.add_typer(simulate_app, name="simulate", rich_help_panel=stage_of("simulate"))
 app.add_typer(shapley_app, name="shapley", rich_help_panel=stage_of("shapley"))

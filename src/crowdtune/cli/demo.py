@@ -36,6 +36,12 @@ def demo_cmd(
         "--train/--no-train",
         help="Run the tiny training pipeline (SFT, reward, DPO, assess; about a minute).",
     ),
+    loop: bool = typer.Option(
+        True,
+        "--loop/--no-loop",
+        help="Run the Crowd-SFT loop through a real server and worker: a scripted crowd revises "
+        "CaR answers over HTTP, 3 sft rounds on the tiny model (about a minute).",
+    ),
     seed: int = SeedOpt,
     progress: bool = ProgressOpt,
 ) -> None:
@@ -51,7 +57,10 @@ def demo_cmd(
     - curate: quality scorers on CaR's expert pairs, a CaR selection, and the linguistic
       distributions of HH-RLHF helpful vs harmless prompts;
     - train and assess: the tiny training pipeline (SFT, reward model, DPO, assessment on
-      held-out CaR prompts).
+      held-out CaR prompts);
+    - the loop: a revision campaign on CaR answers through `crowdtune serve --worker`, revised
+      by a scripted crowd (6 expert, 3 lazy, 3 adversarial) over HTTP, 3 sft rounds of 4 groups
+      on the tiny model, the lineage's gold NLL by round and each behaviour's credit.
 
     Prints the summaries and writes the report to --out/index.html.
     """
@@ -89,12 +98,13 @@ def demo_cmd(
     preferences = preference_demo(embeddings=embeddings, seed=seed, progress=progress)
     curation = curation_demo(seed=seed, progress=progress)
     training = train_demo(out / "train", seed=seed) if train else []
+    looped = loop_demo(out / "loop", seed=seed) if loop else []
     save_grouping(
         result,
         out,
         "csv",
         title="crowdtune demo",
-        extra=credit_sections(credit) + preferences + curation + training,
+        extra=credit_sections(credit) + preferences + curation + training + looped,
     )
     index = (out / "report.html").replace(out / "index.html")
     err.print(f"report: {index}")
@@ -189,6 +199,47 @@ def curation_demo(*, seed: int, progress: bool) -> list[Any]:
 #: rewrites), and the held-out prompts it is assessed on.
 TRAIN_DEMO_DATA = "@car"
 TRAIN_DEMO_PROMPTS = "@car:test"
+
+
+def loop_demo(out: Path, *, seed: int) -> list[Any]:
+    """The Crowd-SFT loop through a real server and worker
+    (:func:`crowdtune.server.campaign.run_loop_campaign`); prints the rounds and the credit per
+    behaviour, writes ``summary.json`` beside the campaign's database, returns the section."""
+    import json
+
+    from crowdtune.datasets import DatasetFormatError, DatasetMissingError
+    from crowdtune.reports.loop import loop_sections
+    from crowdtune.server.campaign import LoopSettings, run_loop_campaign
+
+    try:
+        summary = run_loop_campaign(out, LoopSettings(seed=seed), say=err.print)
+    except (DatasetMissingError, DatasetFormatError, RuntimeError, ValueError) as exc:
+        fail(f"loop: {exc}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    table = Table(title="Crowd-SFT loop: gold NLL of the base by round (lower is better)")
+    for column in ("round", "base", "base NLL", "winner", "winner − base [95% CI]", "base changed"):
+        table.add_column(column)
+    for row in summary["rounds"]:
+        difference = (
+            "—"
+            if row["difference"] is None
+            else f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        )
+        table.add_row(
+            str(row["round"]), row["base"], f"{row['base_nll']:.3f}", str(row["winner"]),
+            difference, "yes" if row["base_changed"] else "no",
+        )  # fmt: skip
+    Console().print(table)
+    credit = ", ".join(
+        f"{name} {row['mean_credit']:+.3f}" if row["mean_credit"] is not None else f"{name} —"
+        for name, row in summary["per_behaviour"].items()
+    )
+    rho = summary["spearman_credit_quality"]
+    err.print(
+        f"loop credit by behaviour (mean): {credit}; Spearman with quality "
+        f"{'n/a' if rho is None else f'{rho:.2f}'}"
+    )
+    return loop_sections(summary)
 
 
 def train_demo(out: Path, *, seed: int) -> list[Any]:

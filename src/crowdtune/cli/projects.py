@@ -114,6 +114,12 @@ def projects_create_cmd(
         "--editor-prefill/--empty-editor",
         help="revision only: the editor starts with the answer to revise (default) or empty.",
     ),
+    base_model: str = typer.Option(
+        "tiny",
+        "--base-model",
+        help="The model the first Crowd-SFT round of language models starts from: tiny, "
+        "smollm2, a folder or a hub name.",
+    ),
     db: str = DbOpt,
 ) -> None:
     """Create a project; prints its id.
@@ -140,11 +146,14 @@ def projects_create_cmd(
             scale=bounds,
             assignment=assignment,
             editor_prefill=True if editor_prefill is None else editor_prefill,
+            base_model=base_model,
         )
         details = [f"id {project.id}", f"overlap {project.overlap}"]
         if project.scale is not None:
             details.append(f"scale {project.scale[0]}-{project.scale[1]}")
         details.append(f"{project.assignment} assignment")
+        if project.base_model != "tiny":
+            details.append(f"base model {project.base_model}")
         if kind == "revision" and not project.editor_prefill:
             details.append("empty editor")
     typer.echo(f"created {kind} project {name!r} ({', '.join(details)})")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from crowdtune.cli.common import fail
 from crowdtune.cli.db import DbOpt, upgrade_or_exit
+from crowdtune.cli.worker import ModelsDirOpt, start_worker_process
 
 
 def serve_cmd(
@@ -73,6 +76,14 @@ def serve_cmd(
         "the tokens and each project's page. `make serve` uses @pandalm.",
     ),
     sample_items: int = typer.Option(200, "--sample-items", help="Items of the sample project."),
+    worker: bool = typer.Option(
+        False,
+        "--worker/--no-worker",
+        help="Start a job worker beside the server, in a process of its own (a one-machine "
+        "setup): it runs the Crowd-SFT rounds queued through the API or the admin page. "
+        "Elsewhere run `crowdtune worker` on the same database. `make serve` uses it.",
+    ),
+    models_dir: Path | None = ModelsDirOpt,
     fit_scorer: bool = typer.Option(
         True,
         "--fit-scorer/--no-fit-scorer",
@@ -114,7 +125,13 @@ def serve_cmd(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None
     typer.echo(f"crowdtune on http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    jobs = start_worker_process(db, models_dir) if worker else None
+    try:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    finally:
+        if jobs is not None:
+            jobs.terminate()
+            jobs.wait(timeout=30)
 
 
 def check_or_exit(db: str, busy_timeout_ms: int) -> None:

@@ -1,10 +1,10 @@
 """Crowd-SFT rounds on a project's stored feedback, for the API and the admin page.
 
-:func:`run_project_round` reads the votes, gold items and earlier rounds from the store, runs
-:func:`crowdtune.crowd.feedback.round.run_feedback_round` and records the outcome;
-:func:`project_credit` sums the points of the stored rounds for the leaderboard. The round's
-whole outcome lives in the ``details`` JSON of its :class:`~crowdtune.store.models.Round` row
-(see :meth:`~crowdtune.crowd.feedback.round.FeedbackRound.to_dict`).
+A round trains, so it runs in the worker (:mod:`crowdtune.worker.rounds`), never in a request:
+:func:`crowdtune.server.services.enqueue_round` queues it as a job. Here, the read side:
+:func:`round_out` shows a stored round and :func:`project_credit` sums the points of the
+stored rounds for the leaderboard. The round's whole outcome lives in the ``details`` JSON of
+its :class:`~crowdtune.store.models.Round` row.
 
 The crowd and preference packages load scikit-learn and SciPy, so the app imports this module
 only when a round runs or credit is shown, which keeps the server's start fast.
@@ -17,12 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from crowdtune.crowd.feedback.round import (
-    CurrentModel,
-    RoundSettings,
-    accumulated_points,
-    run_feedback_round,
-)
+from crowdtune.crowd.feedback.round import accumulated_points
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Round
 
@@ -32,47 +27,9 @@ SCHEME_NOTES = {
     "marginal": "marginal: every member gets the group's gold log-loss gain over the base",
     "leave-one-out": "leave-one-out: what the group's candidate loses without the member",
     "shapley": "shapley: the member's Shapley value in its group's gold log-loss gain",
+    "regression": "regression: each member's share of the group gains of all rounds, "
+    "estimated by ridge regression",
 }
-
-
-def run_project_round(session: Session, project_id: int, settings: RoundSettings) -> Round:
-    """Run one round on everything the project has collected and store it. Commits.
-
-    The points of earlier rounds feed the grouping strategy, and the model the last round left
-    is the base to beat (see :class:`~crowdtune.crowd.feedback.round.CurrentModel`).
-
-    Raises
-    ------
-    NotFoundError
-        No such project.
-    ValueError
-        The round cannot run (no gold items, fewer contributors than groups, no group could
-        train a candidate); the message says why and what to do.
-    ConflictError
-        Another round of the project was stored while this one ran.
-    """
-    rounds = [stored.details for stored in repo.project_rounds(session, project_id)]
-    votes = repo.project_comparisons(session, project_id)
-    gold = repo.project_gold_items(session, project_id)
-    # End the read transaction before the (CPU-bound) round: no snapshot is held meanwhile.
-    session.rollback()
-    result = run_feedback_round(
-        votes,
-        gold,
-        points=accumulated_points(rounds),
-        settings=settings,
-        current=CurrentModel.after(rounds[-1]) if rounds else None,
-        round_index=len(rounds),
-    )
-    return repo.record_round(
-        session,
-        project_id,
-        strategy=settings.strategy,
-        scheme=settings.scheme,
-        winner=f"group {result.winner}",
-        details=result.to_dict(),
-        after=len(rounds),
-    )
 
 
 def round_out(stored: Round) -> dict[str, Any]:
@@ -80,11 +37,16 @@ def round_out(stored: Round) -> dict[str, Any]:
     created = stored.created_at
     if created.tzinfo is None:  # SQLite keeps no time zone; the store writes UTC
         created = created.replace(tzinfo=UTC)
+    details = stored.details
     return {
+        **details,
         "id": stored.id,
         "project_id": stored.project_id,
         "created_at": created,
-        **stored.details,
+        "candidate": stored.candidate,
+        "job_id": stored.job_id,
+        "base_changed": bool(details.get("improved")),
+        "points": {row["contributor"]: row["points"] for row in details.get("contributors", [])},
     }
 
 

@@ -109,6 +109,12 @@ class ProjectIn(BaseModel):
     editor_prefill: bool = Field(
         True, description="Revision projects only: the editor starts with the answer (or empty)."
     )
+    base_model: Annotated[Text, Field(min_length=1, max_length=500)] = Field(
+        "tiny",
+        description="The model the first Crowd-SFT round of language models starts from: "
+        "'tiny' (built from a config, for trials), 'smollm2' (SmolLM2-135M-Instruct), a folder "
+        "on the worker's machine or a hub name.",
+    )
 
     @field_validator("scale")
     @classmethod
@@ -132,6 +138,14 @@ class ProjectIn(BaseModel):
 
 class Created(BaseModel):
     id: int
+
+
+class ProjectOut(BaseModel):
+    """A project as every signed-in contributor sees it in the list: enough to pick one."""
+
+    id: int
+    name: str
+    kind: str = Field(description="pairwise, revision or rating.")
 
 
 class ItemIn(BaseModel):
@@ -395,67 +409,165 @@ class LeaderboardOut(BaseModel):
 
 
 # Crowd-SFT rounds. The choices repeat crowdtune.crowd's constants (STRATEGIES, ROUND_SCHEMES,
-# ROUND_MODELS; a test keeps them equal) so that the app starts without loading the crowd and
-# preference packages, and the OpenAPI docs list them.
+# ROUND_MODELS, MODEL_ROUND_SCHEMES; a test keeps them equal) so that the app starts without
+# loading the crowd and preference packages, and the OpenAPI docs list them.
+RoundCandidate = Literal["sft", "dpo", "preference"]
 RoundStrategy = Literal["random", "epsilon-greedy", "interleaved"]
-RoundScheme = Literal["rank", "marginal", "leave-one-out", "shapley"]
+RoundScheme = Literal["rank", "marginal", "leave-one-out", "shapley", "regression"]
 RoundModel = Literal["length", "difference-bucket", "features-gbdt"]
 
 
 class RoundIn(BaseModel):
-    """Settings of one Crowd-SFT round (:class:`crowdtune.crowd.feedback.round.RoundSettings`)."""
+    """Settings of one Crowd-SFT round. ``preference`` rounds: see
+    :class:`crowdtune.crowd.feedback.round.RoundSettings`; ``sft`` and ``dpo`` rounds:
+    :class:`crowdtune.crowd.feedback.lm_round.ModelRoundSettings`."""
 
     model_config = ConfigDict(extra="forbid")
 
+    candidate: RoundCandidate | None = Field(
+        None,
+        description="What each group trains: 'sft' fine-tunes the project's base model on the "
+        "group's revisions (revision projects), 'dpo' on its votes (pairwise projects), "
+        "'preference' a preference model on its votes (pairwise). Null: 'sft' for a revision "
+        "project, 'preference' for a pairwise one.",
+    )
     strategy: RoundStrategy = Field("random", description="How contributors are grouped.")
-    scheme: RoundScheme = Field("rank", description="How contributors earn points.")
+    scheme: RoundScheme = Field(
+        "rank",
+        description="How contributors earn points: rank, marginal, leave-one-out (every round "
+        "kind), shapley (preference rounds), regression (sft and dpo rounds: each "
+        "contributor's share estimated from all rounds' group gains).",
+    )
     n_groups: Annotated[int, Field(ge=1, le=100, description="Groups (G) competing.")] = 4
-    model: RoundModel = Field("length", description="The preference model each group trains.")
+    model: RoundModel = Field(
+        "length", description="Preference rounds: the preference model each group trains."
+    )
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = Field(
         None, description="Seed of every random draw; null draws one (the round records it)."
     )
+    max_steps: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        None,
+        description="sft and dpo rounds: optimizer steps per candidate (null: the default of "
+        "ModelRoundSettings).",
+    )
+
+
+class RoundQueued(BaseModel):
+    """A round accepted for the worker (202): follow it at ``/api/v1/jobs/{job_id}``."""
+
+    job_id: int
+    round: int = Field(description="The number the round will have (1 for the first).")
+    state: str = Field(description="The job's state: 'queued' until a worker claims it.")
+    candidate: RoundCandidate
+
+
+class JobOut(BaseModel):
+    """A job the worker runs (a Crowd-SFT round): its state, progress and result."""
+
+    id: int
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(description="0 to 1.")
+    message: str | None = Field(description="What the job is doing, or why it failed.")
+    result: dict[str, Any] | None = Field(description="The outcome once it succeeded.")
+    kind: str
+    project_id: int | None
+    attempts: int = Field(description="Times a worker started it.")
+    max_attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+class ModelOut(BaseModel):
+    """A model of the project's lineage: the base model or a candidate of a round."""
+
+    name: str
+    round: int | None = Field(description="The round that trained it; null for the base model.")
+    parent: str | None = Field(description="The model it was trained from.")
+    evaluation: dict[str, Any] | None = Field(description="Its score on the gold items.")
+    is_base: bool = Field(description="Whether the next round starts from it.")
+    group: int | None = Field(description="The group whose feedback trained it.")
+    winner: bool = Field(description="Whether it won its round.")
+    created_at: datetime
 
 
 class CandidateOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     group: int
     members: list[str]
-    n_votes: int = Field(description="The members' votes outside the gold items.")
-    log_loss: float | None = Field(description="Mean log loss on the gold items (lower wins).")
-    accuracy: float | None = Field(description="Share of gold items predicted right.")
+    n_votes: int | None = Field(
+        None, description="Preference rounds: the members' votes outside the gold items."
+    )
+    log_loss: float | None = Field(
+        None, description="Preference rounds: mean log loss on the gold items (lower wins)."
+    )
+    accuracy: float | None = Field(None, description="Share of gold items predicted right.")
     rank: int | None = Field(description="0 = the winner; null without a candidate.")
     reason: str | None = Field(description="Why the group has no candidate.")
+    evaluation: dict[str, Any] | None = Field(
+        None, description="sft and dpo rounds: the candidate's score on the gold items."
+    )
 
 
 class RoundContributor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     contributor: str
     group: int
-    votes: int = Field(description="Votes outside the gold items (the training votes).")
-    points: float = Field(description="Points earned this round.")
+    votes: int | None = Field(
+        None, description="Preference rounds: votes outside the gold items (training votes)."
+    )
+    rows: int | None = Field(None, description="sft and dpo rounds: the training rows.")
+    points: float | None = Field(description="Points earned this round.")
 
 
 class RoundOut(BaseModel):
+    """A stored round. Fields marked as one kind's are null for the others."""
+
+    model_config = ConfigDict(extra="allow")
+
     id: int
     project_id: int
     created_at: datetime
+    candidate: RoundCandidate = Field(description="What the groups trained.")
+    job_id: int | None = Field(description="The job that ran it.")
     round_number: int = Field(description="1 for the project's first round.")
     strategy: str
     scheme: str
-    model: str
     n_groups: int
     seed: int = Field(description="The seed used; pass it again to repeat the round.")
-    winner: int = Field(description="The group of the best candidate.")
+    winner: int | None = Field(description="The group of the best candidate.")
     improved: bool = Field(description="Whether the winner beat the base (and replaced it).")
-    base_log_loss: float = Field(description="Gold log loss of the model the round started from.")
-    base_source: str
-    model_after: dict[str, Any] = Field(description="The current model after this round.")
-    n_gold: int
-    n_votes: int
-    n_training_votes: int
-    n_gold_votes_excluded: int = Field(description="Votes on gold items, never trained on.")
-    skipped: list[str] = Field(description="Voters with votes on gold items only.")
+    base_changed: bool = Field(description="Whether the project's base model changed.")
+    points: dict[str, float | None] = Field(description="Points paid this round per contributor.")
     candidates: list[CandidateOut]
     contributors: list[RoundContributor]
     extra_fits: int = Field(description="Models trained for the point scheme.")
-    credit_methods: dict[str, str]
     settings: dict[str, Any]
-    evaluation: str = Field(description="Fingerprint of the gold items and the scoring.")
+    model: str | None = Field(None, description="Preference rounds: the preference model.")
+    base_log_loss: float | None = Field(
+        None, description="Preference rounds: gold log loss of the model the round started from."
+    )
+    base_source: str | None = None
+    model_after: dict[str, Any] | str | None = Field(
+        None, description="The current model after this round."
+    )
+    base_evaluation: dict[str, Any] | None = Field(
+        None, description="sft and dpo rounds: the base model's score on the gold items."
+    )
+    base_name: str | None = Field(None, description="sft and dpo rounds: the model trained from.")
+    base_after: str | None = Field(None, description="sft and dpo rounds: the base after it.")
+    n_gold: int | None = None
+    n_votes: int | None = None
+    n_training_votes: int | None = None
+    n_gold_votes_excluded: int | None = Field(
+        None, description="Votes on gold items, never trained on."
+    )
+    skipped: list[str] | None = Field(None, description="Voters with votes on gold items only.")
+    credit_methods: dict[str, str] | None = None
+    evaluation: str | None = Field(
+        None, description="Preference rounds: fingerprint of the gold items and the scoring."
+    )

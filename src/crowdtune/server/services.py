@@ -48,7 +48,14 @@ from crowdtune.records import (
     comparisons_frame,
     unpaired_turns,
 )
-from crowdtune.server.schemas import ItemIn, ResponseOut, RoundIn, StatsOut, VerdictCode
+from crowdtune.server.schemas import (
+    ItemIn,
+    JobOut,
+    ResponseOut,
+    RoundIn,
+    StatsOut,
+    VerdictCode,
+)
 from crowdtune.server.scorer import QualityScorer
 from crowdtune.server.scoring import MIN_CLOSED_ITEMS, contributor_breakdown, quality_note
 from crowdtune.store import (
@@ -61,7 +68,7 @@ from crowdtune.store import (
 )
 from crowdtune.store import repository as repo
 from crowdtune.store.errors import ReusedKeyError
-from crowdtune.store.models import VERDICT_CODES, Project, Round
+from crowdtune.store.models import VERDICT_CODES, Job, Project
 from crowdtune.tables import jsonable
 from crowdtune.validation import encodable_text, text_problem
 
@@ -517,18 +524,104 @@ def import_row(name: str, row: int, comparison: Comparison, gold: bool) -> dict[
 # Crowd-SFT rounds
 
 
-def run_round(session: Session, project_id: int, body: RoundIn) -> Round:
-    """Run one Crowd-SFT round with the API's settings and store it (see
-    :func:`crowdtune.server.rounds.run_project_round`; ``ValueError`` says why a round cannot
-    run, e.g. the project is not pairwise: rounds train preference models on votes)."""
-    # Deferred: the crowd package loads scikit-learn and SciPy, kept off the server's start.
-    from crowdtune.crowd.feedback.round import RoundSettings
-    from crowdtune.server.rounds import run_project_round
+#: The project kind each round candidate trains on, and the point schemes it offers.
+ROUND_CANDIDATES = {
+    "sft": ("revision", ("rank", "marginal", "leave-one-out", "regression")),
+    "dpo": ("pairwise", ("rank", "marginal", "leave-one-out", "regression")),
+    "preference": ("pairwise", ("rank", "marginal", "leave-one-out", "shapley")),
+}
 
-    kind = repo.get_project(session, project_id).kind
-    if kind != "pairwise":
+
+def enqueue_round(session: Session, project_id: int, body: RoundIn) -> tuple[Job, int, str]:
+    """Queue a Crowd-SFT round for the worker; returns the job, the round's number and the
+    candidate kind. Rounds train, so they never run in a request (see
+    :mod:`crowdtune.worker.rounds`).
+
+    Raises
+    ------
+    ValueError
+        The round cannot run on this project: a candidate kind for another kind of project, a
+        point scheme the candidate does not offer, or no gold items to score candidates on.
+    ConflictError
+        A round of the project is queued or running already.
+    """
+    project = repo.get_project(session, project_id)
+    if project.kind == "rating":
         raise ValueError(
-            "Crowd-SFT rounds need a pairwise project (they train preference models on votes); "
-            f"project {project_id} is a {kind} project"
+            "Crowd-SFT rounds need a pairwise or a revision project (they train on votes or "
+            f"revisions); project {project_id} is a rating project"
         )
-    return run_project_round(session, project_id, RoundSettings(**body.model_dump()))
+    candidate = body.candidate or ("sft" if project.kind == "revision" else "preference")
+    kind, schemes = ROUND_CANDIDATES[candidate]
+    if project.kind != kind:
+        raise ValueError(
+            f"{candidate} rounds need a {kind} project; project {project_id} is a "
+            f"{project.kind} project"
+        )
+    if body.scheme not in schemes:
+        raise ValueError(
+            f"{candidate} rounds pay by {', '.join(schemes)}; got scheme {body.scheme!r}"
+        )
+    has_gold = (
+        any(gold.reference for gold in repo.project_single_gold(session, project_id))
+        if kind == "revision"
+        else bool(repo.project_gold_items(session, project_id))
+    )
+    if not has_gold:
+        what = "a reference revision" if kind == "revision" else "a 'gold' answer ('a', 'b', 'tie')"
+        raise ValueError(
+            "the project has no gold items: a round scores every candidate on items with a "
+            f"known answer, which it never trains on; import items with {what} first"
+        )
+    if active := repo.project_jobs(session, project_id, kind="round", active=True):
+        raise ConflictError(
+            f"round job {active[0].id} of project {project_id} is {active[0].state}; wait for "
+            f"it (GET /api/v1/jobs/{active[0].id}) or cancel it"
+        )
+    payload = body.model_dump(exclude={"candidate"})
+    payload.pop("max_steps" if candidate == "preference" else "model")
+    if payload.get("max_steps") is None:
+        payload.pop("max_steps", None)
+    number = len(repo.project_rounds(session, project_id)) + 1
+    job = repo.enqueue_job(
+        session, "round", {"candidate": candidate, **payload}, project_id=project_id
+    )
+    return job, number, candidate
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    """A job as the API returns it (:class:`~crowdtune.server.schemas.JobOut`)."""
+    return {column: getattr(job, column) for column in JobOut.model_fields}
+
+
+def lineage(session: Session, project_id: int) -> list[dict[str, Any]]:
+    """The project's models as the API returns them (:class:`~crowdtune.server.schemas.ModelOut`):
+    the stored lineage, else the project's base model alone."""
+    models = repo.project_models(session, project_id)
+    if not models:
+        project = repo.get_project(session, project_id)
+        return [
+            {
+                "name": project.base_model,
+                "round": None,
+                "parent": None,
+                "evaluation": None,
+                "is_base": True,
+                "group": None,
+                "winner": False,
+                "created_at": project.created_at,
+            }
+        ]
+    return [
+        {
+            "name": model.name,
+            "round": model.round_number,
+            "parent": model.parent,
+            "evaluation": model.evaluation,
+            "is_base": model.is_base,
+            "group": model.group,
+            "winner": model.winner,
+            "created_at": model.created_at,
+        }
+        for model in models
+    ]

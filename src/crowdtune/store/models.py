@@ -8,7 +8,8 @@ items and the overlap *k*: how many distinct people see each item; its kind says
 project's scale), ``item`` (one prompt and two responses, or one response for the
 single-response kinds), ``task`` (an item handed to one contributor; never twice to the same
 one), ``response`` (one per task: a vote, a revised text, a score, or a skip with its reason)
-and ``round`` (results of Crowd-SFT rounds).
+``round`` (results of Crowd-SFT rounds), ``job`` (work a worker runs outside the web process:
+rounds that train) and ``model_version`` (the lineage of models the rounds trained).
 
 Turns are stored as JSON lists of strings, like :class:`~crowdtune.records.Comparison` holds
 them; verdicts as ``'a'``, ``'b'`` or ``'tie'`` (:class:`VerdictType` maps them to
@@ -193,6 +194,9 @@ class Project(Base):
     assignment: Mapped[str] = mapped_column(String(16), default="depth", server_default="depth")
     # Revision projects: the editor starts with the answer (True) or empty (False).
     editor_prefill: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The model the project's first Crowd-SFT round of language models starts from ("tiny",
+    # "smollm2", a folder or a hub name); later rounds start from the lineage's base.
+    base_model: Mapped[str] = mapped_column(String(500), default="tiny", server_default="tiny")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     items: Mapped[list[Item]] = relationship(back_populates="project")
@@ -326,12 +330,19 @@ class Response(Base):
 
 
 class Round(Base):
-    """The outcome of one Crowd-SFT round of a project (filled in by later work)."""
+    """The outcome of one Crowd-SFT round of a project: its candidates, winner and points live
+    in ``details``; ``candidate`` says what the groups trained (``preference`` models, ``sft``
+    or ``dpo`` language models). ``job_id`` is the job that ran it: unique, so a job that is
+    retried after its round was stored cannot store it twice."""
 
     __tablename__ = "round"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    candidate: Mapped[str] = mapped_column(
+        String(16), default="preference", server_default="preference"
+    )
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True, unique=True)
     strategy: Mapped[str] = mapped_column(String(100))
     scheme: Mapped[str] = mapped_column(String(100))
     winner: Mapped[str | None] = mapped_column(String(200))
@@ -340,3 +351,76 @@ class Round(Base):
 
     def __repr__(self) -> str:
         return f"Round(id={self.id!r}, project_id={self.project_id!r}, winner={self.winner!r})"
+
+
+#: The states of a job: waiting, claimed by a worker, and the three ends.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: States a job never leaves.
+JOB_FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+class Job(Base):
+    """Work that runs in a worker, never in a web request (a Crowd-SFT round that trains).
+
+    A worker claims a ``queued`` job (``running``, ``attempts`` + 1, its name in ``worker``),
+    writes ``progress`` (0-1), ``message`` and ``heartbeat_at`` as it goes, and ends it
+    ``succeeded`` with a ``result``, ``failed`` with a message, or ``cancelled`` once
+    ``cancel_requested`` is seen. A running job whose heartbeat lapses (its worker was killed)
+    goes back to ``queued`` while attempts are left, else to ``failed``.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="state_valid",
+        ),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_valid"),
+        Index("ix_job_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=2)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, kind={self.kind!r}, state={self.state!r})"
+
+
+class ModelVersion(Base):
+    """A model of a project's lineage: the base the first round started from (no round), and
+    every candidate a Crowd-SFT round of language models trained (``path``: its folder).
+    ``parent`` names the model it was trained from; exactly one model of a project with a
+    lineage ``is_base``: the one the next round starts from and new items are answered by."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("round.id"))
+    round_number: Mapped[int | None] = mapped_column(Integer)
+    group: Mapped[int | None] = mapped_column(Integer)
+    parent: Mapped[str | None] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    winner: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    is_base: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+    def __repr__(self) -> str:
+        return f"ModelVersion(id={self.id!r}, name={self.name!r}, is_base={self.is_base!r})"

@@ -9,14 +9,18 @@ reports:
   percentile bootstrap interval over prompts
   (:func:`crowdtune.stats.bootstrap_mean_ci`).
 - **length-controlled win rate**: every published preference signal here favours longer
-  answers, and so do reward models trained on them, so a model can "win" by talking more. As in
-  AlpacaEval 2.0's length-controlled win rate (Dubois et al., 2024), the win indicator is
-  regressed on the length difference with a logistic model,
-  ``P(win) = sigmoid(b0 + b1 * tanh(d / sd(d)))``, ``d`` = tuned minus base answer length in
-  characters (``sd`` not centred, so that ``d = 0`` means equal lengths), and the win rate is
-  read off at ``d = 0``: ``sigmoid(b0)``. Unlike AlpacaEval there is one pair of models, so
-  there are no model or instruction terms. The interval is a percentile bootstrap over prompts
-  (every replicate refits the regression; all replicates are fitted at once by Newton's method).
+  answers, and so do reward models trained on them, so a model can "win" by talking more. It is
+  AlpacaEval 2.0's (Dubois et al., 2024; ``alpaca_eval`` 0.6.6, ``metrics/glm_winrate.py``, the
+  ``length_controlled_minimal`` GLM, the one for a pair without instruction terms): the win is
+  regressed on the length difference, ``P(win) = sigmoid(theta + phi * tanh(d / sd(d)))``, ``d``
+  = tuned minus base answer length in characters and ``sd`` its sample (centred, ``ddof=1``)
+  standard deviation, by an L1-penalised logistic regression whose penalty is chosen by 5-fold
+  cross-validation over prompts (:func:`length_controlled_win_rate`); the win rate is read off at
+  ``d = 0``: ``sigmoid(theta)``. AlpacaEval's full GLM adds a per-instruction difficulty and pulls
+  the fit towards its baseline's verbose and concise "gamed" answers; both are estimated on
+  AlpacaEval's 805 instructions with its GPT-4 baseline, so neither exists for a crowd's prompts
+  and one pair of models. The interval is a percentile bootstrap over prompts (every replicate
+  refits the regression at the cross-validated penalty).
 
 Held-out prompts: the prompts of ``prompts`` that no stage behind the base, tuned or reward
 model trained on (their split is rebuilt from each ``metrics.json``,
@@ -33,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
 
 from crowdtune.stats import bootstrap_mean_ci
 from crowdtune.training.data import StageDataError, split_rows, stage_rows
@@ -49,8 +55,16 @@ __all__ = [
     "win_rate",
 ]
 
-#: Ridge penalty on the logistic coefficients: keeps them finite when one side always wins.
-_RIDGE = 1e-3
+#: AlpacaEval's fit (``fit_LogisticRegressionCV``): L1-penalised, no intercept but the model term,
+#: liblinear seeded 123, the inverse penalty C cross-validated over these on the log loss, or
+#: ``_C_WITHOUT_CV`` where there is nothing to cross-validate.
+_CS = np.logspace(-4, 4, 10)
+_FOLDS = 5
+_C_WITHOUT_CV = 100.0
+#: liblinear drops rows of zero weight, and a class with none left makes it print a warning and
+#: return zeros (a win rate of 1/2 for a model that won every prompt); this weight keeps such a
+#: class (only then: any change of rows moves liblinear's answer within its tolerance).
+_MIN_WEIGHT = 1e-12
 
 
 @dataclass
@@ -144,25 +158,44 @@ def win_rate(
     return float(wins.mean()), bootstrap_mean_ci(wins, n_bootstrap, seed)
 
 
-def _fit_logistic(features: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Ridge-penalised logistic regressions with fractional targets, one per row of ``weights``.
+def _l1_logistic(
+    features: np.ndarray, targets: np.ndarray, weights: np.ndarray, c: float
+) -> LogisticRegression:
+    """AlpacaEval's L1-penalised logistic regression with fractional targets: every row twice,
+    as a win weighted by its target and as a loss weighted by one minus it (``weights`` float[n]
+    multiply both: bootstrap counts, or zero for a held-out fold)."""
+    model = LogisticRegression(
+        C=c, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=123
+    )
+    won, lost = weights * targets, weights * (1.0 - targets)
+    sample_weight = np.concatenate(
+        [side if side.any() else np.full_like(side, _MIN_WEIGHT) for side in (won, lost)]
+    )
+    outcome = np.repeat([1.0, 0.0], targets.size)
+    return model.fit(np.vstack([features, features]), outcome, sample_weight)
 
-    ``features`` float[n, p], ``targets`` float[n] in [0, 1], ``weights`` float[k, n] (bootstrap
-    counts); returns coefficients float[k, p]. Newton's method, all k fits at once.
-    """
-    k, p = weights.shape[0], features.shape[1]
-    beta = np.zeros((k, p))
-    ridge = _RIDGE * np.eye(p)
-    for _ in range(50):
-        prob = 1.0 / (1.0 + np.exp(-(beta @ features.T)))  # [k, n]
-        gradient = (weights * (targets - prob)) @ features - _RIDGE * beta  # [k, p]
-        curvature = weights * prob * (1.0 - prob)  # [k, n]
-        hessian = np.einsum("kn,ni,nj->kij", curvature, features, features) + ridge
-        step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
-        beta += step
-        if np.abs(step).max() < 1e-10:
-            break
-    return beta
+
+def _cross_validated_c(features: np.ndarray, targets: np.ndarray) -> float:
+    """The C of ``_CS`` with the least held-out log loss (summed over folds, first of ties), as
+    ``LogisticRegressionCV`` picks it, the folds ``GroupKFold`` over prompts as AlpacaEval's.
+    Fewer than five prompts make fewer folds (AlpacaEval needs five); one prompt takes
+    ``_C_WITHOUT_CV``."""
+    n = targets.size
+    if n < 2:
+        return _C_WITHOUT_CV
+    groups = np.tile(np.arange(n), 2)
+    folds = GroupKFold(n_splits=min(_FOLDS, n)).split(np.zeros((2 * n, 1)), groups=groups)
+    held_outs = [np.unique(groups[test]) for _, test in folds]
+    loss = np.zeros(_CS.size)
+    for held_out in held_outs:
+        train = np.ones(n)
+        train[held_out] = 0.0
+        for j, c in enumerate(_CS):
+            prob = _l1_logistic(features, targets, train, c).predict_proba(features[held_out])
+            p = np.clip(prob[:, 1], 1e-15, 1 - 1e-15)
+            y = targets[held_out]
+            loss[j] -= np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(_CS[int(np.argmin(loss))])
 
 
 def length_controlled_win_rate(
@@ -172,7 +205,19 @@ def length_controlled_win_rate(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
-    """The win rate at equal lengths, from ``P(win) = sigmoid(b0 + b1 * tanh(d / sd(d)))``.
+    """AlpacaEval 2.0's length-controlled win rate: the win rate at equal lengths, from
+    ``P(win) = sigmoid(theta + phi * tanh(d / sd(d)))`` fitted as AlpacaEval fits it (see the
+    module docs).
+
+    ``sd`` is the centred sample standard deviation, as AlpacaEval's: centring changes only the
+    scale, and ``d = 0`` (equal lengths), where the rate is read, stays ``tanh(0) = 0`` whatever
+    the scale. Where all differences are equal (``sd`` 0, or one prompt) the length term is
+    dropped: AlpacaEval would divide by zero.
+
+    The penalty is on ``theta`` too (AlpacaEval fits no free intercept), so on few or noisy
+    prompts the cross-validation may choose to zero it: a rate of exactly 1/2, "no evidence of a
+    difference", as AlpacaEval would report. Each bootstrap replicate is one liblinear fit (about
+    1 ms).
 
     Parameters
     ----------
@@ -184,28 +229,34 @@ def length_controlled_win_rate(
     Returns
     -------
     dict
-        ``lc_win_rate`` (``sigmoid(b0)``), ``ci`` (percentile bootstrap over prompts),
-        ``length_coefficient`` (``b1``: how much a standard deviation of extra length moves the
-        log-odds of winning).
+        ``lc_win_rate`` (``sigmoid(theta)``; AlpacaEval reports it ×100), ``ci`` (percentile
+        bootstrap over prompts, each replicate refitted at the cross-validated C, not
+        cross-validated again), ``length_coefficient`` (``phi``: how much a standard deviation
+        of extra length moves the log-odds of winning; AlpacaEval's sign is the opposite, its
+        difference being baseline minus model), ``c`` (the cross-validated inverse penalty).
     """
     targets = np.asarray(wins, dtype=float)
     difference = np.asarray(length_difference, dtype=float)
     if targets.shape != difference.shape or targets.ndim != 1 or targets.size == 0:
         raise ValueError("wins and length_difference must be non-empty 1-d arrays of one length")
-    scale = float(np.sqrt(np.mean(difference**2)))  # about zero, not the mean: d = 0 stays 0
-    feature = np.tanh(difference / scale) if scale > 0 else np.zeros_like(difference)
-    features = np.column_stack([np.ones_like(feature), feature])
     n = targets.size
+    scale = float(np.std(difference, ddof=1)) if n > 1 else 0.0
+    feature = np.tanh(difference / scale) if scale > 0 else np.zeros_like(difference)
+    features = np.column_stack([feature, np.ones_like(feature)])
+    c = _cross_validated_c(features, targets)
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(float)
-    beta = _fit_logistic(features, targets, np.vstack([np.ones(n), counts]))
-    at_zero = 1.0 / (1.0 + np.exp(-beta[:, 0]))
+    coefficients = np.array(
+        [_l1_logistic(features, targets, weights, c).coef_[0] for weights in [np.ones(n), *counts]]
+    )
+    at_zero = 1.0 / (1.0 + np.exp(-coefficients[:, 1]))
     alpha = (1 - level) / 2
-    low, high = np.quantile(at_zero[1:], [alpha, 1 - alpha])
+    low, high = np.quantile(at_zero[1:], [alpha, 1 - alpha]) if n_bootstrap else (np.nan,) * 2
     return {
         "lc_win_rate": float(at_zero[0]),
         "ci": (float(low), float(high)),
-        "length_coefficient": float(beta[0, 1]),
+        "length_coefficient": float(coefficients[0, 0]),
+        "c": c,
     }
 
 

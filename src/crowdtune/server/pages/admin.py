@@ -166,9 +166,8 @@ def run_round_page(
     n_groups: str = Form("4"),
     seed: str = Form(""),
 ) -> Any:
-    """Run a Crowd-SFT round from the admin page (the API's settings, as form fields) and
-    go back to the page, which lists the rounds. A plain (synchronous) route: the round is
-    CPU-bound and runs in the server's thread pool, not on its event loop."""
+    """Queue a Crowd-SFT round from the admin page (the API's settings, as form fields) for
+    the worker, and go back to the page, which follows its job and lists the rounds."""
     me, token = signed_in(request, session)
     check_csrf(request, token, csrf_token_field)
     require(me, "admin")
@@ -180,11 +179,10 @@ def run_round_page(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PageError(422, problems) from None
     try:
-        stored = services.run_round(session, project_id, body)
+        job, _, _ = services.enqueue_round(session, project_id, body)
     except ValueError as exc:
         raise PageError(422, str(exc)) from None
-    number = stored.details["round_number"]
-    return RedirectResponse(f"/projects/{project_id}/admin?round={number}#rounds", 303)
+    return RedirectResponse(f"/projects/{project_id}/admin?job={job.id}#rounds", 303)
 
 
 @router.post("/projects/{project_id}/admin/items")

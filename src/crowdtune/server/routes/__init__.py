@@ -5,7 +5,7 @@ under ``/api/v1``.
 - :mod:`~crowdtune.server.routes.tasks`: tasks and their responses (votes, revisions, scores);
 - :mod:`~crowdtune.server.routes.exports`: every answer of a project as a file;
 - :mod:`~crowdtune.server.routes.stats`: a project's stats and leaderboard;
-- :mod:`~crowdtune.server.routes.rounds`: Crowd-SFT rounds.
+- :mod:`~crowdtune.server.routes.rounds`: Crowd-SFT rounds, their jobs and the model lineage.
 
 Routes take what they need from :mod:`crowdtune.server.deps` and call the store's repository
 or, for what the web pages do too, :mod:`crowdtune.server.services`.

@@ -1,6 +1,6 @@
-"""API routes of projects and their items: create a project (pairwise, revision or rating),
-import items (a JSON list, or an uploaded file: an arena CSV for a pairwise project, JSON Lines
-or CSV for the others)."""
+"""API routes of projects and their items: list the projects, create a project (pairwise,
+revision or rating), import items (a JSON list, or an uploaded file: an arena CSV for a pairwise
+project, JSON Lines or CSV for the others)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from crowdtune.server import services, uploads
-from crowdtune.server.deps import Admin, SessionDep
+from crowdtune.server.deps import Admin, SessionDep, SignedIn
 from crowdtune.server.schemas import (
     ITEM_MODELS,
     Created,
     ItemsCreated,
     ProjectIn,
+    ProjectOut,
     RowId,
 )
 from crowdtune.store import repository as repo
@@ -75,6 +76,15 @@ def json_items(
     return [item.model_dump(exclude_none=True) for item in items]
 
 
+@router.get("/projects", response_model=list[ProjectOut], tags=["annotate"])
+def list_projects(session: SessionDep, me: SignedIn) -> list[ProjectOut]:
+    """Every project, oldest first: its id, name and kind (so a client can find a project by
+    name, and knows what its tasks ask before it asks for one)."""
+    projects = [ProjectOut(id=p.id, name=p.name, kind=p.kind) for p in repo.list_projects(session)]
+    session.commit()
+    return projects
+
+
 @router.post("/projects", status_code=201, response_model=Created, tags=["admin"])
 def create_project(body: ProjectIn, session: SessionDep, admin: Admin) -> Created:
     """Create a project whose items each go to ``overlap`` distinct annotators: ``pairwise``
@@ -92,6 +102,7 @@ def create_project(body: ProjectIn, session: SessionDep, admin: Admin) -> Create
             scale=scale,
             assignment=body.assignment,
             editor_prefill=body.editor_prefill,
+            base_model=body.base_model,
         )
     except ValueError as exc:
         raise services.unprocessable(str(exc)) from None

@@ -3,7 +3,7 @@
 Plain functions taking a SQLAlchemy :class:`~sqlalchemy.orm.Session` (from
 :func:`crowdtune.store.session_factory`), called through this one facade
 (``from crowdtune.store import repository as repo``; ``repo.next_task(...)``). They live in
-four modules:
+these modules:
 
 - :mod:`~crowdtune.store.repository.writes`: the write transaction (:func:`writing`),
   contributors, projects and rounds; :mod:`~crowdtune.store.repository.items`: items of the
@@ -22,6 +22,9 @@ four modules:
 - :mod:`~crowdtune.store.repository.sessions`: sign-in sessions (a random id stored hashed,
   with an absolute expiry and an idle timeout) and the token lifecycle (authenticate, revoke,
   rotate, expire); revoking or rotating a token ends its sessions.
+- :mod:`~crowdtune.store.repository.jobs`: the job queue a worker claims from (enqueue, claim,
+  heartbeat, cancel, end, requeue when a worker dies); :mod:`~crowdtune.store.repository.lineage`:
+  a project's models and the one transaction that stores a round a job computed.
 
 A function with more than three parameters takes the rest by keyword.
 """
@@ -43,6 +46,25 @@ from crowdtune.store.repository.items import (
     comparison_items,
     gold_rows,
     revision_item,
+)
+from crowdtune.store.repository.jobs import (
+    BEAT_CANCEL,
+    BEAT_LOST,
+    BEAT_OK,
+    Lapsed,
+    beat,
+    claim_job,
+    enqueue_job,
+    finish_job,
+    get_job,
+    project_jobs,
+    request_cancel,
+    requeue_lapsed,
+)
+from crowdtune.store.repository.lineage import (
+    project_base_model,
+    project_models,
+    record_job_round,
 )
 from crowdtune.store.repository.reads import (
     Progress,
@@ -92,6 +114,21 @@ from crowdtune.store.repository.writes import (
 )
 
 __all__ = [
+    "BEAT_CANCEL",
+    "BEAT_LOST",
+    "BEAT_OK",
+    "Lapsed",
+    "beat",
+    "claim_job",
+    "enqueue_job",
+    "finish_job",
+    "get_job",
+    "project_jobs",
+    "request_cancel",
+    "requeue_lapsed",
+    "project_base_model",
+    "project_models",
+    "record_job_round",
     "ANSWER_FIELD",
     "ASSIGN_ATTEMPTS",
     "DEFAULT_RATING_SCALE",

@@ -34,6 +34,8 @@ from crowdtune.validation import check_choice, check_text
 #: Longest contributor name, project name, external id, model name and idempotency key.
 MAX_NAME = 100
 MAX_LABEL = 200
+#: Longest model name or path.
+MAX_PATH = 500
 
 #: The scale of a rating project when none is given (a 7-point Likert scale).
 DEFAULT_RATING_SCALE = (1, 7)
@@ -136,6 +138,7 @@ def create_project(
     scale: tuple[int, int] | None = None,
     assignment: str = "depth",
     editor_prefill: bool = True,
+    base_model: str = "tiny",
 ) -> Project:
     """Add a project whose items each go to ``overlap`` distinct contributors. Commits.
 
@@ -150,6 +153,9 @@ def create_project(
         ``overlap`` answers steadily; ``breadth``: the least assigned item first.
     editor_prefill
         Revision projects: the editor starts with the answer (True) or empty.
+    base_model
+        The model the first Crowd-SFT round of language models starts from: ``tiny``,
+        ``smollm2``, a folder or a hub name (checked when a round loads it).
 
     Raises
     ------
@@ -165,6 +171,7 @@ def create_project(
     check_choice(kind, PROJECT_KINDS, "project kind")
     check_choice(assignment, ASSIGNMENT_ORDERS, "assignment order")
     scale_min, scale_max = _scale(kind, scale)
+    base_model = check_name(base_model, "base_model", MAX_PATH)
     with writing(session):
         if session.scalar(select(Project.id).where(Project.name == name)) is not None:
             raise ConflictError(f"a project named {name!r} exists already; pick another name")
@@ -176,6 +183,7 @@ def create_project(
             scale_max=scale_max,
             assignment=assignment,
             editor_prefill=bool(editor_prefill),
+            base_model=base_model,
         )
         session.add(project)
         commit_or_conflict(session, f"a project named {name!r} exists already")
