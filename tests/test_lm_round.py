@@ -288,3 +288,19 @@ def test_bad_settings_and_inputs_say_what_is_wrong() -> None:
             revisions(CROWD), gold_items(), base="tiny", out=Path("/nonexistent"),
             settings=settings(n_groups=5),
         )  # fmt: skip
+
+
+def test_dpo_gold_takes_a_comparison_frames_label() -> None:
+    from crowdtune.crowd.feedback.lm_evaluation import GoldEvaluation, prepare_round_data
+
+    feedback = pd.DataFrame(
+        [("v", "q9", "x", "y", 0, "ann", None, None, "t")], columns=list(FRAME_COLUMNS)
+    )
+    gold = pd.DataFrame({"prompt": ["q1", "q2", "q3"], "response_a": ["a1", "a2", "a3"],
+                         "response_b": ["b1", "b2", "b3"], "label": [0, 1, 2]})  # fmt: skip
+    data = prepare_round_data("dpo", feedback, gold)
+    evaluation = GoldEvaluation(data, None, chat=False, batch_size=2, max_length=64,
+                                n_bootstrap=200, seed=0)  # fmt: skip
+    assert evaluation.targets == [("a1", "b1"), ("b2", "a2")]  # the tie is skipped
+    with pytest.raises(ValueError, match="lack a verdict"):
+        prepare_round_data("dpo", feedback, gold.drop(columns="label"))

@@ -39,7 +39,7 @@ _FEEDBACK_COLUMNS = {
 }
 _GOLD_COLUMNS = {
     "sft": ("prompt", "original", "reference"),
-    "dpo": ("prompt", "response_a", "response_b", "verdict"),
+    "dpo": ("prompt", "response_a", "response_b"),
 }
 
 
@@ -115,6 +115,11 @@ def prepare_round_data(kind: str, feedback: pd.DataFrame, gold: pd.DataFrame) ->
     who = "contributor" if "contributor" in feedback.columns else "annotator"
     _check_columns(feedback, (who,), f"the {kind} feedback")
     _check_columns(gold, _GOLD_COLUMNS[kind], f"the {kind} gold items")
+    if kind == "dpo" and not {"verdict", "label"} & set(gold.columns):
+        raise ValueError(
+            "the dpo gold items lack a verdict: give a `verdict` column (a, b or tie) or a "
+            "comparison frame's `label` (0 = A, 1 = B, 2 = tie)"
+        )
     if kind == "sft":
         gold_keys = set(zip(gold["prompt"], gold["original"], strict=True))
         on_gold = [
@@ -195,7 +200,8 @@ class GoldEvaluation:
             self.prompts = [self._prompt(p) for p in items["prompt"]]
             self.targets: list[Any] = list(items["reference"])
         else:
-            winners = [_winner(v) for v in gold["verdict"]]
+            verdicts = gold["verdict"] if "verdict" in gold.columns else gold["label"]
+            winners = [_winner(v) for v in verdicts]
             decided = [(row, w) for row, w in zip(gold.to_dict("records"), winners, strict=True)
                        if w is not None]  # fmt: skip
             self.prompts = [self._prompt(row["prompt"]) for row, _ in decided]

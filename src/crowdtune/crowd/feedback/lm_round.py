@@ -366,7 +366,8 @@ def run_model_round(
         (``prompt``, ``response_a``, ``response_b``, ``label``, ``annotator``).
     gold : DataFrame
         ``sft``: ``prompt``, ``original``, ``reference`` (the target revision); ``dpo``:
-        ``prompt``, ``response_a``, ``response_b``, ``verdict`` (``a`` or ``b``; ties skipped).
+        ``prompt``, ``response_a``, ``response_b`` and ``verdict`` (``a`` or ``b``; ties
+        skipped) or a comparison frame's ``label`` (:func:`crowdtune.records.comparisons_frame`).
     base : str
         The current base: ``"tiny"``, ``"smollm2"``, a hub name or a folder an earlier round
         wrote.
