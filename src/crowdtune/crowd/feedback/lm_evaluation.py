@@ -272,25 +272,30 @@ class GoldEvaluation:
         return {"metric": "accuracy", "value": 0.5, "value_ci_low": 0.5, "value_ci_high": 0.5,
                 "n_items": self.n_items}  # fmt: skip
 
-    def evaluate(self, model: Any) -> dict[str, Any]:
-        """``metric``, ``value``, ``diff`` (against the base), their intervals, ``n_items``."""
+    def item_values(self, model: Any) -> np.ndarray:
+        """Per gold item: the mean token NLL of its reference (sft), or whether the implicit
+        reward ranks the vote's winner first (dpo: 1, 0.5 for equal rewards, 0)."""
         if self.kind == "sft":
             nll, tokens = self._nll(model, self.targets)
-            values = (nll / np.maximum(tokens, 1))[self.usable]
-            diffs = values - self.base_values[self.usable]
-            metric = "nll"
-        else:
-            winners, losers = zip(*self.targets, strict=True)
-            policy_won, _ = self._nll(model, winners)
-            policy_lost, _ = self._nll(model, losers)
-            margin = (self.reference_won - policy_won) - (self.reference_lost - policy_lost)
-            values = np.where(margin > 0, 1.0, np.where(margin == 0, 0.5, 0.0))
-            diffs = values - 0.5
-            metric = "accuracy"
+            return np.asarray((nll / np.maximum(tokens, 1))[self.usable])
+        winners, losers = zip(*self.targets, strict=True)
+        policy_won, _ = self._nll(model, winners)
+        policy_lost, _ = self._nll(model, losers)
+        margin = (self.reference_won - policy_won) - (self.reference_lost - policy_lost)
+        return np.where(margin > 0, 1.0, np.where(margin == 0, 0.5, 0.0))
+
+    def evaluate(self, model: Any) -> dict[str, Any]:
+        """``metric``, ``value``, ``diff`` (against the base), their intervals, ``n_items``."""
+        values = self.item_values(model)
+        diffs = values - (self.base_values[self.usable] if self.kind == "sft" else 0.5)
+        return self.summary(values, diffs)
+
+    def summary(self, values: np.ndarray, diffs: np.ndarray) -> dict[str, Any]:
+        """The evaluation of per-item ``values`` and their paired differences ``diffs``."""
         low, high = self._interval(values)
         diff_low, diff_high = self._interval(diffs)
         return {
-            "metric": metric,
+            "metric": "nll" if self.kind == "sft" else "accuracy",
             "value": float(values.mean()),
             "value_ci_low": low,
             "value_ci_high": high,

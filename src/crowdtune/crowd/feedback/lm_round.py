@@ -194,7 +194,11 @@ class ModelContributor:
 
 @dataclass(frozen=True)
 class ModelRound:
-    """The outcome of :func:`run_model_round`; groups are numbered from 1."""
+    """The outcome of :func:`run_model_round`; groups are numbered from 1.
+
+    ``training_seed`` is the seed every training of the round used (drawn from ``seed``); the
+    built-in ``"tiny"`` base is rebuilt from it (``load_trained(base, seed=training_seed)``).
+    """
 
     round_number: int
     settings: ModelRoundSettings
@@ -211,6 +215,7 @@ class ModelRound:
     n_training_rows: int
     n_gold_rows_excluded: int
     skipped: list[str] = field(default_factory=list)
+    training_seed: int = 0
     seconds: float = 0.0
 
     @property
@@ -237,6 +242,7 @@ class ModelRound:
             "contributors": [dataclasses.asdict(c) for c in self.contributors],
             "skipped": self.skipped,
             "extra_fits": self.extra_fits,
+            "training_seed": self.training_seed,
             "n_gold": self.n_gold,
             "n_feedback_rows": self.n_feedback_rows,
             "n_training_rows": self.n_training_rows,
@@ -550,5 +556,6 @@ def run_model_round(
         n_training_rows=sum(data.n_rows(n) for n in names),
         n_gold_rows_excluded=data.n_gold_rows_excluded,
         skipped=data.skipped,
+        training_seed=train_seed,
         seconds=round(time.perf_counter() - started, 3),
     )
