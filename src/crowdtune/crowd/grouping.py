@@ -130,3 +130,23 @@ def get_strategy(name: str, *, floor: float = 0.4, schedule: str = "linear") -> 
         return interleaved_groups
     check_choice(name, STRATEGIES, "strategy")
     raise AssertionError("unreachable")
+
+
+def group_round(
+    points: np.ndarray,
+    strategy: str,
+    n_groups: int,
+    round_index: int,
+    n_rounds: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Every contributor's group (0-based) for one round of a project: the simulation's
+    strategies on a batch of one run.
+
+    ``points`` holds the contributors' points so far (shape ``(n,)``); the draws are taken from
+    ``rng`` in a fixed order (keys, then the exploration coin), so a recorded seed repeats the
+    grouping. Used by the rounds on collected feedback (:mod:`crowdtune.crowd.feedback`).
+    """
+    previous = np.asarray(points, dtype=float)[None, :]
+    draws = RoundRandomness(keys=rng.random((1, previous.shape[1])), explore=rng.random(1))
+    return get_strategy(strategy)(previous, draws, n_groups, round_index, n_rounds)[0]

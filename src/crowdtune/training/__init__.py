@@ -7,7 +7,9 @@ name is passed to ``from_pretrained`` (a local directory, or a hub name for user
 :mod:`crowdtune.training.stages` trains with TRL: ``run_sft``, ``run_reward``, ``run_dpo`` and
 ``run_rl`` take one :class:`StageConfig`. :mod:`crowdtune.training.generation` generates in
 batches and scores answers with a reward model; :func:`assess` compares a tuned model with its
-base on held-out prompts (win rate and length-controlled win rate).
+base on held-out prompts (win rate and length-controlled win rate);
+:func:`completion_nll` and :func:`implicit_rewards` (:mod:`crowdtune.training.likelihood`)
+measure how likely a model finds held-out answers, tokenised as the trainers tokenise them.
 :mod:`crowdtune.training.lora` is the machinery of the estimators that train a LoRA adapter and a
 small head in their own loop (the preference transformer, the curation cross-encoder):
 :class:`~crowdtune.training.lora.LoraSequenceModel`, length allocation, padding, autocast and a
@@ -18,6 +20,7 @@ importing this package is cheap.
 from crowdtune.training.assess import AssessResult, assess
 from crowdtune.training.data import STAGE_COLUMNS, STAGES, StageDataError, stage_rows
 from crowdtune.training.generation import generate, reward_scores
+from crowdtune.training.likelihood import completion_nll, implicit_rewards
 from crowdtune.training.models import (
     BUILTIN_MODELS,
     SPECIAL_TOKENS,
@@ -56,7 +59,9 @@ __all__ = [
     "StageResult",
     "UnknownModelError",
     "assess",
+    "completion_nll",
     "generate",
+    "implicit_rewards",
     "load_model",
     "load_trained",
     "run_dpo",

@@ -35,8 +35,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,10 @@ class StageConfig:
         Log the loss every this many steps.
     progress
         Show the trainers' progress bars.
+    callbacks
+        ``transformers.TrainerCallback`` objects added to the trainer (progress reports, a
+        heartbeat, cancellation: an exception raised in one stops the training and propagates).
+        Not written to ``metrics.json``: they are live objects, not settings.
     """
 
     model: str = "tiny"
@@ -139,6 +143,7 @@ class StageConfig:
     max_completion_length: int = 64
     logging_steps: int = 1
     progress: bool = True
+    callbacks: Sequence[Any] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -356,7 +361,7 @@ def _finish(
         "stage": stage,
         "trainer": type(trainer).__name__,
         "checkpoint": "lora-adapter" if config.lora else "full",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "config": _recorded_config(config),
         "rows": counts,
         "steps": int(trainer.state.global_step),
         "train_seconds": round(seconds, 3),
@@ -368,6 +373,13 @@ def _finish(
     }
     (config.out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return StageResult(config.out, metrics)
+
+
+def _recorded_config(config: StageConfig) -> dict[str, Any]:
+    """The settings of ``config`` as JSON values, without the live callbacks (``asdict`` would
+    deep-copy them, and a callback holding a lock or a database session cannot be copied)."""
+    recorded = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "callbacks"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in recorded.items()}
 
 
 def _evaluate(trainer: Any, eval_set: Any) -> dict[str, float]:
@@ -398,6 +410,7 @@ def run_sft(config: StageConfig) -> StageResult:
         eval_dataset=eval_set,
         processing_class=tokenizer,
         peft_config=_lora_config("CAUSAL_LM") if config.lora else None,
+        callbacks=list(config.callbacks),
     )
     seconds = _train(trainer, config)
     evaluation = _evaluate(trainer, eval_set)
@@ -449,6 +462,7 @@ def run_reward(config: StageConfig) -> StageResult:
         eval_dataset=eval_set,
         processing_class=tokenizer,
         peft_config=_lora_config("SEQ_CLS") if config.lora else None,
+        callbacks=list(config.callbacks),
     )
     seconds = _train(trainer, config)
     evaluation = _evaluate(trainer, eval_set)
@@ -488,6 +502,7 @@ def run_dpo(config: StageConfig) -> StageResult:
         eval_dataset=eval_set,
         processing_class=tokenizer,
         peft_config=_lora_config("CAUSAL_LM") if config.lora else None,
+        callbacks=list(config.callbacks),
     )
     seconds = _train(trainer, config)
     evaluation = _evaluate(trainer, eval_set)
@@ -541,6 +556,7 @@ def run_rl(config: StageConfig) -> StageResult:
         processing_class=tokenizer,
         reward_processing_classes=reward_tokenizer,
         peft_config=_lora_config("CAUSAL_LM") if config.lora else None,
+        callbacks=list(config.callbacks),
     )
     seconds = _train(trainer, config)
     evaluation = _evaluate(trainer, eval_set)

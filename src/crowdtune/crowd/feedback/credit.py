@@ -22,6 +22,32 @@ from crowdtune.valuation.games import LearnerGame
 EXACT_SHAPLEY_PLAYERS = 8
 
 
+def outcome_points(
+    scheme: str,
+    groups: np.ndarray,
+    rank_of_group: np.ndarray,
+    improved: bool,
+    gains: np.ndarray,
+) -> np.ndarray:
+    """``rank`` or ``marginal`` points of one round per contributor: the simulation's schemes
+    on a batch of one run, whose gains were measured on the gold items.
+
+    ``groups`` is every contributor's group (0-based), ``rank_of_group`` every group's rank
+    (``n_groups`` for a group without a candidate), ``gains`` every group's gain over the base
+    (0 without a candidate).
+    """
+    outcome = RoundOutcome(
+        groups=groups[None, :],
+        rank_of_group=rank_of_group[None, :],
+        improved=np.array([improved]),
+        gains=gains[None, :],
+        observed_gains=gains[None, :],
+    )
+    points = get_scheme(scheme)
+    points.start(1, len(groups))
+    return np.asarray(points.award(outcome)[0], dtype=float)
+
+
 def award_points(
     scheme: str,
     learner: GoldLearner,
@@ -42,17 +68,7 @@ def award_points(
     base (it has fewer votes, or only ties, too), so each of their shares would be 0 anyway.
     """
     if scheme in ("rank", "marginal"):
-        # One round is a batch of one run; its gains were measured on the gold items.
-        outcome = RoundOutcome(
-            groups=groups[None, :],
-            rank_of_group=rank_of_group[None, :],
-            improved=np.array([improved]),
-            gains=gains[None, :],
-            observed_gains=gains[None, :],
-        )
-        points = get_scheme(scheme)
-        points.start(1, len(groups))
-        return points.award(outcome)[0], {}
+        return outcome_points(scheme, groups, rank_of_group, improved, gains), {}
 
     position = {name: i for i, name in enumerate(names)}
     increments = np.zeros(len(names))

@@ -74,7 +74,7 @@ import numpy as np
 
 from crowdtune.crowd.feedback.credit import award_points
 from crowdtune.crowd.feedback.learner import GoldLearner, evaluation_fingerprint, join_votes
-from crowdtune.crowd.grouping import STRATEGIES, RoundRandomness, get_strategy
+from crowdtune.crowd.grouping import STRATEGIES, group_round
 from crowdtune.preference.metrics import UNIFORM_LOG_LOSS
 from crowdtune.preference.registry import MODELS
 from crowdtune.records import Comparison, comparisons_frame
@@ -344,13 +344,16 @@ def run_feedback_round(
     group_stream, model_stream, credit_stream = sequence.spawn(3)
     model_seed = int(model_stream.generate_state(1)[0])
 
-    # Grouping: the simulation's strategies work on batches of runs; this is a batch of one.
-    previous = np.array([[float((points or {}).get(name, 0.0)) for name in names]])
-    rng = np.random.default_rng(group_stream)
-    draws = RoundRandomness(keys=rng.random((1, len(names))), explore=rng.random(1))
-    strategy = get_strategy(settings.strategy)
+    previous = np.array([float((points or {}).get(name, 0.0)) for name in names])
     n_rounds = max(settings.horizon, round_index + 1)
-    groups = strategy(previous, draws, settings.n_groups, round_index, n_rounds)[0]
+    groups = group_round(
+        previous,
+        settings.strategy,
+        settings.n_groups,
+        round_index,
+        n_rounds,
+        np.random.default_rng(group_stream),
+    )
 
     frame = comparisons_frame(training)
     by_name = {str(name): part for name, part in frame.groupby("annotator")}
