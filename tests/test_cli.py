@@ -151,6 +151,13 @@ def test_demo_writes_the_report(tmp_path, movielens_available):
     )
     assert "--prompts @car:test --reward-model runs/reward" in result.stdout
     assert "--model HuggingFaceTB/SmolLM2-1.7B-Instruct" in result.stdout
+    # The loop: sft rounds through a real server and worker, and the credit of each behaviour.
+    assert "The Crowd-SFT loop: rounds through the server and worker" in html
+    assert "Crowd-SFT loop: gold NLL of the base by round" in result.stdout
+    loop = json.loads((out / "loop" / "summary.json").read_text())
+    assert [row["round"] for row in loop["rounds"]] == [1, 2, 3]
+    assert {p["behaviour"] for p in loop["contributors"]} == {"expert", "lazy", "adversarial"}
+    assert len(loop["lineage"]) == 1 + 3 * 4  # the base, then four candidates a round
     # crowdtune's own progress and results only: no third-party progress bars.
     for bar in ("Loading weights", "Writing model shards", "Encoding tokens", "Map: "):
         assert bar not in result.output

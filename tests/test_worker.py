@@ -158,6 +158,13 @@ def test_sft_rounds_over_http_with_a_worker_beside_the_server(tmp_path):
     finally:
         stop_server(server)
 
+    # The worker process ends with the server (uvicorn ends on SIGTERM without clean-up).
+    def worker_gone() -> bool:
+        found = subprocess.run(["pgrep", "-f", f"worker --db {url}"], capture_output=True)
+        return not found.stdout.strip()
+
+    wait_for(worker_gone, 15, "the worker to exit with the server")
+
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_round_leaves_no_round_and_the_job_is_retried(tmp_path):

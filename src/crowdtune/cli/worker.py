@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import typer
@@ -39,6 +42,13 @@ def worker_cmd(
     max_jobs: int | None = typer.Option(
         None, "--max-jobs", min=1, help="Exit after running this many jobs (default: run on)."
     ),
+    parent: int | None = typer.Option(
+        None,
+        "--exit-with-parent",
+        hidden=True,
+        help="Exit as soon as the process with this id is gone (serve --worker passes its own: "
+        "the worker must not outlive the server, however the server ends).",
+    ),
 ) -> None:
     """Run queued Crowd-SFT rounds (jobs) outside the web server.
 
@@ -64,16 +74,29 @@ def worker_cmd(
         f"crowdtune worker {worker.name} on {db}; models in {worker.settings.models_dir}",
         err=True,
     )
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     try:
         worker.run(max_jobs=max_jobs)
     except KeyboardInterrupt:
         typer.echo("worker stopped", err=True)
 
 
+def _exit_with(parent: int) -> None:
+    """End this process once ``parent`` has gone. uvicorn re-raises the SIGTERM it handled once
+    it has shut down, so the server may end without running its own clean-up; watching the
+    parent also covers a server that is killed. A job running at that moment is left to the
+    heartbeat's lapse, like any killed worker's: queued again for the next worker."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def start_worker_process(db: str, models_dir: Path | None) -> subprocess.Popen[bytes]:
     """``crowdtune worker`` on ``db`` in a process of its own (for ``serve --worker``): training
     then never holds the server's interpreter lock or threads."""
-    command = [sys.executable, "-m", "crowdtune.cli", "worker", "--db", db]
+    command = [sys.executable, "-m", "crowdtune.cli", "worker", "--db", db,
+               "--exit-with-parent", str(os.getpid())]  # fmt: skip
     if models_dir is not None:
         command += ["--models-dir", str(models_dir)]
     return subprocess.Popen(command)

@@ -52,7 +52,7 @@ class LoopSettings:
     n_groups: int = 4
     strategy: str = "random"
     scheme: str = "marginal"
-    max_steps: int = 10
+    max_steps: int = 40
     base_model: str = "tiny"
     seed: int = 0
 
