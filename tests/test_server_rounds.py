@@ -392,8 +392,8 @@ def check_rounds_api(url, folder):
             ]
             assert rows[0].winner == f"group {first['winner']}"
             # The API adds the other kinds' fields as null (a contributor's training "rows").
-            shown = [{k: row[k] for k in stored} for row, stored in
-                     zip(first["contributors"], rows[0].details["contributors"], strict=True)]  # fmt: skip
+            pairs = zip(first["contributors"], rows[0].details["contributors"], strict=True)
+            shown = [{k: row[k] for k in stored} for row, stored in pairs]
             assert rows[0].details["contributors"] == shown
             assert all(row["rows"] is None for row in first["contributors"])
     finally:

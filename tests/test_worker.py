@@ -283,3 +283,60 @@ def test_votes_keep_their_pace_while_a_round_trains(tmp_path):
     print(report)  # noqa: T201
     assert statistics.median(busy) < 0.25
     assert max(busy) < 2.0
+
+
+def run_jobs_here(url: str, folder: Path) -> list[int]:
+    """Run the queued jobs in this process, as `crowdtune worker` would."""
+    from crowdtune.worker import make_worker
+
+    worker = make_worker(url, models_dir=folder, name="test-worker")
+    ran = []
+    try:
+        while (job := worker.run_once()) is not None:
+            ran.append(job)
+    finally:
+        worker.engine.dispose()
+    return ran
+
+
+@pytest.mark.slow
+def test_a_dpo_round_on_a_pairwise_projects_votes(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from crowdtune.server import create_app
+    from test_server_rounds import campaign
+
+    url = f"sqlite:///{tmp_path / 'dpo.db'}"
+    with TestClient(create_app(url)) as client:
+        project, auth = campaign(url, client)
+        body = {"candidate": "dpo", "n_groups": 2, "seed": 1, "max_steps": 2, "scheme": "marginal"}
+        reply = client.post(f"{API}/projects/{project}/rounds", json=body, headers=auth["root"])
+        assert reply.status_code == 202, reply.text
+        assert run_jobs_here(url, tmp_path / "models") == [reply.json()["job_id"]]
+        job = client.get(f"{API}/jobs/{reply.json()['job_id']}", headers=auth["root"]).json()
+        assert job["state"] == "succeeded", job["message"]
+        [stored] = client.get(f"{API}/projects/{project}/rounds", headers=auth["root"]).json()
+        assert stored["candidate"] == "dpo" and stored["base_evaluation"]["value"] == 0.5
+        for candidate in stored["candidates"]:
+            assert candidate["evaluation"]["metric"] == "accuracy"
+            assert 0 <= candidate["evaluation"]["value"] <= 1
+        # marginal: every member is paid its group's accuracy gain over the base's 0.5
+        for row in stored["contributors"]:
+            group = next(c for c in stored["candidates"] if c["group"] == row["group"])
+            assert row["points"] == pytest.approx(group["evaluation"]["value"] - 0.5)
+        lineage = client.get(f"{API}/projects/{project}/models", headers=auth["root"]).json()
+        assert len(lineage) == 3 and sum(m["is_base"] for m in lineage) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_an_sft_round_on_postgresql(postgres_url, tmp_path):
+    setup = revision_campaign(postgres_url, n_items=4, contributors=2)
+    engine = make_engine(postgres_url)
+    with session_factory(engine)() as session:
+        payload = {"candidate": "sft", "n_groups": 2, "seed": 0, "max_steps": 2}
+        job = repo.enqueue_job(session, "round", payload, project_id=setup["project"]).id
+    engine.dispose()
+    assert run_jobs_here(postgres_url, tmp_path / "models") == [job]
+    assert job_state(postgres_url, job)[0] == "succeeded"
+    assert counts(postgres_url) == (1, 3)
