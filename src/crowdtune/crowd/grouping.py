@@ -22,7 +22,7 @@ The three strategies are those of the published Crowd-SFT user-grouping study:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,20 +133,24 @@ def get_strategy(name: str, *, floor: float = 0.4, schedule: str = "linear") -> 
 
 
 def group_round(
-    points: np.ndarray,
+    names: Sequence[str],
+    points: Mapping[str, float] | None,
     strategy: str,
     n_groups: int,
     round_index: int,
-    n_rounds: int,
+    horizon: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Every contributor's group (0-based) for one round of a project: the simulation's
     strategies on a batch of one run.
 
-    ``points`` holds the contributors' points so far (shape ``(n,)``); the draws are taken from
-    ``rng`` in a fixed order (keys, then the exploration coin), so a recorded seed repeats the
-    grouping. Used by the rounds on collected feedback (:mod:`crowdtune.crowd.feedback`).
+    ``names`` are the round's contributors and ``points`` their points so far (missing: 0);
+    epsilon-greedy's exploration decays over ``horizon`` rounds (or over the rounds so far, once
+    more have run). The draws are taken from ``rng`` in a fixed order (keys, then the
+    exploration coin), so a recorded seed repeats the grouping. Used by the rounds on collected
+    feedback (:mod:`crowdtune.crowd.feedback`).
     """
-    previous = np.asarray(points, dtype=float)[None, :]
+    previous = np.array([[float((points or {}).get(name, 0.0)) for name in names]])
+    n_rounds = max(horizon, round_index + 1)
     draws = RoundRandomness(keys=rng.random((1, previous.shape[1])), explore=rng.random(1))
     return get_strategy(strategy)(previous, draws, n_groups, round_index, n_rounds)[0]

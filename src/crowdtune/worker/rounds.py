@@ -103,20 +103,11 @@ def run_round_job(context: JobContext) -> None:
             current=CurrentModel.after(rounds[-1]) if rounds else None,
             round_index=after,
         )
-        context.check()
-        with context.sessions() as session:
-            repo.record_job_round(
-                session,
-                project_id,
-                job_id=context.job_id,
-                worker=context.worker,
-                candidate=candidate,
-                strategy=result.settings.strategy,
-                scheme=result.settings.scheme,
-                winner=f"group {result.winner}",
-                details={"candidate": candidate, **result.to_dict()},
-                after=after,
-            )
+        _store(
+            context, project_id, after, candidate=candidate,
+            strategy=result.settings.strategy, scheme=result.settings.scheme,
+            winner=f"group {result.winner}", details={"candidate": candidate, **result.to_dict()},
+        )  # fmt: skip
         return
 
     _forget_dead_attempts(context, after + 1)
@@ -156,20 +147,21 @@ def run_round_job(context: JobContext) -> None:
         if winner and details["improved"]:
             new_base = name
     details["base_after"] = new_base or base_name
+    _store(
+        context, project_id, after, candidate=candidate, strategy=settings.strategy,
+        scheme=settings.scheme,
+        winner=None if details["winner"] is None else f"group {details['winner']}",
+        details=details, models=models, base_evaluation=details.get("base_evaluation"),
+        new_base=new_base,
+    )  # fmt: skip
+
+
+def _store(context: JobContext, project_id: int, after: int, **fields: Any) -> None:
+    """Store the round with the job's end, unless the job was cancelled meanwhile (then
+    :class:`~crowdtune.worker.loop.JobCancelled` is raised and nothing is stored)."""
     context.check()
     with context.sessions() as session:
         repo.record_job_round(
-            session,
-            project_id,
-            job_id=context.job_id,
-            worker=context.worker,
-            candidate=candidate,
-            strategy=settings.strategy,
-            scheme=settings.scheme,
-            winner=None if details["winner"] is None else f"group {details['winner']}",
-            details=details,
-            after=after,
-            models=models,
-            base_evaluation=details.get("base_evaluation"),
-            new_base=new_base,
-        )
+            session, project_id, job_id=context.job_id, worker=context.worker, after=after,
+            **fields,
+        )  # fmt: skip

@@ -420,14 +420,13 @@ def run_model_round(
             f"outside the gold items ({data.n_gold_rows_excluded} of {data.n_feedback_rows} rows "
             "are on gold items); lower n_groups or collect more feedback"
         )
-    previous = np.array([float((points or {}).get(name, 0.0)) for name in names])
-    n_rounds = max(settings.horizon, round_index + 1)
     groups = group_round(
-        previous,
+        names,
+        points,
         settings.strategy,
         settings.n_groups,
         round_index,
-        n_rounds,
+        settings.horizon,
         np.random.default_rng(group_stream),
     )
     members = [

@@ -344,14 +344,13 @@ def run_feedback_round(
     group_stream, model_stream, credit_stream = sequence.spawn(3)
     model_seed = int(model_stream.generate_state(1)[0])
 
-    previous = np.array([float((points or {}).get(name, 0.0)) for name in names])
-    n_rounds = max(settings.horizon, round_index + 1)
     groups = group_round(
-        previous,
+        names,
+        points,
         settings.strategy,
         settings.n_groups,
         round_index,
-        n_rounds,
+        settings.horizon,
         np.random.default_rng(group_stream),
     )
 
