@@ -44,7 +44,7 @@ demo: setup
 
 # A feedback server on ./crowdtune-demo.db with sample projects: 200 PandaLM comparisons, 30 CaR
 # answers to revise, 30 to rate (made, and the tokens printed, on the first run; delete the file
-# to start afresh).
+# to start afresh), with a worker beside it that runs the Crowd-SFT rounds started there.
 SERVE_DB ?= sqlite:///./crowdtune-demo.db
 SERVE_PORT ?= 8000
 serve: setup
