@@ -203,6 +203,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=32, help="CaR train items per round")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="None: the rounds' LoRA default (2e-4)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("reports/bench_crowd_sft.json"))
     args = parser.parse_args()
@@ -226,6 +228,7 @@ def main() -> None:
     settings = ModelRoundSettings(
         candidate="sft", strategy="random", scheme="regression", n_groups=args.groups,
         seed=args.seed, max_steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         max_length=args.max_length, n_bootstrap=2000,
     )  # fmt: skip
     print(f"Crowd-SFT on {model}: {args.rounds} rounds x {args.groups} groups, {args.steps} "
