@@ -415,6 +415,9 @@ RoundCandidate = Literal["sft", "dpo", "preference"]
 RoundStrategy = Literal["random", "epsilon-greedy", "interleaved"]
 RoundScheme = Literal["rank", "marginal", "leave-one-out", "shapley", "regression"]
 RoundModel = Literal["length", "difference-bucket", "features-gbdt"]
+#: What an sft or dpo round's winner is chosen by
+#: (:data:`crowdtune.crowd.feedback.lm_reward.SELECT_BY`).
+RoundSelectBy = Literal["gold", "reward"]
 
 
 class RoundIn(BaseModel):
@@ -449,6 +452,24 @@ class RoundIn(BaseModel):
         None,
         description="sft and dpo rounds: optimizer steps per candidate (null: the default of "
         "ModelRoundSettings).",
+    )
+    reward_model: Annotated[FilledText, Field(max_length=500)] | None = Field(
+        None,
+        description="sft and dpo rounds: a reward model's folder on the worker's machine (the "
+        "--out of `crowdtune train reward`); every candidate's evaluation then also carries "
+        "its reward-model win rate against the base on the gold prompts, with the "
+        "length-controlled one. A missing folder fails the job.",
+    )
+    select_by: RoundSelectBy = Field(
+        "gold",
+        description="sft and dpo rounds: choose the winner by the gold metric, or by the "
+        "reward-model win rate ('reward', needs reward_model; the round improves when the "
+        "winner's win rate is above 0.5).",
+    )
+    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None,
+        description="sft and dpo rounds with a reward_model: new tokens per judged answer "
+        "(null: the default of ModelRoundSettings).",
     )
 
 

@@ -578,10 +578,22 @@ def enqueue_round(session: Session, project_id: int, body: RoundIn) -> tuple[Job
             f"round job {active[0].id} of project {project_id} is {active[0].state}; wait for "
             f"it (GET /api/v1/jobs/{active[0].id}) or cancel it"
         )
+    if candidate == "preference" and (body.reward_model is not None or body.select_by != "gold"):
+        raise ValueError(
+            "preference rounds score their candidates by the gold log loss; reward_model and "
+            "select_by are for sft and dpo rounds"
+        )
+    if body.select_by == "reward" and body.reward_model is None:
+        raise ValueError("select_by 'reward' needs a reward_model (a folder on the worker)")
     payload = body.model_dump(exclude={"candidate"})
-    payload.pop("max_steps" if candidate == "preference" else "model")
-    if payload.get("max_steps") is None:
-        payload.pop("max_steps", None)
+    if candidate == "preference":
+        for option in ("max_steps", "reward_model", "select_by", "max_new_tokens"):
+            payload.pop(option)
+    else:
+        payload.pop("model")
+    for option in ("max_steps", "max_new_tokens"):
+        if payload.get(option) is None:
+            payload.pop(option, None)
     number = len(repo.project_rounds(session, project_id)) + 1
     job = repo.enqueue_job(
         session, "round", {"candidate": candidate, **payload}, project_id=project_id

@@ -43,7 +43,12 @@ from sklearn.model_selection import GroupKFold
 from crowdtune.stats import bootstrap_mean_ci
 from crowdtune.training.data import StageDataError, split_rows, stage_rows
 from crowdtune.training.generation import generate, on_inference_device, reward_scores
-from crowdtune.training.stages import load_trained, prompt_key, training_prompts
+from crowdtune.training.stages import (
+    load_trained,
+    prompt_key,
+    read_stage_file,
+    training_prompts,
+)
 
 __all__ = [
     "AssessResult",
@@ -51,6 +56,7 @@ __all__ = [
     "assess",
     "held_out_prompts",
     "length_controlled_win_rate",
+    "reward_model_folder",
     "win_indicators",
     "win_rate",
 ]
@@ -300,6 +306,34 @@ def _check_model(name: str, option: str) -> None:
         raise FileNotFoundError(f"{option} {name}: a folder with no model in it (no config.json)")
 
 
+def reward_model_folder(reward_model: str | Path, option: str = "--reward-model") -> Path:
+    """The folder of a reward model, checked before anything is generated or trained: a
+    directory with a model in it, not another stage's model (a causal LM would load with a
+    freshly drawn scoring head and score at random). ``option`` names the setting in messages.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder, or no model in it.
+    ValueError
+        Its ``metrics.json`` records a stage other than ``reward``.
+    """
+    path = Path(reward_model).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{option} {reward_model}: no such folder (expected the --out of "
+            "`crowdtune train reward`)"
+        )
+    _check_model(str(path), option)
+    stage = (read_stage_file(path) or {}).get("stage", "reward")
+    if stage != "reward":
+        raise ValueError(
+            f"{option} {reward_model}: a model of the {stage} stage, not a reward model "
+            "(expected the --out of `crowdtune train reward`)"
+        )
+    return path
+
+
 def assess(
     base: str,
     tuned: str,
@@ -338,18 +372,14 @@ def assess(
     ------
     FileNotFoundError
         ``reward_model`` is not a folder with a model, or a named model folder is empty.
+    ValueError
+        ``reward_model`` is another stage's model (:func:`reward_model_folder`).
     crowdtune.training.UnknownModelError
         ``base`` or ``tuned`` names no model.
     """
 
     started = time.perf_counter()
-    reward_path = Path(reward_model).expanduser()
-    if not reward_path.is_dir():
-        raise FileNotFoundError(
-            f"--reward-model {reward_model}: no such folder (expected the --out of "
-            "`crowdtune train reward`)"
-        )
-    _check_model(str(reward_path), "--reward-model")
+    reward_path = reward_model_folder(reward_model)
     _check_model(base, "--base")
     _check_model(tuned, "--tuned")
     if n_prompts is not None and n_prompts < 1:

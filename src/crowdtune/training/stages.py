@@ -53,6 +53,7 @@ __all__ = [
     "StageResult",
     "load_trained",
     "prompt_key",
+    "read_stage_file",
     "run_dpo",
     "run_reward",
     "run_rl",
@@ -208,7 +209,8 @@ def _lora_config(task_type: str) -> Any:
     )
 
 
-def _read_stage_file(folder: Path) -> dict[str, Any] | None:
+def read_stage_file(folder: Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` a stage wrote in ``folder`` (None: not a stage's folder)."""
     path = folder / METRICS_FILE
     if not path.is_file():
         return None
@@ -230,7 +232,7 @@ def load_trained(
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        stage = _read_stage_file(folder) or {}
+        stage = read_stage_file(folder) or {}
         base_config = stage.get("config", {})
         base = base_config.get("model")
         if base is None:
@@ -320,7 +322,7 @@ def training_prompts(folder: str | Path) -> dict[str, set[str]]:
         if current in seen:
             continue
         seen.add(current)
-        recorded = _read_stage_file(current) if current.is_dir() else None
+        recorded = read_stage_file(current) if current.is_dir() else None
         if not recorded or recorded.get("stage") not in STAGES or "config" not in recorded:
             continue
         known = {f.name for f in fields(StageConfig)}

@@ -59,15 +59,19 @@ def regression_points(
     candidates: Sequence[ModelCandidate],
     history: Sequence[Mapping[str, Any]],
     kind: str,
+    select_by: str = "gold",
 ) -> dict[str, float]:
     """This round's regression award per contributor (see the module docstring).
 
-    ``history`` holds earlier rounds' ``to_dict()``; rounds of another candidate kind (their
-    gains are in other units) and records without per-candidate gains are skipped.
+    ``history`` holds earlier rounds' ``to_dict()``; rounds of another candidate kind or
+    selected by another score (``select_by``: their gains are in other units) and records
+    without per-candidate gains are skipped.
     """
     rounds: list[tuple[list[tuple[str, int]], dict[int, float | None]]] = []
     for details in history:
         if details.get("candidate") != kind:
+            continue
+        if details.get("settings", {}).get("select_by", "gold") != select_by:
             continue
         stored = details.get("candidates", [])
         if not stored or not all("gain" in c for c in stored):

@@ -17,11 +17,16 @@ models, and the steps are the same:
    has a chat template, as an instruct model is used, else plain strings.
 4. Every candidate and the base are evaluated on the gold items
    (:mod:`crowdtune.crowd.feedback.lm_evaluation`): ``sft`` by the mean per-token NLL of the
-   reference revisions, ``dpo`` by the preference accuracy of the implicit reward. The best
-   candidate wins (``selection="random"``: a random one, the ablation); the round **improved**
-   when the winner beats the base, and only then does the winner become ``model_after``.
+   reference revisions, ``dpo`` by the preference accuracy of the implicit reward; with a
+   ``reward_model``, also by the reward model's win rate against the base's answers to the gold
+   prompts (:mod:`crowdtune.crowd.feedback.lm_reward`). The best candidate wins (by the gold
+   metric, or by the win rate with ``select_by="reward"``; ``selection="random"``: a random
+   one, the ablation); the round **improved** when the winner beats the base (with
+   ``select_by="reward"``: its win rate is above 0.5), and only then does the winner become
+   ``model_after``.
 5. The point scheme pays the contributors (:mod:`crowdtune.crowd.feedback.lm_credit`), in the
-   evaluation's units (nats for ``sft``, accuracy for ``dpo``) except ``rank``.
+   evaluation's units (nats for ``sft``, accuracy for ``dpo``, win rate minus 0.5 with
+   ``select_by="reward"``) except ``rank``.
 
 Every candidate folder's ``metrics.json`` (written by the stage) gains ``provenance`` (round,
 parent, group, members, the sha256 of its training JSONL, seed, settings) and ``evaluation``.
@@ -46,12 +51,8 @@ import pandas as pd
 
 from crowdtune.crowd.feedback.credit import outcome_points
 from crowdtune.crowd.feedback.lm_credit import leave_one_out_points, regression_points
-from crowdtune.crowd.feedback.lm_evaluation import (
-    GoldEvaluation,
-    ModelCandidate,
-    RoundData,
-    prepare_round_data,
-)
+from crowdtune.crowd.feedback.lm_evaluation import ModelCandidate, RoundData, prepare_round_data
+from crowdtune.crowd.feedback.lm_reward import SELECT_BY, check_reward_model, round_evaluation
 from crowdtune.crowd.grouping import STRATEGIES, group_round
 from crowdtune.tables import jsonable
 from crowdtune.training.stages import StageConfig, load_trained, run_dpo, run_sft
@@ -122,6 +123,16 @@ class ModelRoundSettings:
         ``random`` picks a uniformly drawn candidate as the winner (the random-winner ablation).
     horizon : int
         Rounds over which epsilon-greedy's exploration decays (a project has no fixed number).
+    reward_model : str, optional
+        A folder :func:`~crowdtune.training.run_reward` wrote, on the machine that runs the
+        round: every evaluation also carries its win rate against the base
+        (:mod:`crowdtune.crowd.feedback.lm_reward`). Checked at the start of the round.
+    max_new_tokens : int
+        New tokens per answer the reward model judges.
+    select_by : {"gold", "reward"}
+        What the winner is chosen by: the gold metric, or (with a ``reward_model``) the reward
+        win rate; then the round improves when the winner's win rate is above 0.5, and gains
+        are win rates minus 0.5.
     """
 
     candidate: str = "sft"
@@ -139,12 +150,16 @@ class ModelRoundSettings:
     n_bootstrap: int = 2000
     selection: str = "best"
     horizon: int = 10
+    reward_model: str | None = None
+    max_new_tokens: int = 64
+    select_by: str = "gold"
 
     def __post_init__(self) -> None:
         check_choice(self.candidate, CANDIDATES, "candidate kind")
         check_choice(self.strategy, STRATEGIES, "strategy")
         check_choice(self.scheme, MODEL_ROUND_SCHEMES, "point scheme")
         check_choice(self.selection, SELECTIONS, "selection")
+        check_choice(self.select_by, SELECT_BY, "select_by")
         for name, low in (
             ("n_groups", 1),
             ("batch_size", 1),
@@ -152,6 +167,7 @@ class ModelRoundSettings:
             ("loo_budget", 0),
             ("n_bootstrap", 100),
             ("horizon", 1),
+            ("max_new_tokens", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -173,6 +189,12 @@ class ModelRoundSettings:
             raise ValueError(f"learning_rate must be positive or None, got {self.learning_rate!r}")
         if not isinstance(self.lora, bool):
             raise ValueError(f"lora must be true or false, got {self.lora!r}")
+        if self.reward_model is not None and (
+            not isinstance(self.reward_model, str) or not self.reward_model.strip()
+        ):
+            raise ValueError(f"reward_model must be a folder or None, got {self.reward_model!r}")
+        if self.select_by == "reward" and self.reward_model is None:
+            raise ValueError('select_by="reward" needs a reward_model')
 
     def resolved_learning_rate(self) -> float | None:
         """The rate the trainings use (None: the stage's own default, without LoRA)."""
@@ -257,12 +279,17 @@ class _Progress:
     unit per training with its evaluation), reported to the caller's ``progress``."""
 
     def __init__(self, report: Callable[[float, str], None] | None, total: int) -> None:
-        self.report, self.total, self.done = report, max(1, total), 0
+        self.report, self.total, self.done, self.within = report, max(1, total), 0, 0.0
 
     def tell(self, within: float, message: str) -> None:
+        self.within = within
         if self.report is not None:
             fraction = min(1.0, (self.done + min(1.0, within)) / self.total)
             self.report(fraction, message)
+
+    def note(self, message: str) -> None:
+        """A new message at the same fraction (work inside a unit that counts no steps)."""
+        self.tell(self.within, message)
 
     def finish_unit(self, message: str) -> None:
         self.done += 1
@@ -396,9 +423,13 @@ def run_model_round(
     ------
     ValueError
         Missing columns, no usable gold items, fewer contributors than groups, or no group could
-        train a candidate (the message gives each group's reason).
+        train a candidate (the message gives each group's reason); a ``reward_model`` folder
+        that holds another stage's model.
+    FileNotFoundError
+        No ``reward_model`` folder (or no model in it), before anything trains.
     """
     started = time.perf_counter()
+    reward_model = check_reward_model(settings.reward_model)
     out = Path(out)
     # A drawn seed is kept to 63 bits so that it survives JSON and a BIGINT column.
     seed = secrets.randbits(63) if settings.seed is None else settings.seed
@@ -446,9 +477,13 @@ def run_model_round(
 
     tracker.tell(0.0, f"round {number}: evaluating the base {base}")
     base_model, tokenizer = load_trained(base, "causal-lm", seed=train_seed)
-    evaluator = GoldEvaluation(
+    evaluator = round_evaluation(
         data,
         tokenizer,
+        reward_model=reward_model,
+        max_new_tokens=settings.max_new_tokens,
+        select_by=settings.select_by,
+        report=lambda message: tracker.note(f"round {number}: {message}"),
         chat=getattr(tokenizer, "chat_template", None) is not None,
         batch_size=settings.batch_size,
         max_length=settings.max_length,
@@ -520,7 +555,11 @@ def run_model_round(
         increments = outcome_points(settings.scheme, groups, rank_of_group, improved, gains)
         paid: dict[str, float | None] = dict(zip(names, increments.tolist(), strict=True))
     elif settings.scheme == "regression":
-        paid = dict(regression_points(names, groups, candidates, history, settings.candidate))
+        paid = dict(
+            regression_points(
+                names, groups, candidates, history, settings.candidate, settings.select_by
+            )
+        )
     else:
         paid, reasons, extra_fits = leave_one_out_points(
             candidates,
