@@ -28,8 +28,11 @@ ranks; the ``marginal`` and ``rank`` points of the same rounds, computed from th
 gains, beside the paid ``regression`` points) and the time per round, and writes everything to
 ``reports/bench_crowd_sft.json``.
 
-Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_crowd_sft.py`` (SmolLM2, ~25 min on 2 cores);
-``--quick``: the tiny model and a small crowd, a smoke run in about a minute.
+Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_crowd_sft.py`` (SmolLM2; the defaults, 10 steps
+× batch 4 × 256 tokens and 48 gold items, need ~80 min on 2 shared cores; RESULTS.md's figures
+come from ``--steps 5 --gold 24 --max-length 128 --batch-size 2 --learning-rate 1e-3``, 46 min on
+cores shared with other work, about 15 uncontended); ``--quick``: the tiny model and a small
+crowd, a smoke run in about ten seconds.
 """
 
 from __future__ import annotations
