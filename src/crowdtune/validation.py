@@ -108,6 +108,39 @@ def encodable_text(text: str) -> str:
     return _SURROGATE.sub(REPLACEMENT, text) if _SURROGATE.search(text) else text
 
 
+def escape_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate written out as its JSON escape, the six characters
+    ``\\ud83d``: the lossless repair of a JSON text that escapes half a surrogate pair (an emoji
+    cut in two, as in cells of the Kaggle LMSYS arena data). Unlike :func:`encodable_text`, which
+    puts U+FFFD in its place, the code point stays readable in the text.
+
+    >>> escape_surrogates("cut \\ud83d here") == "cut \\\\ud83d here"
+    True
+    >>> escape_surrogates("whole 😀")
+    'whole 😀'
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def _escape_lone_surrogates(value: Any, escaped: list[str]) -> Any:
+    """``value`` (decoded JSON) with :func:`escape_surrogates` applied to every string, keys
+    too; each surrogate escaped is appended to ``escaped``. Recursive, but only on values that
+    :func:`json_depth_problem` let through."""
+    if isinstance(value, str):
+        escaped += [f"\\u{ord(found):04x}" for found in _SURROGATE.findall(value)]
+        return escape_surrogates(value)
+    if isinstance(value, list):
+        return [_escape_lone_surrogates(item, escaped) for item in value]
+    if isinstance(value, dict):
+        return {
+            _escape_lone_surrogates(key, escaped): _escape_lone_surrogates(item, escaped)
+            for key, item in value.items()
+        }
+    return value
+
+
 # ---------------------------------------------------------------------------------------------
 # JSON
 
@@ -207,7 +240,9 @@ def _parse_int(literal: str) -> int | _Refused:
     return _Refused(f"the integer is out of range (at most {MAX_INT} in absolute value)")
 
 
-def loads_json(document: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def loads_json(
+    document: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, escaped: list[str] | None = None
+) -> Any:
     """Parse a JSON document that came from outside, refusing what :func:`check_json_value`
     refuses, before it can reach anything else.
 
@@ -218,6 +253,10 @@ def loads_json(document: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any
     max_depth
         Deepest nesting accepted; checked before parsing, so a deeper document never reaches
         the (recursive) parser.
+    escaped
+        None (default): a lone surrogate is refused like the rest. A list: a lone surrogate is
+        kept as its escape text instead (:func:`escape_surrogates`, lossless) and its escape is
+        appended to the list, so the caller can say what it repaired. A NUL is still refused.
 
     Raises
     ------
@@ -232,6 +271,11 @@ def loads_json(document: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any
     Traceback (most recent call last):
     ...
     crowdtune.validation.InputError: ['seconds']: NaN is not a finite number
+    >>> found = []
+    >>> loads_json('["cut \\\\ud83d", "whole \\\\ud83d\\\\ude00"]', escaped=found)
+    ['cut \\\\ud83d', 'whole 😀']
+    >>> found
+    ['\\\\ud83d']
     >>> loads_json("[" * 5000 + "]" * 5000)
     Traceback (most recent call last):
     ...
@@ -257,6 +301,8 @@ def loads_json(document: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any
         parse_float=lambda literal: refuse(_parse_float(literal)),
         parse_int=lambda literal: refuse(_parse_int(literal)),
     )
+    if escaped is not None and _SUSPECT_ESCAPE.search(document):
+        value = _escape_lone_surrogates(value, escaped)
     # Walking the value finds a refused one with its path; skipped when nothing can be there.
     if refused or _SUSPECT_ESCAPE.search(document) or _BAD_CHARACTER.search(document):
         check_json_value(value)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +36,54 @@ DataOpt = typer.Option(
 PrefSeedOpt = typer.Option(0, "--seed", help="Seed of A/B randomisation, folds and models.")
 
 
+@contextmanager
+def reading(src: str) -> Iterator[None]:
+    """Read SRC inside: a bad source is a clean exit naming it (status 2, no traceback), and
+    what the reader repaired (a :class:`~crowdtune.datasets.DatasetRepairWarning`) is a note on
+    stderr."""
+    from crowdtune.datasets import DatasetRepairWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DatasetRepairWarning)
+        try:
+            yield
+        except (OSError, ValueError) as exc:
+            fail(f"--data {src}: {exc}")
+    for warning in caught:
+        if issubclass(warning.category, DatasetRepairWarning):
+            err.print(f"[yellow]note:[/] --data {src}: {warning.message}", highlight=False)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
 def load_records(sources: list[str], seed: int = 0) -> list[Any]:
     """The comparisons of every SRC in order, or a clean exit naming the bad source."""
     from crowdtune.datasets.registry import load_comparisons
 
     records = []
     for src in sources:
-        try:
+        with reading(src):
             records += load_comparisons(src, seed=seed)
-        except (OSError, ValueError) as exc:
-            fail(f"--data {src}: {exc}")
     if not records:
         fail(f"--data {' '.join(sources)}: no comparisons")
     return records
+
+
+def load_pair_frame(sources: list[str], seed: int = 0) -> pd.DataFrame:
+    """The pairs of every SRC as one frame, labels not needed (an arena CSV may be Kaggle's
+    ``test.csv``), or a clean exit naming the bad source."""
+    from crowdtune.datasets.registry import load_pairs
+
+    frames = []
+    for src in sources:
+        with reading(src):
+            frames.append(load_pairs(src, seed=seed))
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        fail(f"--data {' '.join(sources)}: no comparisons")
+    return frame
 
 
 def load_frame(sources: list[str], seed: int = 0) -> pd.DataFrame:
@@ -153,10 +191,11 @@ def predict_cmd(
     """Write P(A), P(B) and P(tie) of each comparison to a CSV.
 
     The CSV has the columns of the competition's submissions: `id`, `winner_model_a`,
-    `winner_model_b`, `winner_tie`.
+    `winner_model_b`, `winner_tie`, one row per pair in the order of --data. The data need no
+    labels: an arena CSV may be Kaggle's test.csv (`id, prompt, response_a, response_b`).
     """
     model = _load(model_dir)
-    frame = load_frame(data, seed)
+    frame = load_pair_frame(data, seed)
     start = time.perf_counter()
     proba = model.predict_proba(frame)
     seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ revision and rating projects.
 from crowdtune.datasets.car import load_car, load_car_revisions
 from crowdtune.datasets.comparisons import (
     read_arena_csv,
+    read_arena_pairs,
     read_jsonl,
     trl_rows,
     write_arena_csv,
@@ -33,6 +34,7 @@ from crowdtune.datasets.home import (
     DatasetDownloadError,
     DatasetFormatError,
     DatasetMissingError,
+    DatasetRepairWarning,
     cache_dir,
     cache_home,
     data_home,
@@ -66,6 +68,7 @@ from crowdtune.datasets.registry import (
     PREFERENCE_DATASETS,
     REVISION_DATASETS,
     load_comparisons,
+    load_pairs,
     load_revisions,
 )
 from crowdtune.datasets.revisions import (
@@ -94,6 +97,7 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetFormatError",
     "DatasetMissingError",
+    "DatasetRepairWarning",
     "GoEmotionsSplit",
     "cache_dir",
     "cache_home",
@@ -104,6 +108,7 @@ __all__ = [
     "load_car",
     "load_car_revisions",
     "load_comparisons",
+    "load_pairs",
     "load_goemotions",
     "load_hh_rlhf",
     "load_llmeval2",
@@ -116,6 +121,7 @@ __all__ = [
     "rating_csv_rows",
     "rating_kto_rows",
     "read_arena_csv",
+    "read_arena_pairs",
     "read_items",
     "read_jsonl",
     "read_rating_items",

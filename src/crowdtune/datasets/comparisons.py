@@ -23,29 +23,32 @@ interrupted write never leaves a truncated file in place of a good one.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
-from crowdtune.datasets.home import DatasetFormatError
+from crowdtune.datasets.home import DatasetFormatError, DatasetRepairWarning
 from crowdtune.datasets.textfile import atomic_path, json_lines, unique_ids, write_json_lines
-from crowdtune.records import Comparison, Verdict
+from crowdtune.records import FRAME_COLUMNS, Comparison, Verdict, join_turns
 from crowdtune.validation import InputError, check_choice, loads_json, text_problem
 
+#: Columns an arena CSV without labels must have (Kaggle's ``test.csv``).
+ARENA_PAIR_COLUMNS = ("id", "prompt", "response_a", "response_b")
 #: Columns an arena CSV must have.
 ARENA_REQUIRED_COLUMNS = (
-    "id",
-    "prompt",
-    "response_a",
-    "response_b",
+    *ARENA_PAIR_COLUMNS,
     "winner_model_a",
     "winner_model_b",
     "winner_tie",
 )
 #: Columns an arena CSV may have (absent or empty cells read as None).
 ARENA_OPTIONAL_COLUMNS = ("model_a", "model_b", "annotator", "source")
+#: Columns of :func:`read_arena_pairs`: those of :func:`~crowdtune.records.comparisons_frame`
+#: but ``label``.
+PAIR_FRAME_COLUMNS = tuple(name for name in FRAME_COLUMNS if name != "label")
 #: Column order :func:`write_arena_csv` writes: Kaggle's order, then crowdtune's extra columns.
 ARENA_COLUMNS = (
     "id",
@@ -87,11 +90,12 @@ def _require_file(path: Path) -> None:
 # arena CSV
 
 
-def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
-    """Parse a JSON list of strings (one per turn); raise ``ValueError`` saying what is wrong
-    (what :func:`crowdtune.validation.loads_json` refuses too: a NUL, a lone surrogate, ...)."""
+def _json_turns(cell: str, *, escaped: list[str]) -> tuple[str, ...]:
+    """Parse a JSON list of strings (one per turn; ``null`` reads as an empty string); raise
+    ``ValueError`` saying what is wrong (what :func:`crowdtune.validation.loads_json` refuses
+    too: a NUL, ...). A lone surrogate is kept as its escape text and appended to ``escaped``."""
     try:
-        value = loads_json(cell)
+        value = loads_json(cell, escaped=escaped)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"not valid JSON ({err.msg} at character {err.pos}): {cell[:80]!r}"
@@ -101,8 +105,7 @@ def _json_turns(cell: str, *, nulls_as_empty: bool) -> tuple[str, ...]:
         raise ValueError(f"{turn}{err.problem}") from None
     if not isinstance(value, list):
         raise ValueError(f"expected a JSON list of strings, got {type(value).__name__}")
-    if nulls_as_empty:
-        value = ["" if turn is None else turn for turn in value]
+    value = ["" if turn is None else turn for turn in value]
     if bad := [turn for turn in value if not isinstance(turn, str)]:
         raise ValueError(f"expected a JSON list of strings, but it holds {bad[0]!r}")
     return tuple(value)
@@ -119,52 +122,44 @@ def _check_text_cells(record: Mapping[Any, str]) -> tuple[str, str] | None:
     return None
 
 
-def read_arena_csv(path: str | Path) -> list[Comparison]:
-    """Read comparisons from an arena CSV (the Kaggle LMSYS Chatbot Arena layout).
+def _repair_note(path: Path, repairs: list[tuple[int, str, list[str]]]) -> str:
+    """What :func:`_read_arena` repaired, for a :class:`DatasetRepairWarning`."""
+    count = sum(len(escapes) for _, _, escapes in repairs)
+    shown = "; ".join(
+        f"data row {row}, column {column!r} ({', '.join(escapes)})"
+        for row, column, escapes in repairs[:3]
+    )
+    more = f"; and {len(repairs) - 3} more cells" if len(repairs) > 3 else ""
+    return (
+        f"{path}: kept {count} lone surrogate escape(s) as text (six characters such as "
+        f"\\ud83d; UTF-8 cannot encode half a surrogate pair) in {shown}{more}"
+    )
 
-    Parameters
-    ----------
-    path
-        A ``.csv`` or ``.csv.gz`` file with the columns of :data:`ARENA_REQUIRED_COLUMNS`;
-        ``model_a``, ``model_b``, ``annotator`` and ``source`` are optional (absent or empty
-        cells give None) and other columns are ignored. ``prompt``, ``response_a`` and
-        ``response_b`` hold JSON lists of strings, one per turn; ``null`` entries (as in the
-        Kaggle data) read as empty strings. The winner columns hold ``0``/``1`` with exactly
-        one ``1`` per row. No text may hold a NUL character or a lone surrogate
-        (:func:`crowdtune.validation.text_problem`).
 
-    Returns
-    -------
-    list of Comparison
-        One per row, in file order.
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    DatasetFormatError
-        A column is missing, a turn cell is not a JSON list of strings, the winner columns of a
-        row are not one-hot, an id is empty or repeated, or a cell holds a NUL or a lone
-        surrogate. The error names the file, the 1-based data row and the column; nothing is
-        returned.
-    """
-    path = Path(path)
+def _read_arena(
+    path: Path, *, labels: bool
+) -> list[tuple[Mapping[str, str], dict[str, tuple[str, ...]], Verdict | None]]:
+    """The checked rows of an arena CSV: each row's cells, its turns and (with ``labels``) its
+    verdict; one reader for the labelled and the unlabelled layout (see :func:`read_arena_csv`
+    and :func:`read_arena_pairs`)."""
     _require_file(path)
     how = _HOW_TO_FIX.format(writer="write_arena_csv")
+    required = ARENA_REQUIRED_COLUMNS if labels else ARENA_PAIR_COLUMNS
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
         raise DatasetFormatError(path, f"not a readable CSV file ({err})", how) from err
-    if missing := [name for name in ARENA_REQUIRED_COLUMNS if name not in frame.columns]:
+    if missing := [name for name in required if name not in frame.columns]:
         raise DatasetFormatError(
             path,
-            f"missing column(s) {missing}; an arena CSV needs {list(ARENA_REQUIRED_COLUMNS)} "
+            f"missing column(s) {missing}; an arena CSV needs {list(required)} "
             f"and has {list(frame.columns)}",
             how,
             column=missing[0],
         )
-    comparisons: list[Comparison] = []
+    rows: list[tuple[Mapping[str, str], dict[str, tuple[str, ...]], Verdict | None]] = []
     first_row: dict[str, int] = {}
+    repairs: list[tuple[int, str, list[str]]] = []
     for row, record in enumerate(frame.to_dict("records"), start=1):
         if (bad := _check_text_cells(record)) is not None:
             raise DatasetFormatError(path, bad[1], how, row=row, column=bad[0])
@@ -178,38 +173,124 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         first_row[ident] = row
         turns = {}
         for column in _TURN_FIELDS:
+            escaped: list[str] = []
             try:
-                turns[column] = _json_turns(record[column], nulls_as_empty=True)
+                turns[column] = _json_turns(record[column], escaped=escaped)
             except ValueError as err:
                 raise DatasetFormatError(path, str(err), how, row=row, column=column) from None
-        for column in _WINNER_COLUMNS:
-            if record[column].strip() not in {"0", "1"}:
-                raise DatasetFormatError(
-                    path, f"expected 0 or 1, got {record[column]!r}", how, row=row, column=column
-                )
-        winners = [v for column, v in _WINNER_COLUMNS.items() if record[column].strip() == "1"]
-        if len(winners) != 1:
+            if escaped:
+                repairs.append((row, column, escaped))
+        rows.append((record, turns, _verdict(path, record, row, how) if labels else None))
+    if repairs:
+        warnings.warn(DatasetRepairWarning(_repair_note(path, repairs)), stacklevel=3)
+    return rows
+
+
+def _verdict(path: Path, record: Mapping[str, str], row: int, how: str) -> Verdict:
+    """The verdict of a row's one-hot winner columns, or a :class:`DatasetFormatError`."""
+    for column in _WINNER_COLUMNS:
+        if record[column].strip() not in {"0", "1"}:
             raise DatasetFormatError(
-                path,
-                f"the winner columns must be one-hot (exactly one 1), this row has {len(winners)}",
-                how,
-                row=row,
-                column=", ".join(_WINNER_COLUMNS),
+                path, f"expected 0 or 1, got {record[column]!r}", how, row=row, column=column
             )
-        comparisons.append(
-            Comparison(
-                id=ident,
-                prompt=turns["prompt"],
-                response_a=turns["response_a"],
-                response_b=turns["response_b"],
-                verdict=winners[0],
-                annotator=record.get("annotator") or None,
-                model_a=record.get("model_a") or None,
-                model_b=record.get("model_b") or None,
-                source=record.get("source") or None,
-            )
+    winners = [v for column, v in _WINNER_COLUMNS.items() if record[column].strip() == "1"]
+    if len(winners) != 1:
+        raise DatasetFormatError(
+            path,
+            f"the winner columns must be one-hot (exactly one 1), this row has {len(winners)}",
+            how,
+            row=row,
+            column=", ".join(_WINNER_COLUMNS),
         )
-    return comparisons
+    return winners[0]
+
+
+def read_arena_csv(path: str | Path) -> list[Comparison]:
+    """Read comparisons from an arena CSV (the Kaggle LMSYS Chatbot Arena layout).
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` or ``.csv.gz`` file with the columns of :data:`ARENA_REQUIRED_COLUMNS`;
+        ``model_a``, ``model_b``, ``annotator`` and ``source`` are optional (absent or empty
+        cells give None) and other columns are ignored. ``prompt``, ``response_a`` and
+        ``response_b`` hold JSON lists of strings, one per turn; ``null`` entries (as in the
+        Kaggle data) read as empty strings. No text may hold a NUL character. A lone surrogate
+        escape (``"\\ud83d"``: half an emoji's surrogate pair, which the Kaggle train.csv has in a
+        few cells and which UTF-8 cannot encode) is kept as its escape text, the six characters
+        ``\\ud83d`` (:func:`crowdtune.validation.escape_surrogates`), with a
+        :class:`~crowdtune.datasets.DatasetRepairWarning` naming each such row and column:
+        lossless, where U+FFFD would lose the code point and refusing would make the whole file
+        unusable. An invalid escape (``\\x41``) is not JSON and is refused. The winner columns hold
+        ``0``/``1`` with exactly one ``1`` per row.
+
+    Returns
+    -------
+    list of Comparison
+        One per row, in file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DatasetFormatError
+        A column is missing, a turn cell is not a JSON list of strings, the winner columns of a
+        row are not one-hot, an id is empty or repeated, or a cell holds a NUL. The error names
+        the file, the 1-based data row and the column; nothing is returned.
+    """
+    path = Path(path)
+    return [
+        Comparison(
+            id=record["id"],
+            prompt=turns["prompt"],
+            response_a=turns["response_a"],
+            response_b=turns["response_b"],
+            verdict=verdict,
+            annotator=record.get("annotator") or None,
+            model_a=record.get("model_a") or None,
+            model_b=record.get("model_b") or None,
+            source=record.get("source") or None,
+        )
+        for record, turns, verdict in _read_arena(path, labels=True)
+        if verdict is not None
+    ]
+
+
+def read_arena_pairs(path: str | Path) -> pd.DataFrame:
+    """Read the pairs of an arena CSV without labels (the Kaggle test layout), to predict on.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` or ``.csv.gz`` file with the columns of :data:`ARENA_PAIR_COLUMNS` (Kaggle's
+        ``test.csv``: ``id, prompt, response_a, response_b``); winner columns, when there, are
+        not read. The optional columns and the cells follow :func:`read_arena_csv`
+        (JSON lists of turns, ``null`` entries, a lone surrogate escape kept as text).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair, in file order, with the columns of
+        :func:`~crowdtune.records.comparisons_frame` but ``label`` (:data:`PAIR_FRAME_COLUMNS`):
+        what every predictor's ``predict_proba`` reads.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DatasetFormatError
+        As :func:`read_arena_csv`, but for the winner columns.
+    """
+    path = Path(path)
+    rows = [
+        (
+            record["id"],
+            *(join_turns(turns[name]) for name in _TURN_FIELDS),
+            *(record.get(name) or None for name in ("annotator", "model_a", "model_b", "source")),
+        )
+        for record, turns, _ in _read_arena(path, labels=False)
+    ]
+    return pd.DataFrame(rows, columns=list(PAIR_FRAME_COLUMNS))
 
 
 def defuse_formula(cell: str) -> str:

@@ -204,6 +204,12 @@ class DatasetFormatError(ValueError):
         return type(self), (self.path, self.problem, self.how_to_get, self.row, self.column)
 
 
+class DatasetRepairWarning(UserWarning):
+    """A reader repaired something in a file, losslessly, and says what and where (the command
+    line prints it as a note). Filter it with :mod:`warnings` to silence it, or turn it into an
+    error (``warnings.simplefilter("error", DatasetRepairWarning)``) to refuse such files."""
+
+
 class DatasetDownloadError(OSError):
     """Downloading a dataset from its canonical source failed (network, HTTP status, truncation).
 

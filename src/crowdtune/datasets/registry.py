@@ -35,7 +35,7 @@ from types import MappingProxyType
 import pandas as pd
 
 from crowdtune.datasets.car import CAR_SPLITS, car_instructions, load_car, load_car_revisions
-from crowdtune.datasets.comparisons import read_arena_csv, read_jsonl
+from crowdtune.datasets.comparisons import read_arena_csv, read_arena_pairs, read_jsonl
 from crowdtune.datasets.goemotions import GOEMOTIONS_SPLITS, goemotions_texts
 from crowdtune.datasets.hh_rlhf import HH_RLHF_SUBSETS, hh_rlhf_texts, load_hh_rlhf
 from crowdtune.datasets.llmeval2 import load_llmeval2
@@ -43,7 +43,7 @@ from crowdtune.datasets.mt_bench import load_mt_bench
 from crowdtune.datasets.pandalm import load_pandalm
 from crowdtune.datasets.revisions import read_revisions_jsonl
 from crowdtune.datasets.texts import read_texts
-from crowdtune.records import Comparison, Revision
+from crowdtune.records import Comparison, Revision, comparisons_frame
 from crowdtune.validation import check_choice
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "RevisionDataset",
     "TextDataset",
     "load_comparisons",
+    "load_pairs",
     "load_revisions",
     "load_texts",
 ]
@@ -166,6 +167,7 @@ REVISION_DATASETS: Mapping[str, RevisionDataset] = MappingProxyType(
 REVISION_FILE_SUFFIXES = (".jsonl", ".jsonl.gz")
 #: File suffixes :func:`load_comparisons` reads, with their format.
 COMPARISON_FILE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
+_CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
 def _one_option(name: str, options: Sequence[str], choices: Sequence[str], default: str) -> str:
@@ -251,6 +253,40 @@ def load_comparisons(src: str, seed: int = 0) -> list[Comparison]:
         if option:
             check_choice(option, dataset.options, f"option of @{name}")
         return dataset.load(option or None, seed)
+    path = _comparison_file(src)
+    if path.name.endswith(_CSV_SUFFIXES):
+        return read_arena_csv(path)
+    return read_jsonl(path)
+
+
+def load_pairs(src: str, seed: int = 0) -> pd.DataFrame:
+    """Load the pairs a command-line ``SRC`` names, to predict on: no labels needed.
+
+    Parameters
+    ----------
+    src, seed
+        As in :func:`load_comparisons`. An arena CSV may lack the winner columns (Kaggle's
+        ``test.csv``: ``id, prompt, response_a, response_b``; :func:`read_arena_pairs`); any
+        other source is read by :func:`load_comparisons` and its labels are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`~crowdtune.records.comparisons_frame` but ``label``, one row per
+        pair in the source's order.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, DatasetFormatError
+        As :func:`load_comparisons`.
+    """
+    if not src.startswith("@") and (path := _comparison_file(src)).name.endswith(_CSV_SUFFIXES):
+        return read_arena_pairs(path)
+    return comparisons_frame(load_comparisons(src, seed)).drop(columns="label")
+
+
+def _comparison_file(src: str) -> Path:
+    """The comparison file ``src`` names; ``ValueError`` for a suffix of no known format."""
     path = Path(src).expanduser()
     if not path.name.endswith(COMPARISON_FILE_SUFFIXES):
         raise ValueError(
@@ -260,9 +296,7 @@ def load_comparisons(src: str, seed: int = 0) -> list[Comparison]:
         )
     if not path.is_file():
         raise FileNotFoundError(f"no comparison file at {path}")
-    if path.name.endswith((".csv", ".csv.gz")):
-        return read_arena_csv(path)
-    return read_jsonl(path)
+    return path
 
 
 def load_revisions(src: str) -> list[Revision]:
