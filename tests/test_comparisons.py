@@ -204,7 +204,7 @@ def test_arena_csv_winners_must_be_one_hot(tmp_path: Path, winners: tuple[str, .
 @pytest.mark.parametrize(
     ("column", "cell", "problem"),
     [
-        ("prompt", '["\\ud800"]', "turn 1 contains a lone surrogate"),
+        ("prompt", '["\\x41"]', "not valid JSON \\(Invalid \\\\escape"),
         ("response_a", '["fine", "x\\u0000"]', "turn 2 contains a NUL character"),
         ("response_b", "[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
         ("prompt", "[NaN]", "turn 1 NaN is not a finite number"),

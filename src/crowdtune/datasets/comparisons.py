@@ -15,9 +15,13 @@ Three formats, each read into (or written from) :class:`~crowdtune.records.Compa
 
 Readers validate the whole file before returning and raise
 :class:`~crowdtune.datasets.DatasetFormatError` naming the file, the row and the column of the
-first problem, so a bad file never yields a partial list. Names ending in ``.gz`` are read and
-written gzip-compressed. Writers write to a temporary file beside the target and rename it, so an
-interrupted write never leaves a truncated file in place of a good one.
+first problem, so a bad file never yields a partial list. The one thing a reader repairs
+(losslessly, with a :class:`~crowdtune.datasets.DatasetRepairWarning` naming rows and columns)
+is a lone surrogate escape in an arena CSV's turn cell (see :func:`read_arena_csv`). A file
+without the winner columns (Kaggle's ``test.csv``) is read by :func:`read_arena_pairs`, to
+predict on. Names ending in ``.gz`` are read and written gzip-compressed. Writers write to a
+temporary file beside the target and rename it, so an interrupted write never leaves a
+truncated file in place of a good one.
 """
 
 from __future__ import annotations
@@ -138,7 +142,7 @@ def _repair_note(path: Path, repairs: list[tuple[int, str, list[str]]]) -> str:
 
 def _read_arena(
     path: Path, *, labels: bool
-) -> list[tuple[Mapping[str, str], dict[str, tuple[str, ...]], Verdict | None]]:
+) -> list[tuple[Mapping[Any, str], dict[str, tuple[str, ...]], Verdict | None]]:
     """The checked rows of an arena CSV: each row's cells, its turns and (with ``labels``) its
     verdict; one reader for the labelled and the unlabelled layout (see :func:`read_arena_csv`
     and :func:`read_arena_pairs`)."""
@@ -157,7 +161,7 @@ def _read_arena(
             how,
             column=missing[0],
         )
-    rows: list[tuple[Mapping[str, str], dict[str, tuple[str, ...]], Verdict | None]] = []
+    rows: list[tuple[Mapping[Any, str], dict[str, tuple[str, ...]], Verdict | None]] = []
     first_row: dict[str, int] = {}
     repairs: list[tuple[int, str, list[str]]] = []
     for row, record in enumerate(frame.to_dict("records"), start=1):
@@ -186,7 +190,7 @@ def _read_arena(
     return rows
 
 
-def _verdict(path: Path, record: Mapping[str, str], row: int, how: str) -> Verdict:
+def _verdict(path: Path, record: Mapping[Any, str], row: int, how: str) -> Verdict:
     """The verdict of a row's one-hot winner columns, or a :class:`DatasetFormatError`."""
     for column in _WINNER_COLUMNS:
         if record[column].strip() not in {"0", "1"}:
