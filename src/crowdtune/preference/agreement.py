@@ -219,8 +219,8 @@ def majority_of_others(
     others[np.arange(len(label)), label] -= 1
     top = others.max(axis=1)
     decided = ((others == top[:, None]).sum(axis=1) == 1) & (top > 0)
-    hits = np.bincount(annotator[decided], weights=(others[decided].argmax(axis=1) == label[decided]),
-                       minlength=len(names))  # fmt: skip
+    right = others[decided].argmax(axis=1) == label[decided]
+    hits = np.bincount(annotator[decided], weights=right, minlength=len(names))
     n_decided = np.bincount(annotator[decided], minlength=len(names))
     low, high = proportion_confint(hits, np.maximum(n_decided, 1), 1 - confidence, method="wilson")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -230,7 +230,9 @@ def majority_of_others(
         "ci_low": np.where(n_decided > 0, low, np.nan),
         "ci_high": np.where(n_decided > 0, high, np.nan),
     })  # fmt: skip
-    return majority.sort_values(["n_items", "annotator"], ascending=[False, True], ignore_index=True)
+    return majority.sort_values(
+        ["n_items", "annotator"], ascending=[False, True], ignore_index=True
+    )
 
 
 def agreement(

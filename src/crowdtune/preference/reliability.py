@@ -61,30 +61,60 @@ class _Fit:
 
 
 def _em(
-    counts: np.ndarray, *, max_iter: int, tol: float, smoothing: float, symmetric: bool
+    item: np.ndarray,
+    annotator: np.ndarray,
+    label: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    max_iter: int,
+    tol: float,
+    smoothing: float,
+    symmetric: bool,
 ) -> _Fit:
-    """Dawid–Skene EM on ``counts`` (items, annotators, K), started from majority vote."""
-    per_item = counts.sum(axis=1)  # (items, K)
-    posteriors = (per_item + 1e-9) / (per_item + 1e-9).sum(axis=1, keepdims=True)
-    n_votes = max(float(counts.sum()), 1.0)
+    """Dawid–Skene EM on the votes ``(item, annotator, label)`` of ``shape`` = (items,
+    annotators), started from majority vote (each item's vote shares).
+
+    Smoothing adds ``smoothing`` pseudo-votes to every row of every confusion matrix, spread like
+    the pooled matrix of all annotators (and ``smoothing`` to every prior count): a judge with a
+    handful of votes is pulled towards the average judge rather than towards a random voter,
+    which with uniform add-one cells made true ties vanish on MT-Bench's many one-vote judges.
+    """
+    n_items, n_annotators = shape
+    cell = annotator * K + label  # (annotator, vote) pair of each vote
+
+    def per_item(weights: np.ndarray) -> np.ndarray:  # (votes, K) summed into (items, K)
+        return np.stack([np.bincount(item, weights[:, c], n_items) for c in range(K)], axis=1)
+
+    posteriors = per_item(np.eye(K)[label]) + 1e-9
+    posteriors /= posteriors.sum(axis=1, keepdims=True)
     previous = -np.inf
     converged = False
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        # M-step: priors and confusion matrices from the soft labels, with Laplace smoothing.
+    while n_iter < max_iter:
+        n_iter += 1
+        # M-step: priors and confusion matrices from the soft labels.
         priors = posteriors.sum(axis=0) + smoothing
-        cells = np.einsum("ic,ijk->jck", posteriors, counts) + smoothing
+        weights = posteriors[item]  # (votes, K true)
+        counts: np.ndarray = (
+            np.stack([np.bincount(cell, weights[:, c], n_annotators * K) for c in range(K)])
+            .reshape(K, n_annotators, K)
+            .transpose(1, 0, 2)
+        )  # (annotators, true, vote)
         if symmetric:
             priors = (priors + priors[_SWAP]) / 2
-            cells = (cells + cells[:, _SWAP][:, :, _SWAP]) / 2
+            counts = (counts + counts[:, _SWAP][:, :, _SWAP]) / 2
+        pooled = counts.sum(axis=0) + 1e-9
+        cells = counts + smoothing * pooled / pooled.sum(axis=1, keepdims=True)
         priors = priors / priors.sum()
-        matrices = cells / cells.sum(axis=2, keepdims=True)
-        # E-step in log space: log p_c + sum over votes of log P(vote | c).
-        joint = np.log(priors) + np.einsum("ijk,jck->ic", counts, np.log(matrices))
+        matrices = cells / np.maximum(cells.sum(axis=2, keepdims=True), 1e-300)
+        # E-step in log space: log p_c + sum over the item's votes of log P(vote | c).
+        with np.errstate(divide="ignore"):
+            log_matrices = np.log(matrices)
+        joint = np.log(priors) + per_item(log_matrices[annotator, :, label])
         norm = logsumexp(joint, axis=1, keepdims=True)
         posteriors = np.exp(joint - norm)
         log_likelihood = float(norm.sum())
-        if abs(log_likelihood - previous) <= tol * n_votes:
+        if abs(log_likelihood - previous) <= tol * max(len(item), 1):
             converged = True
             break
         previous = log_likelihood
@@ -194,12 +224,15 @@ def dawid_skene(
     frame : pandas.DataFrame
         ``prompt, response_a, response_b, label, annotator`` (a
         :func:`crowdtune.records.comparisons_frame`); ``id`` names the items when present.
-        An annotator may vote on an item more than once; every vote counts.
+        An annotator's repeated votes on the same content are matched with the others' repeats,
+        in order, as items of their own (as in
+        :func:`~crowdtune.preference.agreement.agreement`).
     max_iter, tol : int, float
         EM stops after ``max_iter`` rounds or when the log likelihood per vote moves by at most
         ``tol``.
     smoothing : float, default 1.0
-        Pseudo-count added to every confusion cell and prior (Laplace smoothing).
+        Pseudo-votes added to every row of every confusion matrix, spread like the pooled
+        matrix of all annotators, and to every prior count (Laplace-style smoothing).
     symmetric : bool, default True
         Tie the parameters under the first/second swap (see the module docstring).
     n_bootstrap : int, default 200
@@ -222,22 +255,35 @@ def dawid_skene(
     if frame.empty:
         raise ValueError("comparisons frame has no votes; Dawid–Skene needs some")
     votes = canonical_votes(frame)
+    # As in agreement(): an annotator's k-th vote on identical content joins the others' k-th
+    # votes as an item of its own (PandaLM repeats texts across rows; each row is an item).
+    occurrence = votes.groupby(["item", "annotator"]).cumcount()
+    votes["item"] = (
+        votes.assign(occurrence=occurrence).groupby(["item", "occurrence"], sort=False).ngroup()
+    )
     item, n_items = votes["item"].to_numpy(), int(votes["item"].max()) + 1
     codes, names = pd.factorize(votes["annotator"], sort=True)
     label = votes["label"].to_numpy()
-    counts = np.zeros((n_items, len(names), K))
-    np.add.at(counts, (item, codes, label), 1)
+    shape = (n_items, len(names))
     options = {"max_iter": max_iter, "tol": tol, "smoothing": smoothing, "symmetric": symmetric}
-    fit = _em(counts, **options)  # type: ignore[arg-type]
+    fit = _em(item, codes, label, shape, **options)  # type: ignore[arg-type]
+    n_votes = np.bincount(codes, minlength=len(names))
+    # Votes sorted by item, so that a resampled item's votes are one slice.
+    by_item = np.argsort(item, kind="stable")
+    starts = np.searchsorted(item[by_item], np.arange(n_items + 1))
 
     rng = np.random.default_rng(seed)
     boot_confusion = np.full((n_bootstrap, len(names), K, K), np.nan)
     boot_accuracy = np.full((n_bootstrap, len(names)), np.nan)
     boot_priors = np.full((n_bootstrap, K), np.nan)
     for b in range(n_bootstrap):
-        sample = counts[rng.integers(0, n_items, n_items)]
-        refit = _em(sample, **options)  # type: ignore[arg-type]
-        seen = sample.sum(axis=(0, 2)) > 0  # an annotator absent from a resample has no estimate
+        chosen = rng.integers(0, n_items, n_items)
+        sizes = starts[chosen + 1] - starts[chosen]
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        rows = by_item[np.repeat(starts[chosen], sizes) + offsets]
+        new_item = np.repeat(np.arange(n_items), sizes)
+        refit = _em(new_item, codes[rows], label[rows], shape, **options)  # type: ignore[arg-type]
+        seen = np.bincount(codes[rows], minlength=len(names)) > 0  # absent: no estimate
         boot_confusion[b, seen] = refit.confusion[seen]
         boot_accuracy[b, seen] = refit.accuracy[seen]
         boot_priors[b] = refit.priors
@@ -248,12 +294,13 @@ def dawid_skene(
             return np.full((*draws.shape[1:], 2), np.nan)
         return np.moveaxis(np.nanquantile(draws, [tail, 1 - tail], axis=0), 0, -1)
 
-    per_item = counts.sum(axis=1)
+    per_item = np.zeros((n_items, K))
+    np.add.at(per_item, (item, label), 1)
     majority = majority_of_others(item, codes, label, per_item, np.asarray(names), confidence)
     majority = majority.set_index("annotator").reindex(names)
     accuracy_ci = interval(boot_accuracy)
     annotators = pd.DataFrame({
-        "annotator": names, "n_votes": counts.sum(axis=(0, 2)).astype(np.int64),
+        "annotator": names, "n_votes": n_votes,
         "accuracy": fit.accuracy, "ci_low": accuracy_ci[:, 0], "ci_high": accuracy_ci[:, 1],
         "majority_agreement": majority["agreement"].to_numpy(),
         "majority_items": majority["n_items"].to_numpy(),
