@@ -87,6 +87,7 @@ def test_pandalm_three_annotators():
 
 def test_agrees_with_crowd_kit_on_the_same_votes():
     import crowdkit.aggregation as crowdkit  # dev extra; imported here: it loads transformers
+
     frame, _ = simulate_votes(CROWD, n_items=200, seed=1)
     votes = canonical_votes(frame)
     expected = (
