@@ -165,7 +165,9 @@ def priors_summary(
     return {
         "train": dict(zip(names, map(float, train), strict=True)),
         "estimated": dict(zip(names, map(float, estimated), strict=True)),
-        "ci": None if ci is None else {n: [float(lo), float(hi)] for n, (lo, hi) in zip(names, ci)},
+        "ci": None
+        if ci is None
+        else {n: [float(lo), float(hi)] for n, (lo, hi) in zip(names, ci, strict=True)},
     }
 
 
