@@ -419,7 +419,15 @@ def agreement_cmd(
     min_shared: int = typer.Option(
         10, "--min-shared", help="Items two annotators must share for their Cohen's kappa."
     ),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap draws over items."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", help="Bootstrap draws over items (dawid-skene: default 200)."
+    ),
+    model: str = typer.Option(
+        "coefficients",
+        "--model",
+        help="coefficients (kappas and alpha; the default) or dawid-skene (each annotator's "
+        "confusion matrix and accuracy, each item's posterior label, majority vote alongside).",
+    ),
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -427,13 +435,19 @@ def agreement_cmd(
 
     Cohen's kappa per pair of annotators, Fleiss' kappa, Krippendorff's alpha (nominal), and each
     annotator against the majority of the others. Items are matched by content (the prompt and
-    the two responses, in either order).
+    the two responses, in either order). `--model dawid-skene` fits a confusion matrix per
+    annotator instead (Dawid–Skene by EM, with bootstrap intervals over items).
     """
     from crowdtune.preference.agreement import agreement
 
+    if model not in ("coefficients", "dawid-skene"):
+        fail(f"unknown --model {model!r}; choose coefficients or dawid-skene")
     frame = load_frame(data, seed)
     if frame["annotator"].isna().all():
         fail(f"--data {' '.join(data)}: no comparison names its annotator")
+    if model == "dawid-skene":
+        _dawid_skene(frame, bootstrap, seed, as_json)
+        return
     try:
         result = agreement(frame, min_shared=min_shared, n_bootstrap=bootstrap, seed=seed)
     except ValueError as exc:
@@ -462,5 +476,41 @@ def agreement_cmd(
         table.add_row(
             row["annotator_1"], row["annotator_2"], str(row["n_shared"]),
             f"{row['kappa']:.3f}", f"{row['observed']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _dawid_skene(frame: pd.DataFrame, bootstrap: int, seed: int, as_json: bool) -> None:
+    """`agreement --model dawid-skene`: fit, then print JSON or the annotators' table."""
+    from crowdtune.preference.reliability import dawid_skene
+
+    voted = frame[frame["annotator"].notna()]
+    if len(voted) < len(frame):
+        err.print(f"note: {len(frame) - len(voted):,} comparisons name no annotator; left out")
+    try:
+        result = dawid_skene(voted, n_bootstrap=min(bootstrap, 200), seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        typer.echo(json.dumps(jsonable(result.to_dict())))
+        return
+    console = Console()
+    a, b, tie = result.priors
+    console.print(
+        f"Dawid–Skene: {len(result.items):,} items, {len(result.annotators)} annotators, "
+        f"{int(result.annotators.n_votes.sum()):,} votes; class shares A {a:.3f}, B {b:.3f}, "
+        f"tie {tie:.3f}; labels equal the majority on {result.agreement_with_majority:.1%} of "
+        "items with one"
+    )
+    table = Table(title="Annotators, least reliable first")
+    for column in ("annotator", "votes", "accuracy [95% CI]", "agrees with majority of others"):
+        table.add_column(column)
+    for row in result.annotators.to_dict("records"):
+        table.add_row(
+            row["annotator"], f"{row['n_votes']:,}",
+            f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
+            f"{row['majority_agreement']:.3f} ({row['majority_items']} items)",
         )  # fmt: skip
     console.print(table)
