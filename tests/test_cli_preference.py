@@ -100,6 +100,18 @@ def test_agreement_on_pandalm_annotators():
     assert 0.8 < body["krippendorff_alpha"]["estimate"] < 0.95
 
 
+def test_agreement_dawid_skene_on_mt_bench_judges():
+    result = invoke("agreement", "--data", "@mt-bench", "--model", "dawid-skene",
+                    "--bootstrap", "20", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["model"] == "dawid-skene" and body["n_votes"] == 1751
+    assert body["n_annotators"] == 65 and len(body["items"]) == body["n_items"]
+    judge = body["annotators"][0]
+    assert len(judge["confusion"]) == 3 and judge["ci_low"] <= judge["accuracy"] <= judge["ci_high"]
+    assert invoke("agreement", "--data", "@pandalm:annotators", "--model", "x").exit_code == 2
+
+
 def test_export_formats_round_trip_through_the_readers(tmp_path):
     arena = tmp_path / "mt.csv"
     assert invoke("data", "export", "--data", "@mt-bench", "--format", "arena-csv",

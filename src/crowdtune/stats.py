@@ -21,7 +21,7 @@ Correlations
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,6 +83,19 @@ def bootstrap_mean_ci(
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def bootstrap_count_blocks(
+    n: int, n_bootstrap: int, seed: int | np.random.Generator = 0
+) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` rows as count matrices, in blocks of at most
+    :data:`BOOT_BLOCK` values: each block is int[draws, n], row ``b`` counting how often each row
+    is drawn in resample ``b``. For statistics that take row weights (a weighted mean, an EM
+    fitted with weights), counts replace materialising the resampled rows."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, BOOT_BLOCK // max(n, 1))
+    for first in range(0, n_bootstrap, rows):
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(rows, n_bootstrap - first))
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,7 @@ def fit_cmd(
     """
     from crowdtune.preference import CALIBRATIONS, MODELS, make_model, save_model
     from crowdtune.preference.calibration import CalibratedPreferenceModel
+    from crowdtune.preference.priors import symmetric_shares
 
     if model not in MODELS:
         fail(f"unknown --model {model!r}; choose one of: {', '.join(MODELS)}")
@@ -159,6 +160,8 @@ def fit_cmd(
         "calibration": method,
         "data": data,
         "n": len(frame),
+        # What `predict|evaluate --adapt-priors` re-weights from.
+        "train_priors": symmetric_shares(frame["label"].to_numpy()).tolist(),
         "fit_seconds": seconds,
         "train_pairs_per_s": len(frame) / seconds,
         "out": str(out),
@@ -170,13 +173,34 @@ def fit_cmd(
         err.print(f"fitted in {seconds:.1f} s ({len(frame) / seconds:,.0f} pairs/s); wrote {out}/")
 
 
-def _load(model_dir: Path) -> Any:
+AdaptOpt = typer.Option(
+    False,
+    "--adapt-priors",
+    help="Re-weight the probabilities to the A/B/tie shares estimated from these pairs (EM on "
+    "the predictions, symmetric in A and B; Saerens et al. 2002); prints the shares with a 95% "
+    "bootstrap CI.",
+)
+
+
+def _load(model_dir: Path, adapt_priors: bool = False, seed: int = 0) -> Any:
     from crowdtune.preference import load_model
 
     try:
-        return load_model(model_dir)[0]
+        return load_model(model_dir, adapt_priors=adapt_priors, seed=seed)[0]
     except (OSError, ValueError) as exc:
         fail(f"--model-dir {model_dir}: {exc}")
+
+
+def print_priors(priors: dict[str, Any]) -> None:
+    """The training and estimated class shares, with the estimate's interval, on stderr."""
+    parts = []
+    for name in priors["estimated"]:
+        low, high = priors["ci"][name] if priors["ci"] else (float("nan"), float("nan"))
+        parts.append(
+            f"{name} {priors['estimated'][name]:.3f} [{low:.3f}, {high:.3f}] "
+            f"(train {priors['train'][name]:.3f})"
+        )
+    err.print("estimated class shares: " + ", ".join(parts))
 
 
 @preference_app.command("predict")
@@ -186,15 +210,19 @@ def predict_cmd(
     out: Path = typer.Option(
         ..., "--out", help="CSV to write: id, winner_model_a, winner_model_b, winner_tie."
     ),
+    adapt_priors: bool = AdaptOpt,
     seed: int = PrefSeedOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Write P(A), P(B) and P(tie) of each comparison to a CSV.
 
     The CSV has the columns of the competition's submissions: `id`, `winner_model_a`,
     `winner_model_b`, `winner_tie`, one row per pair in the order of --data. The data need no
     labels: an arena CSV may be Kaggle's test.csv (`id, prompt, response_a, response_b`).
+    `--json` prints `{"n", "out", "seconds"}` and, with `--adapt-priors`,
+    `"priors": {"train", "estimated", "ci"}` (shares of a, b, tie).
     """
-    model = _load(model_dir)
+    model = _load(model_dir, adapt_priors, seed)
     frame = load_pair_frame(data, seed)
     start = time.perf_counter()
     proba = model.predict_proba(frame)
@@ -203,26 +231,49 @@ def predict_cmd(
     table.insert(0, "id", frame["id"].to_numpy())
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
+    summary: dict[str, Any] = {"n": len(frame), "out": str(out), "seconds": seconds}
+    if adapt_priors:
+        summary["priors"] = model.priors_summary()
+        print_priors(summary["priors"])
     err.print(f"{len(frame):,} predictions in {seconds:.1f} s; wrote {out}")
+    if as_json:
+        typer.echo(json.dumps(summary))
 
 
 @preference_app.command("evaluate")
 def evaluate_cmd(
     model_dir: Path = typer.Option(..., "--model-dir", help="Written by `preference fit`."),
     data: list[str] = DataOpt,
+    adapt_priors: bool = AdaptOpt,
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Log loss (95% CI) and accuracy of a fitted predictor.
 
     The interval is a bootstrap over comparisons. `--json` prints
-    `{"log_loss", "accuracy", "n", "log_loss_ci": [lo, hi]}`.
+    `{"log_loss", "accuracy", "n", "log_loss_ci": [lo, hi]}`; with `--adapt-priors` the scores
+    are of the adapted probabilities, and it adds `"unadapted"` (the same scores without
+    adaptation) and `"priors": {"train", "estimated", "ci", "observed"}` (shares of a, b, tie;
+    observed from the labels, in both A/B orders).
     """
     from crowdtune.preference import UNIFORM_LOG_LOSS, evaluate_proba
+    from crowdtune.preference.priors import symmetric_shares
 
-    model = _load(model_dir)
+    model = _load(model_dir, adapt_priors, seed)
     frame = load_frame(data, seed)
-    scores = evaluate_proba(frame["label"].to_numpy(), model.predict_proba(frame), seed=seed)
+    labels = frame["label"].to_numpy()
+    if adapt_priors:
+        raw = model.estimator_.predict_proba(frame)
+        scores = evaluate_proba(labels, model.adapt(raw), seed=seed)
+        scores["unadapted"] = evaluate_proba(labels, raw, seed=seed)
+        observed = symmetric_shares(labels)
+        scores["priors"] = {
+            **model.priors_summary(),
+            "observed": dict(zip(("a", "b", "tie"), map(float, observed), strict=True)),
+        }
+        print_priors(scores["priors"])
+    else:
+        scores = evaluate_proba(labels, model.predict_proba(frame), seed=seed)
     if as_json:
         typer.echo(json.dumps(scores))
         return
@@ -232,6 +283,13 @@ def evaluate_cmd(
         f"(uniform {UNIFORM_LOG_LOSS:.4f}), "
         f"accuracy {scores['accuracy']:.3f}, n {scores['n']:,}"
     )
+    if adapt_priors:
+        raw_scores = scores["unadapted"]
+        Console().print(
+            f"without adaptation: log loss {raw_scores['log_loss']:.4f}, "
+            f"accuracy {raw_scores['accuracy']:.3f}; observed tie share "
+            f"{scores['priors']['observed']['tie']:.3f}"
+        )
 
 
 @preference_app.command("cv")
@@ -401,7 +459,15 @@ def agreement_cmd(
     min_shared: int = typer.Option(
         10, "--min-shared", help="Items two annotators must share for their Cohen's kappa."
     ),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap draws over items."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", help="Bootstrap draws over items (dawid-skene: default 200)."
+    ),
+    model: str = typer.Option(
+        "coefficients",
+        "--model",
+        help="coefficients (kappas and alpha; the default) or dawid-skene (each annotator's "
+        "confusion matrix and accuracy, each item's posterior label, majority vote alongside).",
+    ),
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -409,13 +475,19 @@ def agreement_cmd(
 
     Cohen's kappa per pair of annotators, Fleiss' kappa, Krippendorff's alpha (nominal), and each
     annotator against the majority of the others. Items are matched by content (the prompt and
-    the two responses, in either order).
+    the two responses, in either order). `--model dawid-skene` fits a confusion matrix per
+    annotator instead (Dawid–Skene by EM, with bootstrap intervals over items).
     """
     from crowdtune.preference.agreement import agreement
 
+    if model not in ("coefficients", "dawid-skene"):
+        fail(f"unknown --model {model!r}; choose coefficients or dawid-skene")
     frame = load_frame(data, seed)
     if frame["annotator"].isna().all():
         fail(f"--data {' '.join(data)}: no comparison names its annotator")
+    if model == "dawid-skene":
+        _dawid_skene(frame, bootstrap, seed, as_json)
+        return
     try:
         result = agreement(frame, min_shared=min_shared, n_bootstrap=bootstrap, seed=seed)
     except ValueError as exc:
@@ -444,5 +516,41 @@ def agreement_cmd(
         table.add_row(
             row["annotator_1"], row["annotator_2"], str(row["n_shared"]),
             f"{row['kappa']:.3f}", f"{row['observed']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _dawid_skene(frame: pd.DataFrame, bootstrap: int, seed: int, as_json: bool) -> None:
+    """`agreement --model dawid-skene`: fit, then print JSON or the annotators' table."""
+    from crowdtune.preference.reliability import dawid_skene
+
+    voted = frame[frame["annotator"].notna()]
+    if len(voted) < len(frame):
+        err.print(f"note: {len(frame) - len(voted):,} comparisons name no annotator; left out")
+    try:
+        result = dawid_skene(voted, n_bootstrap=min(bootstrap, 200), seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        from crowdtune.tables import jsonable
+
+        typer.echo(json.dumps(jsonable(result.to_dict())))
+        return
+    console = Console()
+    a, b, tie = result.priors
+    console.print(
+        f"Dawid–Skene: {len(result.items):,} items, {len(result.annotators)} annotators, "
+        f"{int(result.annotators.n_votes.sum()):,} votes; class shares A {a:.3f}, B {b:.3f}, "
+        f"tie {tie:.3f}; labels equal the majority on {result.agreement_with_majority:.1%} of "
+        "items with one"
+    )
+    table = Table(title="Annotators, least reliable first")
+    for column in ("annotator", "votes", "accuracy [95% CI]", "agrees with majority of others"):
+        table.add_column(column)
+    for row in result.annotators.to_dict("records"):
+        table.add_row(
+            row["annotator"], f"{row['n_votes']:,}",
+            f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
+            f"{row['majority_agreement']:.3f} ({row['majority_items']} items)",
         )  # fmt: skip
     console.print(table)

@@ -21,6 +21,12 @@ from crowdtune.preference.models import (
     FeaturesGBDT,
     LengthModel,
 )
+from crowdtune.preference.priors import (
+    PriorAdapted,
+    adjust_priors,
+    bootstrap_priors,
+    estimate_priors,
+)
 from crowdtune.preference.registry import CPU_MODELS, MODELS, load_model, make_model, save_model
 
 __all__ = [
@@ -35,8 +41,12 @@ __all__ = [
     "FeaturesGBDT",
     "LengthModel",
     "PairFeatureModel",
+    "PriorAdapted",
+    "adjust_priors",
+    "bootstrap_priors",
     "cross_validate",
     "dataset_of",
+    "estimate_priors",
     "evaluate_proba",
     "fit_pool_weights",
     "load_model",

@@ -134,7 +134,8 @@ class Agreement:
 
 def canonical_votes(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per vote: ``item`` (int id of prompt + unordered response pair), ``annotator``,
-    ``label`` in canonical order (responses sorted by text; 0 = the first of them better).
+    ``label`` in canonical order (responses sorted by text; 0 = the first of them better) and
+    ``swapped`` (the row showed the canonical second response as A).
 
     Raises
     ------
@@ -168,6 +169,7 @@ def canonical_votes(frame: pd.DataFrame) -> pd.DataFrame:
         "item": canonical.groupby(["prompt", "first", "second"], sort=False).ngroup().to_numpy(),
         "annotator": frame["annotator"].astype(str).to_numpy(),
         "label": np.where(swap & (labels < 2), 1 - labels, labels).astype(np.int64),
+        "swapped": swap.astype(bool),
     })  # fmt: skip
 
 
@@ -192,6 +194,45 @@ def _bootstrap_items(
         for k, rows in enumerate(rng.integers(0, n_items, size=(n_bootstrap, n_items))):
             out[k] = statistic(rows)
     return out
+
+
+def majority_of_others(
+    item: np.ndarray,
+    annotator: np.ndarray,
+    label: np.ndarray,
+    counts: np.ndarray,
+    names: np.ndarray,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Each annotator's agreement with the majority of the *other* votes on their items.
+
+    ``item``, ``annotator`` (index into ``names``) and ``label`` describe one vote each;
+    ``counts`` (items, 3) holds every item's votes per category, the vote's own included. Items
+    where the others' most common label is tied (or where nobody else voted) are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``annotator, n_items, agreement, ci_low, ci_high`` (Wilson interval), most items first.
+    """
+    others = counts[item].copy()
+    others[np.arange(len(label)), label] -= 1
+    top = others.max(axis=1)
+    decided = ((others == top[:, None]).sum(axis=1) == 1) & (top > 0)
+    right = others[decided].argmax(axis=1) == label[decided]
+    hits = np.bincount(annotator[decided], weights=right, minlength=len(names))
+    n_decided = np.bincount(annotator[decided], minlength=len(names))
+    low, high = proportion_confint(hits, np.maximum(n_decided, 1), 1 - confidence, method="wilson")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = hits / n_decided
+    majority = pd.DataFrame({
+        "annotator": names, "n_items": n_decided, "agreement": share,
+        "ci_low": np.where(n_decided > 0, low, np.nan),
+        "ci_high": np.where(n_decided > 0, high, np.nan),
+    })  # fmt: skip
+    return majority.sort_values(
+        ["n_items", "annotator"], ascending=[False, True], ignore_index=True
+    )
 
 
 def agreement(
@@ -286,26 +327,9 @@ def agreement(
         pairs, columns=["annotator_1", "annotator_2", "n_shared", "kappa", "observed"]
     ).sort_values("n_shared", ascending=False, kind="stable", ignore_index=True)
 
-    # Majority of the others: the item's label counts minus the annotator's own vote.
     item_row, column = np.nonzero(voted)
-    own = matrix[item_row, column].astype(int)
-    others = counts[item_row].copy()
-    others[np.arange(len(own)), own] -= 1
-    top = others.max(axis=1)
-    decided = (others == top[:, None]).sum(axis=1) == 1
-    hits = np.bincount(column[decided], weights=(others[decided].argmax(axis=1) == own[decided]),
-                       minlength=len(annotators))  # fmt: skip
-    n_decided = np.bincount(column[decided], minlength=len(annotators))
-    low, high = proportion_confint(hits, np.maximum(n_decided, 1), 1 - confidence, method="wilson")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = hits / n_decided
-    majority = pd.DataFrame({
-        "annotator": annotators, "n_items": n_decided, "agreement": share,
-        "ci_low": np.where(n_decided > 0, low, np.nan),
-        "ci_high": np.where(n_decided > 0, high, np.nan),
-    })  # fmt: skip
-    majority = majority.sort_values(
-        ["n_items", "annotator"], ascending=[False, True], ignore_index=True
+    majority = majority_of_others(
+        item_row, column, matrix[item_row, column].astype(int), counts, annotators, confidence
     )
 
     return Agreement(

@@ -12,6 +12,7 @@ from crowdtune import __version__
 from crowdtune.preference.base import seeded
 from crowdtune.preference.ensemble import EnsembleModel
 from crowdtune.preference.models import CPU_PREDICTORS
+from crowdtune.preference.priors import PriorAdapted
 from crowdtune.preference.transformer import TransformerPreferenceModel
 from crowdtune.validation import check_choice
 
@@ -64,8 +65,15 @@ def save_model(model: Any, name: str, directory: Path, meta: dict[str, Any] | No
     return directory
 
 
-def load_model(directory: Path) -> tuple[Any, dict[str, Any]]:
-    """Read a model directory written by :func:`save_model`: ``(model, meta)``."""
+def load_model(
+    directory: Path, adapt_priors: bool = False, seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
+    """Read a model directory written by :func:`save_model`: ``(model, meta)``.
+
+    ``adapt_priors`` wraps the model in :class:`~crowdtune.preference.priors.PriorAdapted`
+    (seeded with ``seed``), under the training class shares that ``meta.json`` records as
+    ``train_priors``.
+    """
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not meta_path.is_file():
@@ -74,6 +82,15 @@ def load_model(directory: Path) -> tuple[Any, dict[str, Any]]:
             "`crowdtune preference fit`"
         )
     meta = json.loads(meta_path.read_text())
+    if adapt_priors and "train_priors" not in meta:
+        raise ValueError(
+            f"{meta_path} does not record the training class shares (train_priors) that prior "
+            "adaptation needs; refit the model with this version of `crowdtune preference fit`"
+        )
     if meta.get("model") == "transformer":
-        return TransformerPreferenceModel.load(directory), meta
-    return joblib.load(directory / MODEL_FILE), meta
+        model = TransformerPreferenceModel.load(directory)
+    else:
+        model = joblib.load(directory / MODEL_FILE)
+    if adapt_priors:
+        model = PriorAdapted.from_fitted(model, meta["train_priors"], random_state=seed)
+    return model, meta
