@@ -141,11 +141,12 @@ def _repair_note(path: Path, repairs: list[tuple[int, str, list[str]]]) -> str:
 
 
 def _read_arena(
-    path: Path, *, labels: bool
+    path: Path, *, labels: bool, strict: bool = False
 ) -> list[tuple[Mapping[Any, str], dict[str, tuple[str, ...]], Verdict | None]]:
     """The checked rows of an arena CSV: each row's cells, its turns and (with ``labels``) its
     verdict; one reader for the labelled and the unlabelled layout (see :func:`read_arena_csv`
-    and :func:`read_arena_pairs`)."""
+    and :func:`read_arena_pairs`). ``strict`` refuses a lone surrogate escape instead of
+    keeping it as text."""
     _require_file(path)
     how = _HOW_TO_FIX.format(writer="write_arena_csv")
     required = ARENA_REQUIRED_COLUMNS if labels else ARENA_PAIR_COLUMNS
@@ -182,6 +183,9 @@ def _read_arena(
                 turns[column] = _json_turns(record[column], escaped=escaped)
             except ValueError as err:
                 raise DatasetFormatError(path, str(err), how, row=row, column=column) from None
+            if escaped and strict:
+                problem = f"a lone surrogate escape ({escaped[0]}): UTF-8 cannot encode it"
+                raise DatasetFormatError(path, problem, how, row=row, column=column)
             if escaped:
                 repairs.append((row, column, escaped))
         rows.append((record, turns, _verdict(path, record, row, how) if labels else None))
@@ -209,7 +213,7 @@ def _verdict(path: Path, record: Mapping[Any, str], row: int, how: str) -> Verdi
     return winners[0]
 
 
-def read_arena_csv(path: str | Path) -> list[Comparison]:
+def read_arena_csv(path: str | Path, *, strict: bool = False) -> list[Comparison]:
     """Read comparisons from an arena CSV (the Kaggle LMSYS Chatbot Arena layout).
 
     Parameters
@@ -227,6 +231,10 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
         lossless, where U+FFFD would lose the code point and refusing would make the whole file
         unusable. An invalid escape (``\\x41``) is not JSON and is refused. The winner columns hold
         ``0``/``1`` with exactly one ``1`` per row.
+    strict
+        Refuse a lone surrogate escape (:class:`DatasetFormatError` naming row and column)
+        instead of keeping it as text: what the feedback server does with an upload, whose
+        texts are checked at the edge.
 
     Returns
     -------
@@ -255,7 +263,7 @@ def read_arena_csv(path: str | Path) -> list[Comparison]:
             model_b=record.get("model_b") or None,
             source=record.get("source") or None,
         )
-        for record, turns, verdict in _read_arena(path, labels=True)
+        for record, turns, verdict in _read_arena(path, labels=True, strict=strict)
         if verdict is not None
     ]
 

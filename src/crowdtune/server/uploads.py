@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-import warnings
 import zlib
 from pathlib import Path
 from typing import IO, Any
@@ -25,18 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from crowdtune.datasets.comparisons import read_arena_csv
-from crowdtune.datasets.home import DatasetFormatError, DatasetRepairWarning
+from crowdtune.datasets.home import DatasetFormatError
 from crowdtune.datasets.items import ITEM_FILE_SUFFIXES, read_items
 from crowdtune.records import DEFAULT_SCALE
 from crowdtune.server.schemas import ITEM_MODELS
 from crowdtune.server.services import checked_item, import_row, unprocessable
-
-# A lone surrogate escape kept as text (read_arena_csv's one repair) is visible in the stored
-# item itself; the warning would name a temporary file on the server's log, so it is not shown.
-# A filter, not warnings.catch_warnings: uploads are read on worker threads.
-warnings.filterwarnings(
-    "ignore", category=DatasetRepairWarning, module=r"crowdtune\.server\.uploads"
-)
 
 #: Bytes read (and, for gzip, decompressed) at a time.
 CHUNK_BYTES = 1 << 16
@@ -104,7 +96,7 @@ def upload_items(
             copy_upload(upload.file, target, name=name, limit=limit)
         try:
             if kind == "pairwise":
-                comparisons = read_arena_csv(path)
+                comparisons = read_arena_csv(path, strict=True)  # texts checked at the edge
             else:
                 rows = read_items(path, kind, scale=scale or DEFAULT_SCALE)  # type: ignore[arg-type]
         except DatasetFormatError as exc:
