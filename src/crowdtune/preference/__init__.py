@@ -14,7 +14,12 @@ from crowdtune.preference.calibration import (
 )
 from crowdtune.preference.cv import cross_validate, dataset_of
 from crowdtune.preference.ensemble import EnsembleModel, fit_pool_weights
-from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, evaluate_proba, reliability_table
+from crowdtune.preference.metrics import (
+    UNIFORM_LOG_LOSS,
+    evaluate_proba,
+    reliability_table,
+    tie_scores,
+)
 from crowdtune.preference.models import (
     DifferenceBucketModel,
     EmbeddingGBDT,
@@ -28,6 +33,7 @@ from crowdtune.preference.priors import (
     estimate_priors,
 )
 from crowdtune.preference.registry import CPU_MODELS, MODELS, load_model, make_model, save_model
+from crowdtune.preference.ties import TieAwareModel
 
 __all__ = [
     "CALIBRATIONS",
@@ -42,6 +48,7 @@ __all__ = [
     "LengthModel",
     "PairFeatureModel",
     "PriorAdapted",
+    "TieAwareModel",
     "adjust_priors",
     "bootstrap_priors",
     "cross_validate",
@@ -58,4 +65,5 @@ __all__ = [
     "swap_frame",
     "swap_labels",
     "symmetrize",
+    "tie_scores",
 ]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import fuzz
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PATTERNS = {
@@ -86,6 +87,61 @@ def _jaccard(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
         sa, sb = set(_words(a)), set(_words(b))
         out[i] = len(sa & sb) / len(sa | sb) if sa | sb else 1.0
     return out
+
+
+#: Names of the similarity features of an unordered pair, in column order (see
+#: :func:`similarity_features`).
+SIMILARITY_FEATURES = (
+    "char_ratio",
+    "token_set_ratio",
+    "jaccard",
+    "near_identical",
+    "both_refusal",
+    "one_refusal",
+    "both_short",
+    "same_lists",
+    "same_code",
+    "same_paragraphs",
+)
+#: Answers with at most this many words count as very short.
+SHORT_WORDS = 10
+#: Character similarity (rapidfuzz ratio, 0..1) from which two answers count as near-identical.
+NEAR_IDENTICAL = 0.9
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _paragraphs(text: str) -> int:
+    return sum(1 for part in _PARAGRAPH_BREAK.split(text) if part.strip())
+
+
+def similarity_features(X: pd.DataFrame) -> np.ndarray:
+    """How alike the two answers of each pair are: one row per pair, columns
+    :data:`SIMILARITY_FEATURES`.
+
+    Voters call a tie when they cannot tell the answers apart: the same words (character and
+    token-set similarity, word Jaccard), two refusals, two one-liners, the same shape (both or
+    neither a list, both or neither with code, as many paragraphs). Each feature is a function of
+    the unordered pair, so swapping A and B leaves the row unchanged.
+    """
+    rows = np.empty((len(X), len(SIMILARITY_FEATURES)))
+    lists, code = _PATTERNS["list_items"], _PATTERNS["code_blocks"]
+    texts = zip(X["response_a"].astype(str), X["response_b"].astype(str), strict=True)
+    for i, (a, b) in enumerate(texts):
+        ratio = fuzz.ratio(a, b) / 100.0
+        refusals = (_REFUSAL.search(a) is not None) + (_REFUSAL.search(b) is not None)
+        rows[i] = (
+            ratio,
+            fuzz.token_set_ratio(a, b) / 100.0,
+            _jaccard([a], [b])[0],
+            ratio >= NEAR_IDENTICAL,
+            refusals == 2,
+            refusals == 1,
+            max(len(_words(a)), len(_words(b))) <= SHORT_WORDS,
+            (lists.search(a) is None) == (lists.search(b) is None),
+            (code.search(a) is None) == (code.search(b) is None),
+            _paragraphs(a) == _paragraphs(b),
+        )
+    return rows
 
 
 def pair_features(

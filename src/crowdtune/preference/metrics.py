@@ -53,6 +53,35 @@ def evaluate_proba(y: Any, proba: Any, n_bootstrap: int = 2000, seed: int = 0) -
     }
 
 
+def tie_scores(y: Any, proba: Any, n_bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """How well P(tie) alone predicts ties: binary log loss and Brier score of tie vs not, each
+    with a 95% bootstrap CI over rows, and the observed and mean predicted tie shares.
+
+    The three-class log loss mixes ties with the A-vs-B split, where length dominates; these two
+    scores look at the tie probability only.
+
+    Returns
+    -------
+    dict
+        ``{"tie_log_loss", "tie_log_loss_ci", "tie_brier", "tie_brier_ci", "tie_share",
+        "mean_p_tie", "n"}``.
+    """
+    labels = check_labels(y, len(np.asarray(y)))
+    p_tie = np.clip(check_proba(proba, len(labels))[:, 2], EPS, 1 - EPS)
+    tie = (labels == 2).astype(float)
+    losses = -(tie * np.log(p_tie) + (1 - tie) * np.log1p(-p_tie))
+    squared = (p_tie - tie) ** 2
+    return {
+        "tie_log_loss": float(losses.mean()) if losses.size else float("nan"),
+        "tie_log_loss_ci": list(bootstrap_mean_ci(losses, n_bootstrap, seed)),
+        "tie_brier": float(squared.mean()) if squared.size else float("nan"),
+        "tie_brier_ci": list(bootstrap_mean_ci(squared, n_bootstrap, seed)),
+        "tie_share": float(tie.mean()) if tie.size else float("nan"),
+        "mean_p_tie": float(p_tie.mean()) if p_tie.size else float("nan"),
+        "n": int(labels.size),
+    }
+
+
 def reliability_table(
     y: Any, proba: Any, n_bins: int = 10, label: int | None = None
 ) -> pd.DataFrame:

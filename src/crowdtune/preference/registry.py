@@ -13,6 +13,7 @@ from crowdtune.preference.base import seeded
 from crowdtune.preference.ensemble import EnsembleModel
 from crowdtune.preference.models import CPU_PREDICTORS
 from crowdtune.preference.priors import PriorAdapted
+from crowdtune.preference.ties import TieAwareModel
 from crowdtune.preference.transformer import TransformerPreferenceModel
 from crowdtune.validation import check_choice
 
@@ -22,6 +23,7 @@ MODELS = {
     "difference-bucket": "outcome rates in 250 quantile buckets of the length difference",
     "features-gbdt": "LightGBM on cheap text features (lengths, markup, overlap, refusals)",
     "embedding-gbdt": "LightGBM on MiniLM embeddings of prompt and responses + cheap features",
+    "tie-aware": "P(tie) from how alike the answers are, times a symmetric A-vs-B split",
     "transformer": "3-label head on a causal LM with a LoRA adapter (GPU for real models)",
     "ensemble": "the CPU models averaged with out-of-fold weights, calibrated (default)",
 }
@@ -32,6 +34,7 @@ CPU_MODELS = tuple(name for name in MODELS if name != "transformer")
 #: The class behind each name of :data:`MODELS`.
 PREDICTORS: dict[str, type[Any]] = {
     **CPU_PREDICTORS,
+    "tie-aware": TieAwareModel,
     "transformer": TransformerPreferenceModel,
     "ensemble": EnsembleModel,
 }

@@ -1,0 +1,101 @@
+"""A predictor that models ties on their own: P(tie) from how alike the answers are.
+
+Learned A/B/tie models rarely make a tie the most likely class, yet a tie is what voters say when
+the two answers look the same (near-identical text, two refusals, two one-liners, the same
+shape). :class:`TieAwareModel` is a two-part model in the spirit of Davidson's (1970) extension of
+Bradley-Terry, where the tie probability is largest when the two sides are alike; here the tie
+parameter grows with the similarity features of
+:func:`~crowdtune.preference.features.similarity_features` instead of being one constant::
+
+    P(tie)          = sigmoid(w_tie . s + b)          s: features of the unordered pair
+    P(A) = (1 - P(tie)) * sigmoid(w . d)              d: A's features minus B's
+    P(B) = (1 - P(tie)) * sigmoid(-w . d)
+
+The A/B split has no intercept and ``d`` changes sign under a swap, so the model is symmetric in A
+and B by construction, not only by the base class's averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from crowdtune.preference.base import PairFeatureModel
+from crowdtune.preference.features import (
+    RESPONSE_FEATURES,
+    response_features,
+    similarity_features,
+)
+
+#: Label index of a tie in ``[A, B, TIE]``.
+TIE = 2
+
+
+class TieAwareModel(PairFeatureModel):
+    """Logistic P(tie) on pair similarity, times a symmetric logistic A-vs-B split.
+
+    Tie features: the similarity features of the pair and the absolute differences of the two
+    responses' cheap features (lengths, markup, refusals). Split features: the signed differences,
+    scaled without centring (centring would shift zero, and with it the symmetry). If the training
+    data has no ties the model predicts P(tie) = 0, as the other predictors do.
+
+    Parameters
+    ----------
+    C_tie
+        Inverse L2 regularisation strength of the tie-vs-not logistic regression.
+    C_split
+        Inverse L2 regularisation strength of the A-vs-B logistic regression (fitted on non-ties).
+    """
+
+    def __init__(self, *, C_tie: float = 1.0, C_split: float = 1.0) -> None:
+        self.C_tie = C_tie
+        self.C_split = C_split
+
+    def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        prompts = X["prompt"].astype(str).tolist()
+        side_a = response_features(X["response_a"].astype(str).tolist(), prompts)
+        side_b = response_features(X["response_b"].astype(str).tolist(), prompts)
+        diff = side_a - side_b
+        shared = np.hstack([np.abs(diff), similarity_features(X)])
+        return np.hstack([diff, shared]), np.hstack([-diff, shared])
+
+    @staticmethod
+    def _split(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = len(RESPONSE_FEATURES)
+        return F[:, :k], F[:, k:]
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        if self.C_tie <= 0 or self.C_split <= 0:
+            raise ValueError(f"C_tie and C_split must be > 0, got {self.C_tie}, {self.C_split}")
+        diff, shared = self._split(F)
+        tie = y == TIE
+        self.tie_model_: Pipeline | None = None
+        self.tie_share_ = float(tie.mean())
+        if 0 < tie.sum() < len(tie):
+            self.tie_model_ = make_pipeline(
+                StandardScaler(), LogisticRegression(C=self.C_tie, max_iter=1000)
+            ).fit(shared, tie.astype(int))
+        self.split_model_: Pipeline | None = None
+        # Trained on both orders, so the non-tie rows always hold both A and B wins (or none).
+        if (~tie).any():
+            self.split_model_ = make_pipeline(
+                StandardScaler(with_mean=False),
+                LogisticRegression(C=self.C_split, fit_intercept=False, max_iter=1000),
+            ).fit(diff[~tie], (y[~tie] == 0).astype(int))
+
+    def _proba_features(self, F: np.ndarray) -> np.ndarray:
+        diff, shared = self._split(F)
+        p_tie = (
+            self.tie_model_.predict_proba(shared)[:, 1]
+            if self.tie_model_ is not None
+            else np.full(len(F), self.tie_share_)
+        )
+        p_a = (
+            self.split_model_.predict_proba(diff)[:, 1]
+            if self.split_model_ is not None
+            else np.full(len(F), 0.5)
+        )
+        return np.column_stack([(1 - p_tie) * p_a, (1 - p_tie) * (1 - p_a), p_tie])
