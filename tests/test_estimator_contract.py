@@ -32,6 +32,7 @@ from crowdtune.preference import (
     EnsembleModel,
     FeaturesGBDT,
     LengthModel,
+    TieAwareModel,
     load_model,
     prompt_groups,
     save_model,
@@ -53,6 +54,7 @@ PROTOTYPES: dict[str, Any] = {
         n_splits=2,
     ),
     "calibrated": CalibratedPreferenceModel(estimator=LengthModel(), n_splits=2),
+    "tie-aware": TieAwareModel(),
     "transformer": TransformerPreferenceModel(
         max_steps=2, batch_size=8, max_length=64, lora_r=4, device="cpu"
     ),
