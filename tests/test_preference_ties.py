@@ -87,3 +87,18 @@ def test_tie_scores_of_a_perfect_and_an_uninformed_tie_probability():
     assert scores["tie_brier"] == pytest.approx(0.25)
     assert scores["tie_log_loss"] == pytest.approx(np.log(2))
     assert scores["tie_share"] == 0.5 and scores["n"] == 4
+
+
+def test_tie_aware_model_refuses_an_unknown_tie_feature_set():
+    frame = tie_frame(30)
+    with pytest.raises(ValueError, match="tie feature set"):
+        TieAwareModel(tie_features="semantic").fit(frame, frame["label"].to_numpy())
+
+
+@pytest.mark.parametrize("tie_features", ["lexical", "similarity", "all"])
+def test_every_tie_feature_set_learns_that_near_copies_tie(tie_features):
+    train, test = tie_frame(240, seed=0), tie_frame(90, seed=1)
+    model = TieAwareModel(tie_features=tie_features, C_tie=1.0)
+    proba = model.fit(train, train["label"].to_numpy()).predict_proba(test)
+    alike = test["label"].to_numpy() == 2
+    assert proba[alike, 2].mean() > proba[~alike, 2].mean() + 0.3

@@ -26,31 +26,54 @@ from sklearn.preprocessing import StandardScaler
 from crowdtune.preference.base import PairFeatureModel
 from crowdtune.preference.features import (
     RESPONSE_FEATURES,
+    SIMILARITY_FEATURES,
     response_features,
     similarity_features,
 )
+from crowdtune.validation import check_choice
 
 #: Label index of a tie in ``[A, B, TIE]``.
 TIE = 2
+
+#: Columns the tie part may use: absolute differences of the cheap response features, then the
+#: similarity features.
+TIE_COLUMNS = (*(f"abs_{name}" for name in RESPONSE_FEATURES), *SIMILARITY_FEATURES)
+
+#: The tie feature sets of :class:`TieAwareModel`. Leave-one-dataset-out (benchmarks/RESULTS.md),
+#: the lexical set alone transfers best: the shape flags and length gaps say which dataset a pair
+#: comes from (PandaLM's one-liners) and carry its tie rate to data with another one.
+TIE_FEATURE_SETS = {
+    "lexical": ("char_ratio", "token_set_ratio", "jaccard", "near_identical"),
+    "similarity": SIMILARITY_FEATURES,
+    "all": TIE_COLUMNS,
+}
 
 
 class TieAwareModel(PairFeatureModel):
     """Logistic P(tie) on pair similarity, times a symmetric logistic A-vs-B split.
 
-    Tie features: the similarity features of the pair and the absolute differences of the two
-    responses' cheap features (lengths, markup, refusals). Split features: the signed differences,
-    scaled without centring (centring would shift zero, and with it the symmetry). If the training
-    data has no ties the model predicts P(tie) = 0, as the other predictors do.
+    Tie features (``tie_features``): ``"lexical"`` (default) the character, token-set and word
+    similarity of the two answers and the near-identical flag; ``"similarity"`` adds both refusals,
+    both very short and the same-structure flags; ``"all"`` also the absolute differences of the
+    two responses' cheap features (lengths, markup, refusals). Split features: the signed
+    differences, scaled without centring (centring would shift zero, and with it the symmetry). If
+    the training data has no ties the model predicts P(tie) = 0, as the other predictors do.
 
     Parameters
     ----------
+    tie_features
+        Which tie features, a key of :data:`TIE_FEATURE_SETS`.
     C_tie
-        Inverse L2 regularisation strength of the tie-vs-not logistic regression.
+        Inverse L2 regularisation strength of the tie-vs-not logistic regression (strong by
+        default: 0.01 scored best leave-one-dataset-out).
     C_split
         Inverse L2 regularisation strength of the A-vs-B logistic regression (fitted on non-ties).
     """
 
-    def __init__(self, *, C_tie: float = 1.0, C_split: float = 1.0) -> None:
+    def __init__(
+        self, *, tie_features: str = "lexical", C_tie: float = 0.01, C_split: float = 1.0
+    ) -> None:
+        self.tie_features = tie_features
         self.C_tie = C_tie
         self.C_split = C_split
 
@@ -62,12 +85,14 @@ class TieAwareModel(PairFeatureModel):
         shared = np.hstack([np.abs(diff), similarity_features(X)])
         return np.hstack([diff, shared]), np.hstack([-diff, shared])
 
-    @staticmethod
-    def _split(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The signed differences and the chosen tie columns of pair features ``F``."""
         k = len(RESPONSE_FEATURES)
-        return F[:, :k], F[:, k:]
+        keep = [TIE_COLUMNS.index(name) for name in TIE_FEATURE_SETS[self.tie_features]]
+        return F[:, :k], F[:, k:][:, keep]
 
     def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+        check_choice(self.tie_features, TIE_FEATURE_SETS, "tie feature set")
         if self.C_tie <= 0 or self.C_split <= 0:
             raise ValueError(f"C_tie and C_split must be > 0, got {self.C_tie}, {self.C_split}")
         diff, shared = self._split(F)
