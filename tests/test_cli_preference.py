@@ -127,3 +127,31 @@ def test_export_formats_round_trip_through_the_readers(tmp_path):
     assert {"prompt", "chosen", "rejected"} <= set(rows[0])
     listing = invoke("data", "list")
     assert "@pandalm" in listing.stdout and "@car" in listing.stdout
+
+
+def test_fit_on_item_labels_of_a_multi_annotator_file(tmp_path):
+    from crowdtune.datasets.comparisons import write_jsonl
+    from crowdtune.preference.reliability import confusion, simulate_votes
+    from crowdtune.records import Comparison, Verdict
+
+    crowd = [confusion(0.85)] * 3 + [confusion(0.0)]
+    frame, _ = simulate_votes(crowd, n_items=40, seed=1)
+    rows = [
+        Comparison(id=f"{r.id}/{r.annotator}", prompt=(r.prompt,), response_a=(r.response_a,),
+                   response_b=(r.response_b,), verdict=Verdict(r.label), annotator=r.annotator)
+        for r in frame.itertuples()
+    ]  # fmt: skip
+    path = write_jsonl(rows, tmp_path / "votes.jsonl")
+    sizes = {}
+    for labels in ("votes", "majority", "dawid-skene"):
+        fit = invoke("preference", "fit", "--data", str(path), "--model", "length",
+                     "--labels", labels, "--out", str(tmp_path / labels), "--json")  # fmt: skip
+        assert fit.exit_code == 0, fit.output
+        summary = json.loads(fit.stdout)
+        assert summary["labels"] == labels and summary["n_votes"] == 160
+        sizes[labels] = summary["n"]
+    assert sizes["votes"] == 160 and sizes["dawid-skene"] == 40 and sizes["majority"] <= 40
+    bad = invoke("preference", "fit", "--data", str(path), "--labels", "soft",
+                 "--out", str(tmp_path / "x"))  # fmt: skip
+    assert bad.exit_code == 2 and "choose votes, majority, dawid-skene" in bad.output
+    assert "sample" in invoke("preference", "fit", "--help").output

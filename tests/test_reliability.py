@@ -7,7 +7,7 @@ import pytest
 
 from crowdtune.datasets.registry import load_comparisons
 from crowdtune.preference.agreement import canonical_votes
-from crowdtune.preference.reliability import confusion, dawid_skene, simulate_votes
+from crowdtune.preference.reliability import confusion, dawid_skene, item_labels, simulate_votes
 from crowdtune.records import comparisons_frame
 
 #: 8 oracle-ish annotators (accuracy 0.8), a contrarian (annotator8), a random voter (annotator9).
@@ -100,3 +100,29 @@ def test_agrees_with_crowd_kit_on_the_same_votes():
     canonical = ours.row_posteriors()[~votes.swapped.to_numpy()]
     items = votes.item[~votes.swapped.to_numpy()].to_numpy()
     assert np.abs(canonical - expected[items]).max() < 0.01
+
+
+def test_item_labels_collapse_each_items_votes_to_one_row():
+    crowd = [confusion(0.85)] * 2 + [confusion(0.0)] * 2  # two good voters, two contrarians
+    frame, truth = simulate_votes(crowd, n_items=150, seed=4)
+    first = np.arange(0, len(frame), len(crowd))  # each item's first row
+    skene = item_labels(frame, "dawid-skene")
+    assert list(skene.columns) == list(frame.columns) and skene.id.tolist() == [
+        f"item{i}" for i in range(150)
+    ]
+    assert (skene.label.to_numpy() == truth[first]).mean() > 0.9
+    majority = item_labels(frame, "majority")
+    assert len(majority) < 150  # a 2-2 split has no majority: left out
+    kept = majority.id.str.removeprefix("item").astype(int).to_numpy() * len(crowd)
+    assert (majority.label.to_numpy() == truth[kept]).mean() < 0.8  # contrarians drag it down
+    # each item's label in its first row's A/B order: swapping that row's sides swaps it
+    swapped = frame.copy()
+    swapped.loc[0, ["response_a", "response_b"]] = frame.loc[0, ["response_b", "response_a"]].values
+    swapped.loc[0, "label"] = {0: 1, 1: 0, 2: 2}[int(frame.label[0])]
+    again = item_labels(swapped, "dawid-skene")
+    assert again.label[0] == {0: 1, 1: 0, 2: 2}[int(skene.label[0])]
+    # rows without an annotator are one vote each, not one annotator's repeats
+    anonymous = item_labels(frame.assign(annotator=None), "majority")
+    assert len(anonymous) == len(majority)
+    with pytest.raises(ValueError, match="unknown labels 'soft'"):
+        item_labels(frame, "soft")

@@ -122,16 +122,28 @@ def fit_cmd(
         None, "--base-model", help="transformer only: a model name or path (default: tiny)."
     ),
     max_steps: int | None = typer.Option(None, "--max-steps", help="transformer only."),
+    labels: str = typer.Option(
+        "votes",
+        "--labels",
+        help="votes (the default: every vote a training row), majority (one row per item, "
+        "labelled by its votes' majority; items whose votes tie for the top are left out) or "
+        "dawid-skene (one row per item, labelled by the most probable class of its Dawid–Skene "
+        "posterior, which weighs each annotator by their estimated reliability). Both are hard "
+        "labels from the votes: training on the posteriors as soft targets would need sample "
+        "weights, which the predictors do not take.",
+    ),
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit a predictor on comparisons and save it to --out.
 
-    It learns from every comparison of the sources, in both A/B orders.
+    It learns from every comparison of the sources (or, with --labels, one per item), in both
+    A/B orders.
     """
     from crowdtune.preference import CALIBRATIONS, MODELS, make_model, save_model
     from crowdtune.preference.calibration import CalibratedPreferenceModel
     from crowdtune.preference.priors import symmetric_shares
+    from crowdtune.preference.reliability import LABELS, item_labels
 
     if model not in MODELS:
         fail(f"unknown --model {model!r}; choose one of: {', '.join(MODELS)}")
@@ -142,7 +154,16 @@ def fit_cmd(
         params = {k: v for k, v in (("model", base_model), ("max_steps", max_steps)) if v}
     elif base_model or max_steps:
         fail("--base-model and --max-steps apply to --model transformer only")
+    if labels not in ("votes", *LABELS):
+        fail(f"unknown --labels {labels!r}; choose votes, {', '.join(LABELS)}")
     frame = load_frame(data, seed)
+    n_votes = len(frame)
+    if labels != "votes":
+        try:
+            frame = item_labels(frame, labels)
+        except ValueError as exc:
+            fail(f"--labels {labels}: {exc}")
+        err.print(f"--labels {labels}: {n_votes:,} votes on {len(frame):,} labelled items")
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
@@ -160,6 +181,8 @@ def fit_cmd(
         "calibration": method,
         "data": data,
         "n": len(frame),
+        "labels": labels,
+        "n_votes": n_votes,
         # What `predict|evaluate --adapt-priors` re-weights from.
         "train_priors": symmetric_shares(frame["label"].to_numpy()).tolist(),
         "fit_seconds": seconds,

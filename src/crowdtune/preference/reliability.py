@@ -39,9 +39,18 @@ from scipy.special import logsumexp
 from crowdtune.preference.agreement import CATEGORIES, canonical_votes, majority_of_others
 from crowdtune.tables import json_records
 
-__all__ = ["DawidSkeneResult", "confusion", "dawid_skene", "simulate_votes"]
+__all__ = [
+    "LABELS",
+    "DawidSkeneResult",
+    "confusion",
+    "dawid_skene",
+    "item_labels",
+    "simulate_votes",
+]
 
 K = len(CATEGORIES)
+#: How :func:`item_labels` collapses each item's votes to one label.
+LABELS = ("majority", "dawid-skene")
 #: Exchanges the first and second response (the tie stays).
 _SWAP = np.array([1, 0, 2])
 
@@ -342,6 +351,36 @@ def dawid_skene(
         _item_of_row=item,
         _swapped=votes["swapped"].to_numpy(),
     )
+
+
+def item_labels(frame: pd.DataFrame, labels: str = "dawid-skene") -> pd.DataFrame:
+    """One row per item of ``frame`` (its first row) labelled by all of the item's votes: their
+    ``majority``, or the ``dawid-skene`` label (the most probable class of the item's
+    posterior). These are hard labels; training on the posteriors themselves would need
+    sample weights, which the predictors do not take.
+
+    Items are matched as in :func:`dawid_skene`. A row without an annotator counts as the one
+    vote of an annotator of its own. With ``majority`` an item whose votes tie for the top
+    (one A and one B, say) has no label and is left out.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``labels``, or what :func:`dawid_skene` raises.
+    """
+    if labels not in LABELS:
+        raise ValueError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
+    anonymous = frame["annotator"].isna().to_numpy()
+    voters = frame.assign(
+        annotator=np.where(anonymous, [f"\0anonymous {i}" for i in range(len(frame))],
+                           frame["annotator"].to_numpy(dtype=object))
+    )  # fmt: skip
+    result = dawid_skene(voters, n_bootstrap=0)
+    _, first = np.unique(result._item_of_row, return_index=True)  # items are 0..n-1
+    out = frame.iloc[first].reset_index(drop=True)
+    label = result.items["label" if labels == "dawid-skene" else "majority"].to_numpy()
+    out["label"] = label.astype(np.int64)
+    return out[label >= 0].reset_index(drop=True)
 
 
 def confusion(accuracy: float, tie_accuracy: float | None = None) -> np.ndarray:

@@ -358,6 +358,15 @@ class StatsOut(BaseModel):
         "Krippendorff's alpha, interval and ordinal, per rater and per aspect, gold accuracy; "
         "revisions: edits, the CaR quality gain, gold accuracy, skips); null for pairwise.",
     )
+    reliability: dict[str, Any] | None = Field(
+        default=None,
+        description="Pairwise projects: each contributor's estimated reliability by "
+        "Dawid–Skene over the A/B/tie votes (accuracy with a 95% bootstrap CI over items, "
+        "confusion matrix, votes; least reliable first in `annotators`), counting every vote; "
+        "null for other kinds or before two contributors share an item "
+        "(`reliability_reason` says why).",
+    )
+    reliability_reason: str | None = None
 
 
 class MajorityAgreement(BaseModel):

@@ -74,6 +74,8 @@ from crowdtune.validation import encodable_text, text_problem
 
 #: Bootstrap resamples behind the agreement intervals of the project stats.
 STATS_BOOTSTRAP = 200
+#: Why a revision or rating project's stats have no Dawid–Skene reliability.
+NO_RELIABILITY = "Dawid–Skene reliability is for pairwise votes; see signals"
 #: The HTTP status of each store error (any other :class:`StoreError` is 500).
 STORE_ERROR_STATUS = {
     NotFoundError: 404,
@@ -191,14 +193,16 @@ def project_stats(
     session: Session, project_id: int, *, scorer: QualityScorer | None = None
 ) -> StatsOut:
     """Progress counts (skips among the responses) of a project of any kind; for a pairwise
-    project inter-annotator agreement once two annotators share an item (otherwise
-    ``agreement`` is None and ``agreement_reason`` says why); for a revision or rating project
-    its quality signals (:func:`crowdtune.server.signals.project_signals`, every answer
-    counted: the stats are for admins), a rating project's agreement as ``agreement`` too."""
+    project inter-annotator agreement and each contributor's Dawid–Skene reliability
+    (:func:`crowdtune.server.signals.pairwise_reliability`) once two annotators share an item
+    (otherwise ``agreement`` and ``reliability`` are None and their reasons say why); for a
+    revision or rating project its quality signals
+    (:func:`crowdtune.server.signals.project_signals`), a rating project's agreement as
+    ``agreement`` too. Every answer counts: the stats are for admins."""
     # Deferred: the preference and crowd packages load scikit-learn and SciPy, kept off the
     # server's start.
     from crowdtune.preference.agreement import agreement
-    from crowdtune.server.signals import project_signals
+    from crowdtune.server.signals import pairwise_reliability, project_signals
 
     counts = repo.progress(session, project_id).to_dict()
     kind = repo.get_project(session, project_id).kind
@@ -209,17 +213,20 @@ def project_stats(
             rating, reason = signals["agreement"], signals["agreement"]["reason"]
             return StatsOut(
                 progress=counts, agreement=None if reason else rating, agreement_reason=reason,
-                signals=signals,
+                signals=signals, reliability_reason=NO_RELIABILITY,
             )  # fmt: skip
         reason = "revisions have no agreement figure; see signals (edits, quality gain, gold)"
-        return StatsOut(progress=counts, agreement=None, agreement_reason=reason, signals=signals)
-    comparisons = repo.project_comparisons(session, project_id)
+        return StatsOut(progress=counts, agreement=None, agreement_reason=reason, signals=signals,
+                        reliability_reason=NO_RELIABILITY)  # fmt: skip
+    frame = comparisons_frame(repo.project_comparisons(session, project_id))
+    reliability, why = pairwise_reliability(frame)
+    stats = StatsOut(progress=counts, agreement=None, reliability=reliability,
+                     reliability_reason=why)  # fmt: skip
     try:
-        result = agreement(comparisons_frame(comparisons), n_bootstrap=STATS_BOOTSTRAP)
+        stats.agreement = jsonable(agreement(frame, n_bootstrap=STATS_BOOTSTRAP).to_dict())
     except ValueError as exc:
-        reason = "no votes yet" if not comparisons else str(exc)
-        return StatsOut(progress=counts, agreement=None, agreement_reason=reason)
-    return StatsOut(progress=counts, agreement=jsonable(result.to_dict()))
+        stats.agreement_reason = "no votes yet" if frame.empty else str(exc)
+    return stats
 
 
 def leaderboard(

@@ -1,6 +1,7 @@
 """Quality signals of a revision or rating project, as the admin page, the project stats and
 the leaderboard show them (:mod:`crowdtune.crowd.signals` computes them; this module reads the
-store, applies the leak rule and supplies the quality scorer).
+store, applies the leak rule and supplies the quality scorer), and the annotators' reliability
+on a pairwise project (:func:`pairwise_reliability`).
 
 - Ratings: Krippendorff's alpha at the interval and ordinal levels with bootstrap intervals, each
   rater against the others (also per named aspect), and gold accuracy (a score within the
@@ -34,6 +35,8 @@ from crowdtune.crowd.signals import (
     revision_gold_accuracy,
     revision_signals,
 )
+from crowdtune.preference.agreement import canonical_votes
+from crowdtune.preference.reliability import dawid_skene
 from crowdtune.records import ratings_frame, revisions_frame
 from crowdtune.server.scorer import FIT_SCORER_HINT, QualityScorer
 from crowdtune.store import repository as repo
@@ -42,6 +45,9 @@ from crowdtune.tables import jsonable
 
 #: Bootstrap resamples behind the intervals of the signals.
 SIGNALS_BOOTSTRAP = 200
+#: Bootstrap resamples behind the reliability intervals of a pairwise project: each refits the
+#: EM, so fewer than the signals' (the admin page computes them on every view).
+RELIABILITY_BOOTSTRAP = 100
 
 
 #: The columns that identify an item in each kind's frame.
@@ -180,3 +186,30 @@ def contributor_signals(signals: dict[str, Any]) -> dict[str, dict[str, Any]]:
             },
         )
     return rows
+
+
+def pairwise_reliability(
+    frame: pd.DataFrame, *, n_bootstrap: int = RELIABILITY_BOOTSTRAP
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Each contributor's estimated reliability from a pairwise project's votes (``frame``: a
+    :func:`~crowdtune.records.comparisons_frame`), and None, or None and the reason there is
+    none (no votes, or no item voted on by two contributors: without a shared item the fit
+    cannot tell a contributor's errors from the items' truth).
+
+    It is :func:`~crowdtune.preference.reliability.dawid_skene`'s summary without the
+    per-item posteriors: ``annotators`` (least reliable first: ``annotator``, ``n_votes``,
+    ``accuracy`` with ``ci_low``/``ci_high``, the agreement with the majority of the others,
+    the confusion matrix with its intervals), the class shares, and ``n_bootstrap``. It counts
+    every vote, open items included: only admins see it (the stats and the admin page), so
+    the annotators' leak rule does not apply.
+    """
+    if frame.empty:
+        return None, "no votes yet"
+    votes = canonical_votes(frame)
+    if votes.groupby("item")["annotator"].nunique().max() < 2:
+        return None, "no item has votes from two different contributors yet"
+    result = dawid_skene(frame, n_bootstrap=n_bootstrap)
+    out = result.to_dict()
+    del out["items"]
+    out["n_bootstrap"] = n_bootstrap
+    return jsonable(out), None
