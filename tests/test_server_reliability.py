@@ -78,7 +78,9 @@ async def retried(
         try:
             async with client.request(method, path, **kwargs) as reply:  # type: ignore[arg-type]
                 return reply.status, await reply.json()
-        except (TimeoutError, aiohttp.ClientConnectionError):
+        # A server killed while it sends a reply cuts its body short: ClientPayloadError, not a
+        # connection error; the client retries it the same way (the key makes it safe).
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
             votes.retries += 1
             if time.monotonic() > deadline:
                 raise
