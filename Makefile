@@ -68,6 +68,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_emotions.py
 	$(BIN)/python benchmarks/bench_signals.py
 	$(BIN)/python benchmarks/bench_reliability.py
+	$(BIN)/python benchmarks/bench_ties.py
 	# Crowd-SFT on SmolLM2 with RESULTS.md's settings (about 15 minutes on 2 free cores)
 	$(BIN)/python benchmarks/bench_crowd_sft.py --steps 5 --gold 24 --max-length 128 --batch-size 2 --learning-rate 1e-3
 
