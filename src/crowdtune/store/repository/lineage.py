@@ -18,7 +18,7 @@ from crowdtune.store.errors import ConflictError
 from crowdtune.store.models import ModelVersion, Round
 from crowdtune.store.repository.jobs import finish_job
 from crowdtune.store.repository.reads import get_project
-from crowdtune.store.repository.writes import MAX_LABEL, MAX_NAME, check_name, writing
+from crowdtune.store.repository.writes import MAX_LABEL, add_round, check_name, writing
 
 
 def project_models(session: Session, project_id: int) -> list[ModelVersion]:
@@ -94,32 +94,15 @@ def record_job_round(
         The job is no longer this worker's (its heartbeat lapsed and it was requeued), another
         round was stored since the job started, or the job stored its round already.
     """
-    strategy = check_name(strategy, "strategy", MAX_NAME)
-    scheme = check_name(scheme, "scheme", MAX_NAME)
-    winner = None if winner is None else check_name(winner, "winner", MAX_LABEL)
     with writing(session):
         project = get_project(session, project_id, lock=True)
         if session.scalar(select(Round.id).where(Round.job_id == job_id)) is not None:
             raise ConflictError(f"job {job_id} stored its round already")
-        stored_rounds = session.scalar(
-            select(func.count(Round.id)).where(Round.project_id == project_id)
-        )
-        if stored_rounds != after:
-            raise ConflictError(
-                f"another round of project {project_id} was stored while job {job_id} ran "
-                f"({stored_rounds} rounds now, {after} when it started); run it again"
-            )
-        stored = Round(
-            project_id=project_id,
-            candidate=candidate,
+        stored = add_round(
+            session, project_id, strategy=strategy, scheme=scheme, winner=winner,
+            details=details, after=after, ran=f"job {job_id}", candidate=candidate,
             job_id=job_id,
-            strategy=strategy,
-            scheme=scheme,
-            winner=winner,
-            details=dict(details),
-        )
-        session.add(stored)
-        session.flush()
+        )  # fmt: skip
         if models:
             has_lineage = session.scalar(
                 select(func.count(ModelVersion.id)).where(ModelVersion.project_id == project_id)
@@ -159,7 +142,7 @@ def record_job_round(
                 )
                 if not switched.rowcount:  # type: ignore[attr-defined]
                     raise ValueError(f"new_base {new_base!r} is none of the round's models")
-        result = {"round_id": stored.id, "round": after + 1, "winner": winner}
+        result = {"round_id": stored.id, "round": after + 1, "winner": stored.winner}
         if not finish_job(session, job_id, worker, "succeeded", result=result, commit=False):
             session.rollback()
             raise ConflictError(

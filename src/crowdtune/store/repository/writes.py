@@ -217,28 +217,53 @@ def record_round(
     ConflictError
         Another round was stored since this one started (``after`` is out of date).
     """
+    with writing(session):
+        stored = add_round(
+            session, project_id, strategy=strategy, scheme=scheme, winner=winner,
+            details=details, after=after,
+        )  # fmt: skip
+        session.commit()
+    return stored
+
+
+def add_round(
+    session: Session,
+    project_id: int,
+    *,
+    strategy: str,
+    scheme: str,
+    winner: str | None,
+    details: Mapping[str, Any],
+    after: int | None,
+    ran: str = "this one",
+    **columns: Any,
+) -> Round:
+    """Add a round in the caller's write transaction (:func:`writing`; the caller commits):
+    check its names, take the project's row lock, refuse it when another round was stored
+    since ``after`` (``ran`` names what was computing it, for the message), flush it.
+    ``columns`` are more :class:`~crowdtune.store.models.Round` columns."""
     strategy = check_name(strategy, "strategy", MAX_NAME)
     scheme = check_name(scheme, "scheme", MAX_NAME)
     winner = None if winner is None else check_name(winner, "winner", MAX_LABEL)
-    with writing(session):
-        # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
-        # rounds that finish together count the stored rounds one after the other.
-        get_project(session, project_id, lock=True)
-        stored_rounds = session.scalar(
-            select(func.count(Round.id)).where(Round.project_id == project_id)
+    # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
+    # rounds that finish together count the stored rounds one after the other.
+    get_project(session, project_id, lock=True)
+    stored_rounds = session.scalar(
+        select(func.count(Round.id)).where(Round.project_id == project_id)
+    )
+    if after is not None and stored_rounds != after:
+        raise ConflictError(
+            f"another round of project {project_id} was stored while {ran} ran "
+            f"({stored_rounds} rounds now, {after} when it started); run it again"
         )
-        if after is not None and stored_rounds != after:
-            raise ConflictError(
-                f"another round of project {project_id} was stored while this one ran "
-                f"({stored_rounds} rounds now, {after} when it started); run it again"
-            )
-        stored = Round(
-            project_id=project_id,
-            strategy=strategy,
-            scheme=scheme,
-            winner=winner,
-            details=dict(details),
-        )
-        session.add(stored)
-        session.commit()
+    stored = Round(
+        project_id=project_id,
+        strategy=strategy,
+        scheme=scheme,
+        winner=winner,
+        details=dict(details),
+        **columns,
+    )
+    session.add(stored)
+    session.flush()
     return stored
