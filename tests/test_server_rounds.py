@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from crowdtune.crowd.feedback.lm_round import MODEL_ROUND_SCHEMES
 from crowdtune.crowd.feedback.round import (
     NO_INFORMATION,
     ROUND_MODELS,
@@ -28,6 +29,7 @@ from crowdtune.store import ConflictError, NotFoundError, make_engine, session_f
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Round
 from crowdtune.worker import make_worker
+from crowdtune.worker.rounds import CANDIDATE_KINDS
 from test_server_pages import csrf_of, sign_in
 
 API = "/api/v1"
@@ -270,6 +272,9 @@ def test_the_api_offers_exactly_the_rounds_choices():
     }
     assert get_args(RoundModel) == ROUND_MODELS
     assert set(get_args(RoundCandidate)) == set(ROUND_CANDIDATES)
+    # The worker's own check of the project kind, and the language-model rounds' schemes.
+    assert {name: kind for name, (kind, _) in ROUND_CANDIDATES.items()} == CANDIDATE_KINDS
+    assert ROUND_CANDIDATES["sft"][1] == ROUND_CANDIDATES["dpo"][1] == MODEL_ROUND_SCHEMES
 
 
 def run_jobs(url, folder):

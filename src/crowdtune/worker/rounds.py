@@ -40,19 +40,17 @@ from crowdtune.worker.loop import JobContext
 CANDIDATE_KINDS = {"sft": "revision", "dpo": "pairwise", "preference": "pairwise"}
 
 
-def round_folder(context: JobContext, round_number: int) -> Path:
-    """Where this attempt of the job writes its round's models."""
+def round_folder(context: JobContext, round_number: int, attempt: int | None = None) -> Path:
+    """Where an attempt of the job (default: this one) writes its round's models."""
+    attempt = context.attempt if attempt is None else attempt
     project = context.models_dir / f"project-{context.project_id}"
-    return project / f"round-{round_number}-job-{context.job_id}-attempt-{context.attempt}"
+    return project / f"round-{round_number}-job-{context.job_id}-attempt-{attempt}"
 
 
 def _forget_dead_attempts(context: JobContext, round_number: int) -> None:
     """Remove what earlier attempts of this job wrote (their worker died mid-round)."""
     for attempt in range(1, context.attempt):
-        stale = round_folder(context, round_number).with_name(
-            f"round-{round_number}-job-{context.job_id}-attempt-{attempt}"
-        )
-        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(round_folder(context, round_number, attempt), ignore_errors=True)
 
 
 def run_round_job(context: JobContext) -> None:
@@ -94,7 +92,6 @@ def run_round_job(context: JobContext) -> None:
     after = len(rounds)
     points = accumulated_points(rounds)
     if candidate == "preference":
-        payload.pop("max_steps", None)
         result = run_feedback_round(
             votes,
             gold,

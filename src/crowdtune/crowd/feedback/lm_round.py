@@ -55,7 +55,7 @@ from crowdtune.crowd.feedback.lm_evaluation import ModelCandidate, RoundData, pr
 from crowdtune.crowd.feedback.lm_reward import SELECT_BY, check_reward_model, round_evaluation
 from crowdtune.crowd.grouping import STRATEGIES, group_round
 from crowdtune.tables import jsonable
-from crowdtune.training.stages import StageConfig, load_trained, run_dpo, run_sft
+from crowdtune.training.stages import METRICS_FILE, StageConfig, load_trained, run_dpo, run_sft
 from crowdtune.validation import check_choice
 
 __all__ = [
@@ -360,7 +360,7 @@ class _Trainer:
         left_out: str | None = None,
     ) -> None:
         """Add provenance and the gold evaluation to the ``metrics.json`` the stage wrote."""
-        path = folder / "metrics.json"
+        path = folder / METRICS_FILE
         metrics = json.loads(path.read_text(encoding="utf-8"))
         metrics["provenance"] = {
             "round": self.round_number,
