@@ -15,11 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from crowdtune.server import create_app
 from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store import repository as repo
 from crowdtune.store.models import ModelVersion, Round
+from test_server_rounds import campaign, run_jobs
 
 API = "/api/v1"
 WORDS = "alpha beta gamma delta river stone light cloud green music".split()
@@ -69,6 +72,12 @@ def worker_process(url: str, models: Path, log: Path, *extra: str) -> subprocess
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
+def serve_with_worker(url: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """`crowdtune serve --worker` on ``url``, its models and log in ``folder``."""
+    options = ["--worker", "--models-dir", str(folder / "models")]
+    return start_server(url, port, log=folder / "serve.log", options=options)
+
+
 def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,10 +113,7 @@ def test_sft_rounds_over_http_with_a_worker_beside_the_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'loop.db'}"
     setup = revision_campaign(url)
     port = free_port()
-    server = start_server(
-        url, port, log=tmp_path / "serve.log",
-        options=["--worker", "--models-dir", str(tmp_path / "models")],
-    )  # fmt: skip
+    server = serve_with_worker(url, port, tmp_path)
     base = f"http://127.0.0.1:{port}{API}"
     root = {"Authorization": f"Bearer {setup['root']}"}
     project = setup["project"]
@@ -238,10 +244,7 @@ def test_votes_keep_their_pace_while_a_round_trains(tmp_path):
         _, voter = repo.create_contributor(session, "voter")
     engine.dispose()
     port = free_port()
-    server = start_server(
-        url, port, log=tmp_path / "serve.log",
-        options=["--worker", "--models-dir", str(tmp_path / "models")],
-    )  # fmt: skip
+    server = serve_with_worker(url, port, tmp_path)
     base = f"http://127.0.0.1:{port}{API}"
     headers = {"Authorization": f"Bearer {voter}"}
     root = {"Authorization": f"Bearer {setup['root']}"}
@@ -285,34 +288,15 @@ def test_votes_keep_their_pace_while_a_round_trains(tmp_path):
     assert max(busy) < 2.0
 
 
-def run_jobs_here(url: str, folder: Path) -> list[int]:
-    """Run the queued jobs in this process, as `crowdtune worker` would."""
-    from crowdtune.worker import make_worker
-
-    worker = make_worker(url, models_dir=folder, name="test-worker")
-    ran = []
-    try:
-        while (job := worker.run_once()) is not None:
-            ran.append(job)
-    finally:
-        worker.engine.dispose()
-    return ran
-
-
 @pytest.mark.slow
 def test_a_dpo_round_on_a_pairwise_projects_votes(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from crowdtune.server import create_app
-    from test_server_rounds import campaign
-
     url = f"sqlite:///{tmp_path / 'dpo.db'}"
     with TestClient(create_app(url)) as client:
         project, auth = campaign(url, client)
         body = {"candidate": "dpo", "n_groups": 2, "seed": 1, "max_steps": 2, "scheme": "marginal"}
         reply = client.post(f"{API}/projects/{project}/rounds", json=body, headers=auth["root"])
         assert reply.status_code == 202, reply.text
-        assert run_jobs_here(url, tmp_path / "models") == [reply.json()["job_id"]]
+        assert run_jobs(url, tmp_path) == [reply.json()["job_id"]]
         job = client.get(f"{API}/jobs/{reply.json()['job_id']}", headers=auth["root"]).json()
         assert job["state"] == "succeeded", job["message"]
         [stored] = client.get(f"{API}/projects/{project}/rounds", headers=auth["root"]).json()
@@ -337,6 +321,6 @@ def test_an_sft_round_on_postgresql(postgres_url, tmp_path):
         payload = {"candidate": "sft", "n_groups": 2, "seed": 0, "max_steps": 2}
         job = repo.enqueue_job(session, "round", payload, project_id=setup["project"]).id
     engine.dispose()
-    assert run_jobs_here(postgres_url, tmp_path / "models") == [job]
+    assert run_jobs(postgres_url, tmp_path) == [job]
     assert job_state(postgres_url, job)[0] == "succeeded"
     assert counts(postgres_url) == (1, 3)
