@@ -184,8 +184,10 @@ class GroupCommit:
                 else:
                     queued.future.set_exception(value)
             return
-        why = str(problem) if isinstance(problem, BusyError) else (
-            f"the database did not commit this write ({problem})"
+        # A driver's error says what went wrong without SQLAlchemy's statement and links.
+        reason = str(getattr(problem, "orig", None) or problem).strip()
+        why = reason if isinstance(problem, BusyError) else (
+            f"the database did not commit this write ({reason})"
         )  # fmt: skip
         error = CommitFailedError(
             f"{why}; it was not acknowledged: send it again (with the same Idempotency-Key)"
