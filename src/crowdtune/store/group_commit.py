@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from crowdtune.store.db import SQLITE_BEGIN, write_lock
+from crowdtune.store.db import SQLITE_BEGIN, savepoint, write_lock
 from crowdtune.store.errors import BusyError
 
 #: How often a batch whose transaction failed as a whole is run before its callers get 503.
@@ -203,7 +203,7 @@ class GroupCommit:
             with connection.begin():
                 for queued in batch:
                     try:
-                        with connection.begin_nested():
+                        with savepoint(connection, "crowdtune_operation"):
                             outcomes.append((True, queued.operation(connection)))
                     except Exception as exc:  # this operation's own error: it fails alone
                         if not connection.in_transaction():
