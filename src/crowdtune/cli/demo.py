@@ -139,7 +139,7 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
         sources=sources,
         labels=frame["label"].to_numpy(),
         calibrated_proba=predictions[("grouped", "ensemble")],
-        calibrated_name="ensemble (temperature-calibrated)",
+        calibrated_name="ensemble (equal weights)",
         leaderboard=board,
         leaderboard_title="MT-Bench human votes",
     )

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdtune.preference.base import seeded
 from crowdtune.preference.cv import SCHEMES, compare_models, n_folds
-from crowdtune.preference.ensemble import EnsembleModel, default_members
+from crowdtune.preference.ensemble import EnsembleModel
+from crowdtune.preference.models import CPU_PREDICTORS
 
 #: The CPU predictors that read MiniLM embeddings: every text is embedded once, minutes on 2
 #: cores before its vectors are cached.
@@ -26,8 +28,8 @@ NEEDS_EMBEDDINGS = ("embedding-gbdt",)
 def cpu_predictors(*, embeddings: bool = False, seed: int = 0) -> dict[str, Any]:
     """Fresh, unfitted CPU predictors by name, with ``"ensemble"`` (of the others) last."""
     members = [
-        (name, model)
-        for name, model in default_members(random_state=seed)
+        (name, seeded(cls, seed))
+        for name, cls in CPU_PREDICTORS.items()
         if embeddings or name not in NEEDS_EMBEDDINGS
     ]
     return {**dict(members), "ensemble": EnsembleModel(members=members, random_state=seed)}
