@@ -28,7 +28,7 @@ def demo_cmd(
     embeddings: bool = typer.Option(
         False,
         "--embeddings/--no-embeddings",
-        help="Include embedding-gbdt in the preference comparison and its ensemble (MiniLM "
+        help="Include embedding-gbdt in the preference comparison (MiniLM "
         "embeds ~16k texts once, several minutes on 2 cores; cached afterwards).",
     ),
     train: bool = typer.Option(
