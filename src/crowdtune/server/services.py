@@ -592,6 +592,11 @@ def enqueue_round(session: Session, project_id: int, body: RoundIn) -> tuple[Job
         )
     if body.select_by == "reward" and body.reward_model is None:
         raise ValueError("select_by 'reward' needs a reward_model (a folder on the worker)")
+    if candidate == "sft" and body.vote_weights != "none":
+        raise ValueError(
+            f"vote_weights {body.vote_weights!r} weighs votes: it is for preference and dpo "
+            "rounds, and an sft round trains on revisions"
+        )
     payload = body.model_dump(exclude={"candidate"})
     if candidate == "preference":
         for option in ("max_steps", "reward_model", "select_by", "max_new_tokens"):
