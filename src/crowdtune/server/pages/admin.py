@@ -289,8 +289,12 @@ def admin_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     require(me, "admin")
     project = page_project(session, project_id)
-    scorer = request.app.state.quality_scorer
-    stats = services.project_stats(session, project_id, scorer=scorer)
+    stats = services.project_stats(
+        session,
+        project_id,
+        scorer=request.app.state.quality_scorer,
+        reliability_cache=request.app.state.reliability_cache,
+    )
     rounds = project.kind != "rating"
     job = shown_job(session, project_id, request.query_params.get("job")) if rounds else None
     return render(
