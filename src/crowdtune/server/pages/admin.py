@@ -166,9 +166,10 @@ def _text(value: Any) -> str:
 def round_form(kind: str) -> dict[str, Any]:
     """What the round form of a project of ``kind`` offers: its ``candidates`` (the first is
     the default), the point ``schemes`` each as (scheme, candidates that pay by it), and the
-    candidates that take ``max_steps``, a preference ``model`` and ``vote_weights``. The page marks every
-    field and scheme with the candidates it applies to; ``admin.js`` hides the others (without
-    script they all show, labelled, and the server refuses a scheme a candidate lacks)."""
+    candidates that take ``max_steps``, a preference ``model`` and ``vote_weights``. The page
+    marks every field and scheme with the candidates it applies to; ``admin.js`` hides the
+    others (without script they all show, labelled, and the server refuses a scheme a candidate
+    lacks)."""
     candidates = [name for name, (needs, _) in services.ROUND_CANDIDATES.items() if needs == kind]
     candidates.sort(key=lambda name: name != "preference")  # the default of RoundIn first
     schemes = [
