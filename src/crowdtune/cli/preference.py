@@ -167,14 +167,14 @@ def fit_cmd(
             weights = frame.pop("weight").to_numpy()
     n_items = n_votes if labels == "votes" else len(frame) // (3 if weights is not None else 1)
     if labels != "votes":
-        what = "soft-labelled, a row per class" if weights is not None else "labelled"
-        err.print(f"--labels {labels}: {n_votes:,} votes on {n_items:,} {what} items")
+        what = "soft labels: a row per class" if weights is not None else "one row each"
+        err.print(f"--labels {labels}: {n_votes:,} votes on {n_items:,} items ({what})")
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
         estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
     how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
-    err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
+    err.print(f"fitting {model} on {len(frame):,} rows ({how})")
     start = time.perf_counter()
     try:
         fit_weighted(estimator, frame, frame["label"].to_numpy(), weights)
