@@ -22,10 +22,11 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from crowdtune.preference.base import check_frame, check_labels, seeded
+from crowdtune.preference.base import check_frame, check_labels, seeded, weighted_rows
 from crowdtune.preference.calibration import (
     apply_temperature,
     fit_temperature,
+    fit_weighted,
     fold_index,
     out_of_fold_proba,
 )
@@ -36,19 +37,24 @@ from crowdtune.preference.ties import TieAwareModel
 from crowdtune.validation import check_choice
 
 
-def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    """Simplex weights ``w`` minimising the log loss of ``sum_k w_k p_k`` (a linear opinion pool).
+def fit_pool_weights(
+    probas: list[np.ndarray], y: np.ndarray, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Simplex weights ``w`` minimising the log loss of ``sum_k w_k p_k`` (a linear opinion pool),
+    its rows weighted by ``sample_weight`` (default: equally).
 
     Parametrised as ``w = softmax(theta)`` and minimised with L-BFGS; the gradient is analytic.
     """
     stacked = np.stack([p[np.arange(len(y)), y] for p in probas], axis=1)  # (n, k): p_k(true)
+    rows = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    rows = rows / rows.sum()
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w = softmax(theta)
         mix = np.clip(stacked @ w, EPS, None)
-        grad_w = -(stacked / mix[:, None]).mean(axis=0)
+        grad_w = -(rows / mix) @ stacked
         # Chain rule through the softmax: d w_j / d theta_i = w_j (delta_ij - w_i).
-        return float(-np.log(mix).mean()), w * (grad_w - grad_w @ w)
+        return float(-(rows @ np.log(mix))), w * (grad_w - grad_w @ w)
 
     result = minimize(loss, np.zeros(len(probas)), jac=True, method="L-BFGS-B")
     return softmax(result.x)
@@ -76,9 +82,10 @@ def default_members(random_state: int = 0) -> list[tuple[str, Any]]:
 
 
 def select_weights(
-    oof: list[np.ndarray], y: np.ndarray, fold: np.ndarray
+    oof: list[np.ndarray], y: np.ndarray, fold: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> tuple[str, np.ndarray, dict[str, float]]:
-    """The weighting with the lowest out-of-fold log loss: ``(choice, weights, scores)``.
+    """The weighting with the lowest out-of-fold log loss (rows weighted by ``sample_weight``,
+    default equally): ``(choice, weights, scores)``.
 
     Candidates: each member alone (named by its index ``"member0"``, ...), ``"equal"`` and
     ``"fitted"``. The fitted pool is scored honestly: the rows of fold ``k`` get weights fitted on
@@ -86,16 +93,20 @@ def select_weights(
     Ties go to the earlier candidate (a single member before a pool).
     """
     k = len(oof)
+    rows = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     fitted_rows = np.empty(len(y))
     for f in np.unique(fold):
         held = fold == f
-        w = fit_pool_weights([p[~held] for p in oof], y[~held])
+        w = fit_pool_weights([p[~held] for p in oof], y[~held], rows[~held])
         fitted_rows[held] = row_log_loss(y[held], _pool(oof, w, held))
     candidates = {f"member{j}": np.eye(k)[j] for j in range(k)} | {"equal": np.full(k, 1 / k)}
-    scores = {name: float(row_log_loss(y, _pool(oof, w)).mean()) for name, w in candidates.items()}
-    scores["fitted"] = float(fitted_rows.mean())
+    scores = {
+        name: float(np.average(row_log_loss(y, _pool(oof, w)), weights=rows))
+        for name, w in candidates.items()
+    }
+    scores["fitted"] = float(np.average(fitted_rows, weights=rows))
     choice = min(scores, key=lambda name: scores[name])
-    weights = fit_pool_weights(oof, y) if choice == "fitted" else candidates[choice]
+    weights = fit_pool_weights(oof, y, rows) if choice == "fitted" else candidates[choice]
     return choice, weights, scores
 
 
@@ -155,11 +166,20 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         self.fold_groups = fold_groups
         self.calibrate = calibrate
 
-    def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        groups: np.ndarray | None = None,
+        sample_weight: Any = None,
+    ) -> EnsembleModel:
+        """Weigh the members (on out-of-fold predictions unless ``weights="equal"``), then fit
+        every member on every row; ``sample_weight`` (float[n], optional) weighs the rows of all
+        these fits."""
         check_choice(self.fold_groups, ("dataset", "prompt"), "fold grouping")
         check_choice(self.weights, WEIGHTINGS, "ensemble weighting")
         X = check_frame(X)
-        labels = check_labels(y, len(X))
+        X, labels, rows, groups = weighted_rows(X, check_labels(y, len(X)), sample_weight, groups)
         members = self.members if self.members is not None else default_members(self.random_state)
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -171,20 +191,20 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
             groups = self._fold_groups(X, groups)
             fold = fold_index(X, groups, self.n_splits, self.random_state)
             oof = [
-                out_of_fold_proba(est, X, labels, groups, self.n_splits, self.random_state)
+                out_of_fold_proba(est, X, labels, groups, self.n_splits, self.random_state, rows)
                 for _, est in members
             ]
             if self.weights == "fitted":
-                self.weights_, self.choice_ = fit_pool_weights(oof, labels), "fitted"
+                self.weights_, self.choice_ = fit_pool_weights(oof, labels, rows), "fitted"
             elif self.weights == "select":
-                choice, self.weights_, scores = select_weights(oof, labels, fold)
+                choice, self.weights_, scores = select_weights(oof, labels, fold, rows)
                 rename = {f"member{j}": name for j, name in enumerate(self.names_)}
                 self.choice_ = rename.get(choice, choice)
                 self.oof_scores_ = {rename.get(c, c): v for c, v in scores.items()}
             self.oof_proba_ = _pool(oof, self.weights_)
             if self.calibrate:
-                self.temperature_ = fit_temperature(self.oof_proba_, labels)
-        self.estimators_ = [clone(est).fit(X, labels) for _, est in members]
+                self.temperature_ = fit_temperature(self.oof_proba_, labels, rows)
+        self.estimators_ = [fit_weighted(clone(est), X, labels, rows) for _, est in members]
         self.classes_ = np.arange(3)
         return self
 
