@@ -177,17 +177,12 @@ def vote(
 
 def response_out(stored: Response | repo.StoredAnswer) -> ResponseOut:
     """A stored answer as the API returns it."""
+    verdict = None if stored.verdict is None else VERDICT_CODES[stored.verdict]
     return ResponseOut(
-        response_id=stored.id,
-        task_id=stored.task_id,
-        verdict=None
-        if stored.verdict is None
-        else cast(VerdictCode, VERDICT_CODES[stored.verdict]),
-        revision=stored.revision,
-        score=stored.score,
-        aspects=stored.aspects,
+        response_id=stored.id, task_id=stored.task_id, verdict=cast(VerdictCode | None, verdict),
+        revision=stored.revision, score=stored.score, aspects=stored.aspects,
         skipped=stored.skipped,
-    )
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
