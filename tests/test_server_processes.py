@@ -14,7 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from crowdtune.cli import app as cli
 from crowdtune.server.process import free_port, start_server, stop_server
 from crowdtune.store import make_engine, session_factory, upgrade
 from crowdtune.store.models import Item, Response, Task
@@ -111,3 +113,10 @@ def test_two_processes_on_sqlite_assign_exactly_k(tmp_path):
 @pytest.mark.postgres
 def test_two_processes_on_postgresql_assign_exactly_k(postgres_url, tmp_path):
     run_two_processes(postgres_url, tmp_path / "server.log")
+
+
+def test_workers_refuse_an_in_memory_database():
+    result = CliRunner().invoke(cli, ["serve", "--db", "sqlite://", "--workers", "2"])
+    assert result.exit_code == 2, result.output
+    said = re.sub(r"[\s│─╭╮╰╯]+", " ", result.output)  # the text of rich's error box
+    assert "in-memory SQLite database lives in one process" in said, said

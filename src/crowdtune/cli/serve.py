@@ -124,9 +124,16 @@ def serve_cmd(
 
     from crowdtune.server import create_app
     from crowdtune.server.app import APP_CONFIG_ENV
+    from crowdtune.store.db import in_memory, normalize_url
 
     busy_timeout_ms = round(busy_timeout * 1000)
-    check_or_exit(db, busy_timeout_ms)
+    check_or_exit(db, busy_timeout_ms)  # a URL that does not parse exits here
+    if workers > 1 and in_memory(normalize_url(db)):
+        raise typer.BadParameter(
+            "an in-memory SQLite database lives in one process; serve a file or PostgreSQL "
+            f"with --workers {workers}",
+            param_hint="--workers",
+        )
     upgrade_or_exit(db)
     if sample is not None:
         sample_campaign(db, sample, sample_items, f"http://{host}:{port}")
