@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from crowdtune.store.errors import BusyError, UnusableDatabaseError
+from crowdtune.store.errors import BusyError, LostRaceError, UnusableDatabaseError
 from crowdtune.validation import check_choice
 
 #: Where the store lives when no URL is given: a file in the working directory.
@@ -271,6 +271,36 @@ def savepoint(connection: Connection, name: str) -> Iterator[None]:
         cursor.execute(f"RELEASE SAVEPOINT {name}")
     finally:
         cursor.close()
+
+
+#: How often :func:`retrying` runs an operation that keeps losing races.
+RACE_ATTEMPTS = 20
+
+Result = TypeVar("Result")
+
+
+def retrying(
+    connection: Connection,
+    operation: Callable[[Connection], Result],
+    *,
+    attempts: int = RACE_ATTEMPTS,
+) -> Result:
+    """``operation(connection)`` in a savepoint (:func:`savepoint`), run again while it
+    raises :class:`~crowdtune.store.errors.LostRaceError` (its writes rolled back each time),
+    at most ``attempts`` times; then that error goes to the caller. Any other error rolls the
+    savepoint back and goes to the caller at once, leaving the transaction usable.
+
+    One savepoint serves both: the group commit's isolation of each operation and the retry of
+    a lost race, which on PostgreSQL saves two round trips per request.
+    """
+    for attempt in range(attempts):
+        try:
+            with savepoint(connection, "crowdtune_operation"):
+                return operation(connection)
+        except LostRaceError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def make_engine(

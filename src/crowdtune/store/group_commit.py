@@ -7,7 +7,9 @@ each a function of a :class:`~sqlalchemy.Connection`) in one transaction, one sa
 operation, and commits once:
 
 - an operation that raises (a 409, a 422, a 403) rolls back its savepoint alone and its caller
-  gets that error; the others of the batch go on;
+  gets that error; the others of the batch go on (one that lost a race with another process,
+  :class:`~crowdtune.store.errors.LostRaceError`, is run again:
+  :func:`~crowdtune.store.db.retrying`);
 - each caller's future resolves only after the batch's commit returned, so nothing is
   acknowledged that is not stored (and, with ``synchronous=FULL``/``synchronous_commit=on``,
   durable);
@@ -40,7 +42,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from crowdtune.store.db import SQLITE_BEGIN, savepoint, write_lock
+from crowdtune.store.db import SQLITE_BEGIN, retrying, write_lock
 from crowdtune.store.errors import BusyError
 
 #: How often a batch whose transaction failed as a whole is run before its callers get 503.
@@ -203,8 +205,7 @@ class GroupCommit:
             with connection.begin():
                 for queued in batch:
                     try:
-                        with savepoint(connection, "crowdtune_operation"):
-                            outcomes.append((True, queued.operation(connection)))
+                        outcomes.append((True, retrying(connection, queued.operation)))
                     except Exception as exc:  # this operation's own error: it fails alone
                         if not connection.in_transaction():
                             raise  # the savepoint could not be rolled back: the batch failed

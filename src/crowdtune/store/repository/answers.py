@@ -19,8 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdtune.records import Verdict, check_score
-from crowdtune.store.db import savepoint
-from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, ReusedKeyError
+from crowdtune.store.db import retrying
+from crowdtune.store.errors import (
+    ConflictError,
+    ForbiddenError,
+    LostRaceError,
+    NotFoundError,
+    ReusedKeyError,
+)
 from crowdtune.store.models import Item, Project, Response, Task, utc_now
 from crowdtune.store.repository.writes import (
     MAX_LABEL,
@@ -268,13 +274,17 @@ def _record_once(
             "idempotency key)"
         )
     given = sent.given
-    added = connection.execute(
-        _ADD_RESPONSE,
+    try:
+        added = connection.execute(
+            _ADD_RESPONSE,
         {"task_id": task_id, "contributor_id": contributor_id, "verdict": given.verdict,
          "revision": given.revision, "score": given.score, "aspects": given.aspects,
          "skipped": given.skipped, "reason": sent.reason, "seconds_spent": sent.seconds,
-         "idempotency_key": key, "created_at": utc_now()},
-    )  # fmt: skip
+             "idempotency_key": key, "created_at": utc_now()},
+        )  # fmt: skip
+    except IntegrityError:
+        # A concurrent submission won: the next attempt finds it (same key) or reports it.
+        raise LostRaceError(f"task {task_id} was answered concurrently under another key") from None
     connection.execute(_MARK_ANSWERED, {"task": task_id})
     if given.skipped:
         connection.execute(_RELEASE_ITEM, {"item": task.item_id})
@@ -297,23 +307,16 @@ def record_answer(
     the key was seen before with the same body, and nothing was stored).
 
     A first submission costs four statements (five for a skip): the key, the task with its
-    item's project, the response, the task's ``answered`` flag. It runs in a savepoint: when a
-    concurrent submission (another process on PostgreSQL) stored the task's response first,
-    the unique constraint rolls back this attempt alone, and the next one finds that response
-    (same key: a replay) or reports it (409).
+    item's project, the response, the task's ``answered`` flag. Run it through
+    :func:`~crowdtune.store.db.retrying` (the group commit and :func:`submit_response` do):
+    when a concurrent submission (another process on PostgreSQL) stored the task's response
+    first, the unique constraint makes this attempt raise
+    :class:`~crowdtune.store.errors.LostRaceError`, its savepoint rolls back, and the next
+    attempt finds that response (same key: a replay) or reports it (409).
 
     Raises what :func:`submit_response` raises, but for the checks of :func:`submission`.
     """
-    if connection.dialect.name == "sqlite":
-        # The transaction holds the database's write lock: no concurrent submission.
-        return _record_once(connection, task_id, contributor_id, sent, project_id)
-    for _ in range(2):
-        try:
-            with savepoint(connection, "crowdtune_answer"):
-                return _record_once(connection, task_id, contributor_id, sent, project_id)
-        except IntegrityError:
-            continue
-    raise ConflictError(f"task {task_id} was answered concurrently under another key")
+    return _record_once(connection, task_id, contributor_id, sent, project_id)
 
 
 def submit_response(
@@ -385,8 +388,11 @@ def submit_response(
         reason=reason, seconds=seconds, idempotency_key=idempotency_key,
     )  # fmt: skip
     with writing(session):
-        stored, created = record_answer(
-            session.connection(), task_id, contributor_id, sent, project_id=project_id
+        stored, created = retrying(
+            session.connection(),
+            lambda connection: record_answer(
+                connection, task_id, contributor_id, sent, project_id=project_id
+            ),
         )
         session.commit()
     response = session.get(Response, stored.id)

@@ -10,9 +10,10 @@ Safe under concurrency on both backends: each item goes to at most ``overlap`` d
 contributors and never twice to the same one, however many annotators (and server processes)
 ask at once. PostgreSQL: row locks on the chosen item (``FOR UPDATE SKIP LOCKED``), a
 conditional UPDATE of its count and the unique (item, contributor) constraint, retried in a
-savepoint. SQLite: the transaction holds the database's write lock from its first statement
-(``BEGIN IMMEDIATE`` behind :func:`~crowdtune.store.db.write_lock`), so the read that picks the
-item and the write that claims it see the same database, whatever process runs them.
+savepoint (:func:`~crowdtune.store.db.retrying`). SQLite: the transaction holds the
+database's write lock from its first statement (``BEGIN IMMEDIATE`` behind
+:func:`~crowdtune.store.db.write_lock`), so the read that picks the item and the write that
+claims it see the same database, whatever process runs them.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from sqlalchemy import Connection, CursorResult, bindparam, exists, false, inser
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from crowdtune.store.db import savepoint
-from crowdtune.store.errors import ConflictError, NotFoundError
+from crowdtune.store.db import RACE_ATTEMPTS, retrying
+from crowdtune.store.errors import LostRaceError, NotFoundError
 from crowdtune.store.models import Contributor, Item, Project, Task, utc_now
 from crowdtune.store.repository.writes import CoreRow, inserted_id, writing
 
 #: How often assignment retries after losing a race before it gives up.
-ASSIGN_ATTEMPTS = 20
+ASSIGN_ATTEMPTS = RACE_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ class AssignedTask:
     response_b: list[str] | None
     editor_prefill: bool
     scale: tuple[int, int] | None
-
-
-class _LostRace(Exception):
-    """The chosen item reached its overlap before it was claimed: choose again."""
 
 
 # The statements of assignment, built once with bound parameters: building a statement and
@@ -149,13 +146,20 @@ def _assign_once(
         if item is None:
             return None
         claimed = connection.execute(_CLAIM, {"item": item.id, "overlap": project.overlap})
+        lost = LostRaceError(
+            f"could not assign an item of project {project_id} to contributor "
+            f"{contributor_id} after {RACE_ATTEMPTS} attempts; try again"
+        )
         if cast(CursorResult[Any], claimed).rowcount != 1:
-            raise _LostRace
-        added = connection.execute(
-            _ADD_TASK,
-            {"item_id": item.id, "contributor_id": contributor_id, "answered": False,
-             "created_at": utc_now()},
-        )  # fmt: skip
+            raise lost  # the item filled up since it was chosen
+        try:
+            added = connection.execute(
+                _ADD_TASK,
+                {"item_id": item.id, "contributor_id": contributor_id, "answered": False,
+                 "created_at": utc_now()},
+            )  # fmt: skip
+        except IntegrityError:
+            raise lost from None  # a concurrent request of the same person took the item
         task_id = inserted_id(added)
     scale = None if project.scale_min is None else (project.scale_min, project.scale_max)
     return AssignedTask(
@@ -177,31 +181,22 @@ def assign(connection: Connection, project_id: int, contributor_id: int) -> Assi
     nothing is left for this contributor. Items keep their task count (``Item.assigned``), so
     the choice reads one index; a vote costs five or six statements.
 
-    Each attempt runs in a savepoint: an attempt that lost a race (PostgreSQL: the item filled
-    up, or the unique (item, contributor) constraint caught a duplicate) rolls back alone and
-    the choice is made again.
+    Run it through :func:`~crowdtune.store.db.retrying` (the group commit and
+    :func:`next_task` do): an attempt that lost a race (PostgreSQL: the item filled up, or the
+    unique (item, contributor) constraint caught a duplicate) raises
+    :class:`~crowdtune.store.errors.LostRaceError`, its savepoint rolls back, and the choice
+    is made again.
 
     Raises
     ------
     NotFoundError
         No such project or contributor.
-    ConflictError
-        Assignment kept losing races for :data:`ASSIGN_ATTEMPTS` attempts.
+    LostRaceError
+        A race was lost (a :class:`ConflictError`: 409 once
+        :data:`~crowdtune.store.db.RACE_ATTEMPTS` attempts all lost).
     """
-    project = _project(connection, project_id, contributor_id)
-    if connection.dialect.name == "sqlite":
-        # The transaction holds the database's write lock: there is no race to lose.
-        return _assign_once(connection, project_id, project, contributor_id)
-    for _ in range(ASSIGN_ATTEMPTS):
-        try:
-            with savepoint(connection, "crowdtune_assign"):
-                return _assign_once(connection, project_id, project, contributor_id)
-        except (_LostRace, IntegrityError):
-            continue
-    raise ConflictError(
-        f"could not assign an item of project {project_id} to contributor {contributor_id} "
-        f"after {ASSIGN_ATTEMPTS} attempts; try again"
-    )
+    return _assign_once(connection, project_id, _project(connection, project_id, contributor_id),
+                        contributor_id)  # fmt: skip
 
 
 def next_task(session: Session, project_id: int, contributor_id: int) -> Task | None:
@@ -212,7 +207,9 @@ def next_task(session: Session, project_id: int, contributor_id: int) -> Task | 
     Raises what :func:`assign` raises.
     """
     with writing(session):
-        found = assign(session.connection(), project_id, contributor_id)
+        found = retrying(
+            session.connection(), lambda connection: assign(connection, project_id, contributor_id)
+        )
         session.commit()
     if found is None:
         return None
