@@ -223,10 +223,10 @@ PriorStrengthOpt = typer.Option(
     help="With --adapt-priors: weight of the prior that keeps the tie share at the training "
     "share, in pseudo-pairs per predicted pair (kappa). The estimate moves about "
     "D / (D + kappa) of the way to the maximum-likelihood share, D being how well P(tie) "
-    "separates ties (1: perfectly; 0.03-0.1 for the shipped models). Default: "
-    "crowdtune.preference.priors.KAPPA = 10, chosen by leave-one-dataset-out log loss; 0 is "
-    "plain EM, which runs to 0 or 1 when P(tie) barely varies; lower it only where the target "
-    "is known to differ mainly in its tie rate.",
+    "separates ties (1: perfectly; 0.01-0.15 for the shipped models on unseen datasets). "
+    "Default: crowdtune.preference.priors.KAPPA = 10, chosen by leave-one-dataset-out log "
+    "loss; 0 is plain EM, which runs to 0 or 1 when P(tie) barely varies; lower it only where "
+    "the target is known to differ mainly in its tie rate.",
 )
 
 
