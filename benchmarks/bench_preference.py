@@ -12,7 +12,9 @@ predictions after prior-shift adaptation (:class:`~crowdtune.preference.priors.P
 each held-out dataset, after the oracle shift (its true class shares plugged into
 :func:`~crowdtune.preference.priors.adjust_priors`), with the verdict "adaptation closes >= half
 the gap to the oracle"; and the tie metrics (:func:`~crowdtune.preference.metrics.tie_scores`:
-P(tie) alone, tie log loss and Brier score).
+P(tie) alone, tie log loss and Brier score). Prior adaptation is MAP-EM with the default prior
+strength ``kappa``; a sweep over :data:`KAPPAS` (the grid the default was chosen on, by the
+default model's pooled leave-one-dataset-out log loss) follows each scheme's table.
 
 Anchors, measured in the same run: ``length`` (multinomial logistic regression on the responses'
 lengths) and ``difference-bucket`` (the competition's reference: 250 quantile buckets of the
@@ -20,8 +22,9 @@ length difference). Uniform guessing scores ln 3 = 1.0986. Targets (issue #21), 
 paired 95% bootstrap intervals over comparisons: the default model beats ``length`` by >= 0.02
 nats pooled LODO, and is never worse than its best member on a held-out dataset. Then Dawid–Skene
 against majority vote (``bench_reliability.py``'s own functions) and, unless
-``--skip-calibration``, the calibrators of features-gbdt. Run with ``make bench`` (the first run
-embeds ~16k texts, minutes on 2 cores; they are cached).
+``--skip-calibration``, the calibrators of features-gbdt; ``--only priors`` stops after the two
+schemes (no Dawid–Skene, no calibrators). Run with ``make bench`` (the first run embeds ~16k
+texts, minutes on 2 cores; they are cached).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from crowdtune.preference import PriorAdapted, adjust_priors, make_model, tie_sc
 from crowdtune.preference.cv import cross_validate, dataset_folds, dataset_of, grouped_folds
 from crowdtune.preference.ensemble import DEFAULT_MEMBERS
 from crowdtune.preference.metrics import UNIFORM_LOG_LOSS, row_log_loss
-from crowdtune.preference.priors import symmetric_shares
+from crowdtune.preference.priors import KAPPA, symmetric_shares
 from crowdtune.records import comparisons_frame
 from crowdtune.stats import bootstrap_mean_ci
 
@@ -48,6 +51,8 @@ DEFAULT = "ensemble"
 MODELS = ("length", "difference-bucket", "features-gbdt", "embedding-gbdt", "tie-aware", DEFAULT)
 ANCHORS = ("length", "difference-bucket")
 SCHEMES = ("grouped", "leave-one-dataset-out")
+#: Prior strengths (pseudo-rows per target row) of the adaptation sweep; 0 is plain EM.
+KAPPAS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def paired_gap(y: np.ndarray, anchor: np.ndarray, model: np.ndarray) -> tuple[float, float, float]:
@@ -67,15 +72,21 @@ def folds(frame: pd.DataFrame, scheme: str, n_splits: int) -> Iterator[tuple[str
             yield name, test
 
 
-def adapted(y: np.ndarray, proba: np.ndarray, fold_rows: list[np.ndarray]) -> np.ndarray:
+def adapted(
+    y: np.ndarray, proba: np.ndarray, fold_rows: list[np.ndarray], kappa: float = KAPPA
+) -> tuple[np.ndarray, list[float]]:
     """Out-of-fold ``proba`` after prior adaptation per fold, as ``PriorAdapted`` would give them:
-    trained under the shares of the other folds' labels, adapted to the fold's own rows."""
-    out = np.empty_like(proba)
+    trained under the shares of the other folds' labels, adapted to the fold's own rows; and the
+    estimated tie share per fold."""
+    out, ties = np.empty_like(proba), []
     for test in fold_rows:
         train = np.setdiff1d(np.arange(len(y)), test)
-        wrapper = PriorAdapted.from_fitted(None, symmetric_shares(y[train]), n_bootstrap=0)
+        wrapper = PriorAdapted.from_fitted(
+            None, symmetric_shares(y[train]), kappa=kappa, n_bootstrap=0
+        )
         out[test] = wrapper.adapt(proba[test])
-    return out
+        ties.append(float(wrapper.priors_[2]))
+    return out, ties
 
 
 def ci(low: float, high: float) -> str:
@@ -98,7 +109,7 @@ def report_scheme(
         parts += [(name, datasets == name) for name in fold_rows]
     for name in names:
         proba = preds[name]
-        shifted = adapted(y, proba, list(fold_rows.values()))
+        shifted, _ = adapted(y, proba, list(fold_rows.values()))
         for held, mask in parts:
             row = table[(table.model == name) & (table.held_out == held)].iloc[0]
             raw_ci = ci(row["log_loss_ci_low"], row["log_loss_ci_high"])
@@ -120,8 +131,35 @@ def report_scheme(
             print(line)
         if scheme != "grouped":
             oracle_verdicts(y, proba, shifted, fold_rows, name)
+        gap, low, high = paired_gap(y, shifted, proba)
+        print(f"    {name} adapted - raw, all rows: {gap:+.4f} nats [{low:+.4f}, {high:+.4f}]")
+    kappa_sweep(y, preds, fold_rows, names, parts)
     verdicts(y, table, preds, names, scheme, parts)
     return preds
+
+
+def kappa_sweep(
+    y: np.ndarray,
+    preds: dict[str, np.ndarray],
+    fold_rows: dict[str, np.ndarray],
+    names: list[str],
+    parts: list[tuple[str, np.ndarray]],
+) -> None:
+    """Adapted log loss (pooled, and per held-out set) for every prior strength in
+    :data:`KAPPAS`, with the estimated tie share per fold: the grid the default was chosen on."""
+    print(f"  kappa sweep (default {KAPPA:g}): adapted log loss, estimated tie share per fold")
+    for name in names:
+        raw = row_log_loss(y, preds[name])
+        print(f"    {name:<17} raw     " + " ".join(f"{raw[m].mean():.4f}" for _, m in parts))
+        for kappa in KAPPAS:
+            shifted, ties = adapted(y, preds[name], list(fold_rows.values()), kappa)
+            loss = row_log_loss(y, shifted)
+            print(
+                f"    {name:<17} {kappa:<7g} "
+                + " ".join(f"{loss[m].mean():.4f}" for _, m in parts)
+                + "  ties "
+                + " ".join(f"{t:.3f}" for t in ties)
+            )
 
 
 def oracle_verdicts(
@@ -131,9 +169,11 @@ def oracle_verdicts(
     fold_rows: dict[str, np.ndarray],
     name: str,
 ) -> None:
-    """Per held-out dataset: raw, adapted and oracle log loss; is half the gap closed?"""
+    """Per held-out dataset: raw, adapted and oracle log loss; is half the gap closed? With the
+    statistic every unlabelled estimator reads, the mean P(tie), against the training share."""
     for held, test in fold_rows.items():
         train = np.setdiff1d(np.arange(len(y)), test)
+        train_tie = symmetric_shares(y[train])[2]
         oracle = adjust_priors(proba[test], symmetric_shares(y[train]), symmetric_shares(y[test]))
         raw = row_log_loss(y[test], proba[test]).mean()
         adapt = row_log_loss(y[test], shifted[test]).mean()
@@ -144,7 +184,8 @@ def oracle_verdicts(
         verdict = "no gap to close" if gap <= 1e-3 else ("met" if closed >= 0.5 else "NOT met")
         print(
             f"    {name} on {held}: raw {raw:.4f}, adapted {adapt:.4f}, oracle shift {best:.4f} "
-            f"(tie share {np.mean(y[test] == 2):.3f}); gap closed {closed:+.2f}: {verdict}"
+            f"(tie share {np.mean(y[test] == 2):.3f}, train {train_tie:.3f}, mean P(tie) "
+            f"{proba[test, 2].mean():.3f}); gap closed {closed:+.2f}: {verdict}"
         )
 
 
@@ -212,6 +253,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated --model names")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--skip-calibration", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("all", "priors"),
+        default="all",
+        help="priors: only the two schemes' log loss, prior adaptation and kappa sweep",
+    )
     parser.add_argument("--campaigns", type=int, default=20, help="simulated DS campaigns")
     parser.add_argument("--bootstrap", type=int, default=50, help="DS bootstrap resamples")
     args = parser.parse_args()
@@ -233,6 +280,8 @@ def main() -> None:
     )
     for scheme in SCHEMES:
         report_scheme(frame, y, scheme, names, args.folds)
+    if args.only == "priors":
+        return
 
     print("== Dawid-Skene vs majority vote (bench_reliability.py)")
     bench_reliability.simulated(args.campaigns, 200)
