@@ -342,6 +342,14 @@ def verdicts(runs: list[Run]) -> tuple[list[str], bool]:
         )
     if not any(run.clients == TARGET_CLIENTS for run in runs):
         out.append(f"no run at {TARGET_CLIENTS} clients: the throughput targets are not judged")
+    cost = [1000 * r.load.cpu_seconds / r.votes for r in runs if r.load is not None and r.votes]
+    if cost:
+        cap = 1000 * (os.cpu_count() or 1) / float(np.median(cost))
+        out.append(
+            f"the load generator costs {np.median(cost):.2f} ms of CPU per vote (median of the "
+            f"runs): on these {os.cpu_count()} cores, shared with the server, it alone caps what "
+            f"this benchmark can measure at {cap:,.0f} votes/s"
+        )
     tallies = [run.tally for run in runs if run.tally is not None]
     lost = sum(t.lost for t in tallies)
     duplicated = sum(t.duplicated for t in tallies)
