@@ -422,6 +422,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     has_workers = serve_has_workers()
+    before = os.getloadavg()[0]
     runs: list[Run] = []
     notes = []
     spawn = multiprocessing.get_context("spawn")
@@ -439,10 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                 if synchronous_commit is not None:
                     notes.append(f"PostgreSQL synchronous_commit={synchronous_commit}")
                 runs += bench_database(clients, db, url, args, folder, has_workers)
-    load = os.getloadavg()
+    after = os.getloadavg()
     print(
         f"\nfeedback API over HTTP vs raw inserts, {os.cpu_count()} cores shared by the server "
-        f"and the load generator; load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
+        f"and the load generator; load average (1 minute) {before:.1f} at the start, "
+        f"{after[0]:.1f} at the end (15 minutes: {after[2]:.1f})"
         + "".join(f"; {note}" for note in notes)
     )
     print("\n".join(table(runs)))
