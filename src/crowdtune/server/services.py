@@ -68,7 +68,7 @@ from crowdtune.store import (
 )
 from crowdtune.store import repository as repo
 from crowdtune.store.errors import ReusedKeyError
-from crowdtune.store.models import VERDICT_CODES, Job, Project
+from crowdtune.store.models import VERDICT_CODES, Job, Project, Response
 from crowdtune.tables import jsonable
 from crowdtune.validation import encodable_text, text_problem
 
@@ -171,7 +171,12 @@ def vote(
         idempotency_key=idempotency_key,
         project_id=project_id,
     )
-    out = ResponseOut(
+    return response_out(stored), created
+
+
+def response_out(stored: Response | repo.StoredAnswer) -> ResponseOut:
+    """A stored answer as the API returns it."""
+    return ResponseOut(
         response_id=stored.id,
         task_id=stored.task_id,
         verdict=None
@@ -182,7 +187,6 @@ def vote(
         aspects=stored.aspects,
         skipped=stored.skipped,
     )
-    return out, created
 
 
 # ---------------------------------------------------------------------------------------------
