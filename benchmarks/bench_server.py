@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import nullcontext, suppress
@@ -80,6 +81,8 @@ class Run:
     tally: Tally | None = None
     #: The server's CPU time during the run per second of it (1.0: one core busy throughout).
     server_cpu: float = 0.0
+    #: The time its threads were ready to run but waited for a CPU, per second of the run.
+    server_wait: float = 0.0
 
 
 def ms(seconds: list[float], q: float) -> float:
@@ -103,28 +106,40 @@ def server_options(synchronous: str | None, workers: int, has_workers: bool) -> 
     return options + (["--workers", str(workers)] if has_workers else [])
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the server and its worker processes have used so far."""
+def server_times(pid: int) -> tuple[float, float]:
+    """Seconds the server and its worker processes have so far spent on a CPU (psutil), and
+    waiting in the kernel's run queue for one: the machine's other load (Linux schedstat).
+
+    The wait is read from ``/proc/PID/task/TID/schedstat`` (psutil does not expose it) and sums
+    the threads alive now; ``nan`` where the kernel does not keep it.
+    """
     server = psutil.Process(pid)
-    total = 0.0
+    cpu = waited = 0.0
     for process in (server, *server.children(recursive=True)):
         with suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
-            total += times.user + times.system
-    return total
+            cpu += times.user + times.system
+            for thread in process.threads():
+                with suppress(FileNotFoundError):  # a thread that ended meanwhile
+                    stat = Path(f"/proc/{process.pid}/task/{thread.id}/schedstat").read_text()
+                    waited += int(stat.split()[1]) / 1e9
+    if not Path("/proc/self/schedstat").exists():
+        waited = float("nan")
+    return cpu, waited
 
 
 def one_run(
     clients: Executor, url: str, server: int, port: int, n_clients: int, votes: int
-) -> tuple[Load, Tally, float]:
+) -> tuple[Load, Tally, float, float]:
     """Seed a project, load it from the client process, count its votes in the database; and
-    the CPU time the server (process id ``server``) used meanwhile, as a share of one core."""
+    per second of the run, the server's (process id ``server``) CPU time and run-queue wait."""
     project_id, tokens = seed(url, n_clients, votes)
     base = f"http://127.0.0.1:{port}"
-    cpu = server_cpu_seconds(server)
+    cpu, waited = server_times(server)
     load = clients.submit(generate_load, base, project_id, tokens, votes).result()
-    cpu = server_cpu_seconds(server) - cpu
-    return load, count_votes(url, project_id, load.acknowledged), cpu / load.seconds
+    cpu_after, waited_after = server_times(server)
+    tally = count_votes(url, project_id, load.acknowledged)
+    return load, tally, (cpu_after - cpu) / load.seconds, (waited_after - waited) / load.seconds
 
 
 def bench_server(
@@ -143,13 +158,15 @@ def bench_server(
     server = start_server(url, port, log=log, options=options)
     runs = []
     try:
-        _, warm, _ = one_run(clients, url, server.pid, port, *WARM_UP)
+        _, warm, _, _ = one_run(clients, url, server.pid, port, *WARM_UP)
         runs.append(Run(db, workers, -1, 0, 0.0, None, warm))  # not printed, but counted
         for n_clients in args.clients:
             votes = args.votes if n_clients > 1 else max(args.votes // 5, 1)
-            load, tally, cpu = one_run(clients, url, server.pid, port, n_clients, votes)
+            load, tally, cpu, waited = one_run(clients, url, server.pid, port, n_clients, votes)
             rate = len(load.acknowledged) / load.seconds
-            runs.append(Run(db, workers, n_clients, len(load.acknowledged), rate, load, tally, cpu))
+            runs.append(
+                Run(db, workers, n_clients, len(load.acknowledged), rate, load, tally, cpu, waited)
+            )
             print(
                 f"  {db}, {workers} process(es), {n_clients} clients: {rate:,.0f} votes/s, "
                 f"cycle p99 {ms(load.cycle_seconds, 99):.1f} ms, {sum(load.errors.values())} "
@@ -167,6 +184,10 @@ def bench_server(
     return runs
 
 
+#: py-spy's samples per second.
+PROFILE_RATE = 200
+
+
 def profile(clients: Executor, url: str, port: int, pid: int, out: Path) -> Tally | None:
     """One unmeasured run at 50 clients with py-spy sampling the server (its processes)."""
     # py-spy beside this interpreter (a virtual environment's), else on the PATH.
@@ -176,34 +197,21 @@ def profile(clients: Executor, url: str, port: int, pid: int, out: Path) -> Tall
         print("    no profile: py-spy is not installed (pip install py-spy)")
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--function",
-            "--format",
-            "raw",
-            "--rate",
-            "200",
-            "--output",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--function", "--format",
+               "raw", "--rate", str(PROFILE_RATE), "--output", str(out)]  # fmt: skip
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    start = time.perf_counter()
     try:
-        _, tally, _ = one_run(clients, url, pid, port, TARGET_CLIENTS, 2000)
+        _, tally, _, _ = one_run(clients, url, pid, port, TARGET_CLIENTS, 2000)
     finally:
         spy.send_signal(signal.SIGINT)
+        seconds = time.perf_counter() - start
         _, error = spy.communicate(timeout=60)
     if not out.exists():
         print(f"    py-spy wrote no profile: {error.decode(errors='replace')[-500:]}")
         return tally
     print(f"    profile of the server at {TARGET_CLIENTS} clients ({out}):")
-    for line in profile_summary(out.read_text().splitlines()):
+    for line in profile_summary(out.read_text().splitlines(), seconds):
         print(f"      {line}")
     return tally
 
@@ -225,13 +233,14 @@ AREAS = (
 )
 
 
-def profile_summary(lines: list[str], top: int = 12) -> list[str]:
-    """py-spy's raw (collapsed) stacks summed: self time by area, the top functions by self time
-    and by time inside them (share of all non-idle samples, all server processes)."""
+def profile_summary(lines: list[str], seconds: float, top: int = 12) -> list[str]:
+    """py-spy's raw (collapsed) stacks of ``seconds`` summed: how many threads were busy, on the
+    event loop or off it, self time by area, the top functions by self time and the crowdtune
+    functions by time inside them (shares of all non-idle samples, all server processes)."""
     own: Counter[str] = Counter()
     inside: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    total = 0
+    on_loop = total = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -241,9 +250,10 @@ def profile_summary(lines: list[str], top: int = 12) -> list[str]:
             continue
         samples = int(count)
         total += samples
+        on_loop += samples * any("asyncio/runners.py" in frame for frame in frames)
         own[frames[-1]] += samples
         for frame in set(frames):
-            inside[frame] += samples
+            inside[frame] += samples * ("crowdtune/" in frame)
         where = frames[-1].rpartition("(")[2]
         areas[next((name for key, name in AREAS if key in where), "other")] += samples
     if not total:
@@ -251,12 +261,14 @@ def profile_summary(lines: list[str], top: int = 12) -> list[str]:
     share = [f"{name} {100 * n / total:.0f} %" for name, n in areas.most_common()]
     out = [
         f"{total:,} samples of threads running or waiting on a lock or the disk (not idle "
-        "in the event loop); self time by area: " + ", ".join(share),
+        f"in the event loop): {total / PROFILE_RATE / seconds:.2f} threads busy on average, "
+        f"{100 * on_loop / total:.0f} % of them on the event loop",
+        "self time by area: " + ", ".join(share),
         "top functions, self:",
     ]
     out += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in own.most_common(top)]
-    out.append("top functions, inside (self + callees):")
-    out += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in inside.most_common(top)]
+    out.append("crowdtune's functions, inside (self + callees):")
+    out += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in inside.most_common(top) if n]
     return out
 
 
@@ -289,14 +301,14 @@ def table(runs: list[Run]) -> list[str]:
     out = [
         "| database | server processes | clients | votes | votes/s | / raw | POST p50 ms | "
         "POST p99 ms | cycle p50 ms | cycle p99 ms | errors | lost | duplicated | "
-        "server CPU | client CPU |",
-        "|" + "---|" * 15,
+        "server CPU | server waits for a CPU | client CPU |",
+        "|" + "---|" * 16,
     ]
     for run in runs:
         if run.clients == 0:
             out.append(
                 f"| {run.db} | raw Core inserts, 1 commit per vote | 1 | {run.votes:,} | "
-                f"{run.rate:,.0f} | 1.00 | | | | | | | | | |"
+                f"{run.rate:,.0f} | 1.00 | | | | | | | | | | |"
             )
         elif run.load is not None and run.tally is not None:
             load, tally = run.load, run.tally
@@ -306,6 +318,7 @@ def table(runs: list[Run]) -> list[str]:
                 f"{ms(load.post_seconds, 99):.1f} | {ms(load.cycle_seconds, 50):.1f} | "
                 f"{ms(load.cycle_seconds, 99):.1f} | {sum(load.errors.values())} | "
                 f"{tally.lost} | {tally.duplicated} | {100 * run.server_cpu:.0f} % | "
+                f"{100 * run.server_wait:.0f} % | "
                 f"{100 * load.cpu_seconds / load.seconds:.0f} % |"
             )
     return out
