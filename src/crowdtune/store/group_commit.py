@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from crowdtune.store.db import SQLITE_BEGIN, write_lock
+from crowdtune.store.db import SQLITE_BEGIN, savepoint, write_lock
 from crowdtune.store.errors import BusyError
 
 #: How often a batch whose transaction failed as a whole is run before its callers get 503.
@@ -184,8 +184,10 @@ class GroupCommit:
                 else:
                     queued.future.set_exception(value)
             return
-        why = str(problem) if isinstance(problem, BusyError) else (
-            f"the database did not commit this write ({problem})"
+        # A driver's error says what went wrong without SQLAlchemy's statement and links.
+        reason = str(getattr(problem, "orig", None) or problem).strip()
+        why = reason if isinstance(problem, BusyError) else (
+            f"the database did not commit this write ({reason})"
         )  # fmt: skip
         error = CommitFailedError(
             f"{why}; it was not acknowledged: send it again (with the same Idempotency-Key)"
@@ -201,7 +203,7 @@ class GroupCommit:
             with connection.begin():
                 for queued in batch:
                     try:
-                        with connection.begin_nested():
+                        with savepoint(connection, "crowdtune_operation"):
                             outcomes.append((True, queued.operation(connection)))
                     except Exception as exc:  # this operation's own error: it fails alone
                         if not connection.in_transaction():

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdtune.records import Verdict, check_score
+from crowdtune.store.db import savepoint
 from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, ReusedKeyError
 from crowdtune.store.models import Item, Project, Response, Task, utc_now
 from crowdtune.store.repository.writes import (
@@ -308,7 +309,7 @@ def record_answer(
         return _record_once(connection, task_id, contributor_id, sent, project_id)
     for _ in range(2):
         try:
-            with connection.begin_nested():
+            with savepoint(connection, "crowdtune_answer"):
                 return _record_once(connection, task_id, contributor_id, sent, project_id)
         except IntegrityError:
             continue

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, CursorResult, bindparam, exists, false, inser
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from crowdtune.store.db import savepoint
 from crowdtune.store.errors import ConflictError, NotFoundError
 from crowdtune.store.models import Contributor, Item, Project, Task, utc_now
 from crowdtune.store.repository.writes import CoreRow, inserted_id, writing
@@ -193,7 +194,7 @@ def assign(connection: Connection, project_id: int, contributor_id: int) -> Assi
         return _assign_once(connection, project_id, project, contributor_id)
     for _ in range(ASSIGN_ATTEMPTS):
         try:
-            with connection.begin_nested():
+            with savepoint(connection, "crowdtune_assign"):
                 return _assign_once(connection, project_id, project, contributor_id)
         except (_LostRace, IntegrityError):
             continue
