@@ -219,7 +219,7 @@ def profile(clients: Executor, url: str, port: int, pid: int, out: Path) -> Tall
 #: Where a frame's file lies -> the part of the stack it stands for in the profile summary.
 AREAS = (
     ("sqlalchemy", "SQLAlchemy (and the driver calls it makes)"),
-    ("psycopg", "psycopg"),
+    ("psycopg", "psycopg (mostly awaiting PostgreSQL's replies)"),
     ("sqlite3", "sqlite3"),
     ("pydantic", "pydantic"),
     ("fastapi", "FastAPI"),
@@ -228,19 +228,25 @@ AREAS = (
     ("httptools", "uvicorn"),
     ("asyncio", "asyncio"),
     ("concurrent", "threads"),
-    ("threading", "threads"),
     ("crowdtune", "crowdtune"),
 )
 
 
+#: Files whose frames, at the top of a stack, mean a thread waits for another thread or
+#: process (an idle pool thread, a writer with an empty queue, a request awaiting its batch):
+#: py-spy counts such threads as active; the summary sets them apart.
+WAITING = ("threading.py", "queue.py", "multiprocessing/connection.py", "selectors.py")
+
+
 def profile_summary(lines: list[str], seconds: float, top: int = 12) -> list[str]:
-    """py-spy's raw (collapsed) stacks of ``seconds`` summed: how many threads were busy, on the
-    event loop or off it, self time by area, the top functions by self time and the crowdtune
-    functions by time inside them (shares of all non-idle samples, all server processes)."""
+    """py-spy's raw (collapsed) stacks of ``seconds`` summed over all server processes: how many
+    threads were working (not waiting for another thread), on the event loop or off it, their
+    self time by area, the top functions by self time and crowdtune's functions by time inside
+    them (shares of the working samples)."""
     own: Counter[str] = Counter()
     inside: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    on_loop = total = 0
+    on_loop = total = waiting = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -249,20 +255,23 @@ def profile_summary(lines: list[str], seconds: float, top: int = 12) -> list[str
         if not frames:
             continue
         samples = int(count)
+        where = frames[-1].rpartition("(")[2]
+        if any(name in where for name in WAITING):
+            waiting += samples
+            continue
         total += samples
         on_loop += samples * any("asyncio/runners.py" in frame for frame in frames)
         own[frames[-1]] += samples
         for frame in set(frames):
             inside[frame] += samples * ("crowdtune/" in frame)
-        where = frames[-1].rpartition("(")[2]
         areas[next((name for key, name in AREAS if key in where), "other")] += samples
     if not total:
         return ["no samples"]
     share = [f"{name} {100 * n / total:.0f} %" for name, n in areas.most_common()]
     out = [
-        f"{total:,} samples of threads running or waiting on a lock or the disk (not idle "
-        f"in the event loop): {total / PROFILE_RATE / seconds:.2f} threads busy on average, "
-        f"{100 * on_loop / total:.0f} % of them on the event loop",
+        f"{total / PROFILE_RATE / seconds:.2f} threads working on average ({total:,} samples; "
+        f"{100 * on_loop / total:.0f} % of them on the event loop), "
+        f"{waiting / PROFILE_RATE / seconds:.2f} waiting for another thread or process",
         "self time by area: " + ", ".join(share),
         "top functions, self:",
     ]
