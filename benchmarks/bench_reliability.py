@@ -10,7 +10,12 @@ It prints
   random voter are the two lowest, and how often the Dawid–Skene and the majority label are right;
 - PandaLM's three annotators: their accuracies with intervals, and how often the Dawid–Skene
   label equals PandaLM's gold (the majority of the three, the label the dataset ships);
-- MT-Bench's human judges: how many, and the spread of their accuracies.
+- MT-Bench's human judges: how many, and the spread of their accuracies;
+- training labels on MT-Bench (``--sections labels``): a predictor fitted on every vote, on each
+  item's majority, on its hard Dawid–Skene label and on its soft one (the posterior as sample
+  weights, what ``preference fit --labels dawid-skene`` does), in 5-fold CV grouped by question
+  (Dawid–Skene refitted on the training folds' votes only), scored by the log loss of the
+  held-out *votes*, with paired bootstrap intervals of each difference to "votes".
 
 Targets: accuracies within 0.05; contrarian and random ranked lowest in >= 95 % of campaigns.
 """
@@ -21,10 +26,22 @@ import argparse
 import time
 
 import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
 
 from crowdtune.datasets.registry import load_comparisons
-from crowdtune.preference.reliability import confusion, dawid_skene, simulate_votes
+from crowdtune.preference import CalibratedPreferenceModel, make_model, prompt_groups
+from crowdtune.preference.calibration import fit_weighted
+from crowdtune.preference.metrics import row_log_loss
+from crowdtune.preference.reliability import (
+    confusion,
+    dawid_skene,
+    item_labels,
+    simulate_votes,
+    soft_labels,
+)
 from crowdtune.records import comparisons_frame
+from crowdtune.stats import bootstrap_mean_ci
 
 CROWD = [confusion(0.8)] * 8 + [confusion(0.0), confusion(1 / 3)]
 NOMINAL = np.array([0.8] * 8 + [0.0, 1 / 3])
@@ -87,14 +104,73 @@ def real(bootstrap: int) -> None:
                                     for r in table.head(3).itertuples()))  # fmt: skip
 
 
+#: The training labels compared on MT-Bench: votes, majority, hard and soft Dawid–Skene.
+TRAINING_LABELS = ("votes", "majority", "dawid-skene hard", "dawid-skene soft")
+
+
+def training_rows(train: pd.DataFrame, labels: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows (and sample weights) a predictor trains on under each of TRAINING_LABELS."""
+    if labels == "votes":
+        return train, None
+    if labels == "dawid-skene soft":
+        rows = soft_labels(train)
+        return rows, rows.pop("weight").to_numpy()
+    return item_labels(train, labels.removesuffix(" hard")), None
+
+
+def label_cv(models: list[str], folds: int, seed: int) -> None:
+    frame = comparisons_frame(load_comparisons("@mt-bench", seed=seed))
+    y = frame.label.to_numpy()
+    splits = list(GroupKFold(folds, shuffle=True, random_state=seed).split(
+        frame, groups=prompt_groups(frame)))  # fmt: skip
+    print(f"training labels on MT-Bench: {len(frame)} votes, {folds}-fold CV grouped by "
+          "question; log loss of the held-out votes (temperature-calibrated, as `preference "
+          "fit`)")  # fmt: skip
+    for name in models:
+        losses = {labels: np.zeros(len(frame)) for labels in TRAINING_LABELS}
+        start = time.perf_counter()
+        for train, test in splits:
+            for labels in TRAINING_LABELS:
+                rows, weights = training_rows(frame.iloc[train], labels)
+                model = CalibratedPreferenceModel(estimator=make_model(name, seed=seed),
+                                                  random_state=seed)  # fmt: skip
+                fit_weighted(model, rows, rows.label.to_numpy(), weights)
+                losses[labels][test] = row_log_loss(y[test], model.predict_proba(frame.iloc[test]))
+        seconds = time.perf_counter() - start
+        print(f"  {name} ({seconds:.0f} s):")
+        for labels in TRAINING_LABELS:
+            loss = losses[labels]
+            low, high = bootstrap_mean_ci(loss, seed=seed)
+            line = f"    {labels:17s} {loss.mean():.4f} [{low:.4f}, {high:.4f}]"
+            if labels != "votes":
+                diff = loss - losses["votes"]
+                d_low, d_high = bootstrap_mean_ci(diff, seed=seed)
+                line += f"; minus votes {diff.mean():+.4f} [{d_low:+.4f}, {d_high:+.4f}]"
+            print(line)
+
+
+SECTIONS = ("simulated", "real", "labels")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=100)
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, of {', '.join(SECTIONS)}")  # fmt: skip
+    parser.add_argument("--label-models", default="length,features-gbdt",
+                        help="predictors of the labels section")  # fmt: skip
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    simulated(args.campaigns, args.items)
-    real(args.bootstrap)
+    sections = args.sections.split(",")
+    if "simulated" in sections:
+        simulated(args.campaigns, args.items)
+    if "real" in sections:
+        real(args.bootstrap)
+    if "labels" in sections:
+        label_cv(args.label_models.split(","), args.folds, args.seed)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def test_the_round_form_offers_what_each_kind_of_project_takes(site):
     assert 'value="regression" data-candidates="sft"' in page
     assert 'value="shapley"' not in page  # preference rounds only
     assert 'name="max_steps"' in page and 'name="model"' not in page
+    assert 'name="vote_weights"' not in page  # revisions have no votes to weigh
     assert '<script src="/static/admin.js" defer></script>' in page
     # Before any round, the lineage is the project's base model.
     lineage = page[page.index('id="lineage-table"') :]
@@ -113,6 +114,8 @@ def test_the_round_form_offers_what_each_kind_of_project_takes(site):
     assert 'value="rank" data-candidates="preference dpo">rank<' in page
     assert '<fieldset class="plain" data-candidates="dpo">' in page  # max_steps
     assert '<fieldset class="plain" data-candidates="preference">' in page  # model
+    assert '<fieldset class="plain" data-candidates="preference dpo">' in page  # vote_weights
+    assert '<option value="dawid-skene">by Dawid–Skene reliability (dawid-skene)' in page
     assert client.get("/static/admin.js").status_code == 200
 
 
@@ -168,7 +171,7 @@ def test_a_round_queued_from_the_page_is_followed_and_cancelled(site):
 
 
 def test_the_page_refuses_a_scheme_the_candidate_does_not_pay_by(site):
-    client, _, _, projects = site
+    client, url, tokens, projects = site
     page = client.get(f"/projects/{projects['pairwise']}/admin").text
     form = {"csrf_token": csrf_of(page), "candidate": "dpo", "scheme": "shapley"}
     reply = client.post(f"/projects/{projects['pairwise']}/admin/rounds", data=form)
@@ -176,6 +179,24 @@ def test_the_page_refuses_a_scheme_the_candidate_does_not_pay_by(site):
     form = {**form, "scheme": "rank", "max_steps": "0"}
     reply = client.post(f"/projects/{projects['pairwise']}/admin/rounds", data=form)
     assert reply.status_code == 422 and "max_steps" in reply.text
+    form = {**form, "max_steps": "", "vote_weights": "kappa"}
+    reply = client.post(f"/projects/{projects['pairwise']}/admin/rounds", data=form)
+    assert reply.status_code == 422 and "vote_weights" in reply.text
+    # the form's vote weights reach the queued job
+    job = queue_from_page(client, projects["pairwise"], candidate="dpo", vote_weights="dawid-skene")
+    headers = {"Authorization": f"Bearer {tokens['root']}"}
+    assert client.get(f"{API}/jobs/{job}", headers=headers).status_code == 200
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            assert repo.get_job(session, job).payload["vote_weights"] == "dawid-skene"
+    finally:
+        engine.dispose()
+    reply = client.post(
+        f"/projects/{projects['revision']}/admin/rounds",
+        data={"csrf_token": form["csrf_token"], "candidate": "sft", "vote_weights": "dawid-skene"},
+    )
+    assert reply.status_code == 422 and "it is for preference and dpo rounds" in reply.text
 
 
 def test_a_running_job_shows_its_progress_and_a_failed_one_its_message(site):

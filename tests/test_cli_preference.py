@@ -142,15 +142,33 @@ def test_fit_on_item_labels_of_a_multi_annotator_file(tmp_path):
         for r in frame.itertuples()
     ]  # fmt: skip
     path = write_jsonl(rows, tmp_path / "votes.jsonl")
-    sizes = {}
+    sizes, targets = {}, {}
     for labels in ("votes", "majority", "dawid-skene"):
         fit = invoke("preference", "fit", "--data", str(path), "--model", "length",
                      "--labels", labels, "--out", str(tmp_path / labels), "--json")  # fmt: skip
         assert fit.exit_code == 0, fit.output
         summary = json.loads(fit.stdout)
         assert summary["labels"] == labels and summary["n_votes"] == 160
-        sizes[labels] = summary["n"]
-    assert sizes["votes"] == 160 and sizes["dawid-skene"] == 40 and sizes["majority"] <= 40
+        meta = json.loads((tmp_path / labels / "meta.json").read_text())
+        assert meta["labels"] == labels and meta["targets"] == summary["targets"]
+        sizes[labels], targets[labels] = (summary["n"], summary["n_items"]), summary["targets"]
+    # dawid-skene: soft labels, each of the 40 items a row per class weighted by its posterior
+    assert sizes["votes"] == (160, 160) and sizes["dawid-skene"] == (120, 40)
+    assert sizes["majority"][0] == sizes["majority"][1] <= 40
+    assert targets == {"votes": "hard", "majority": "hard",
+                       "dawid-skene": "soft (posterior as sample weight)"}  # fmt: skip
+    # the saved model is the one a weighted fit on the posteriors gives
+    from crowdtune.preference import CalibratedPreferenceModel, LengthModel, load_model
+    from crowdtune.preference.reliability import soft_labels
+    from crowdtune.records import comparisons_frame
+
+    votes = comparisons_frame(rows)
+    soft = soft_labels(votes)
+    expected = CalibratedPreferenceModel(estimator=LengthModel()).fit(
+        soft, soft.label, sample_weight=soft.weight
+    )
+    saved, _ = load_model(tmp_path / "dawid-skene")
+    np.testing.assert_allclose(saved.predict_proba(votes), expected.predict_proba(votes))
     bad = invoke("preference", "fit", "--data", str(path), "--labels", "soft",
                  "--out", str(tmp_path / "x"))  # fmt: skip
     assert bad.exit_code == 2 and "choose votes, majority, dawid-skene" in bad.output

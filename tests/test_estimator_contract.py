@@ -71,6 +71,10 @@ _NUMERIC_VALIDATION = (
     "continuous or one-class y) on a numeric array; a preference predictor refuses the numeric "
     "array itself first, with a TypeError"
 )
+_NUMERIC_FRAME = (
+    "feeds a DataFrame of numeric columns; a preference predictor refuses it with a ValueError "
+    "naming the text columns it lacks (prompt, response_a, response_b)"
+)
 #: scikit-learn checks that cannot apply to a DataFrame of texts, and why. What they check that
 #: does apply (fit returns self, parameters untouched by fit, pickling, refitting, predict leaves
 #: the state alone) is checked on comparisons below.
@@ -103,12 +107,21 @@ EXPECTED_FAILED_CHECKS = {
             "check_readonly_memmap_input",
             "check_requires_y_none",
             "check_supervised_y_2d",
+            # sample weights: checked on comparisons by test_sample_weights_reach_the_fit
+            "check_all_zero_sample_weights_error",
+            "check_sample_weight_equivalence_on_dense_data",
+            "check_sample_weights_list",
+            "check_sample_weights_not_an_array",
+            "check_sample_weights_not_overwritten",
+            "check_sample_weights_shape",
         ),
         _NUMERIC_INPUT,
     ),
+    "check_sample_weights_pandas_series": _NUMERIC_FRAME,
     **dict.fromkeys(
         (
             "check_classifiers_one_label",
+            "check_classifiers_one_label_sample_weights",
             "check_classifiers_regression_target",
             "check_classifiers_train",
             "check_estimator_sparse_array",
@@ -259,6 +272,22 @@ def test_fitting_again_gives_the_same_predictions(name, frame):
     np.testing.assert_array_equal(model.fit(frame, y).predict_proba(frame), first)
 
 
+@pytest.mark.parametrize("name", list(PROTOTYPES))
+def test_sample_weights_reach_the_fit(name, frame):
+    """Every predictor takes ``sample_weight``: a row of weight 0 is a row not given, and
+    weighting the ties up raises P(tie)."""
+    y = frame["label"].to_numpy()
+    weights = np.where(np.arange(len(frame)) % 4 == 0, 0.0, 1.0)
+    weighted = clone(PROTOTYPES[name]).fit(frame, y, sample_weight=weights)
+    kept = clone(PROTOTYPES[name]).fit(frame[weights > 0], y[weights > 0])
+    np.testing.assert_allclose(weighted.predict_proba(frame), kept.predict_proba(frame))
+    plain = clone(PROTOTYPES[name]).fit(frame, y).predict_proba(frame)[:, 2].mean()
+    tie_heavy = clone(PROTOTYPES[name]).fit(frame, y, sample_weight=np.where(y == 2, 5.0, 1.0))
+    assert tie_heavy.predict_proba(frame)[:, 2].mean() > plain
+    with pytest.raises(ValueError, match="row 3 has -1.0"):
+        clone(PROTOTYPES[name]).fit(frame, y, sample_weight=np.r_[1, 1, 1, -1, np.ones(44)])
+
+
 #: Log loss over all three classes, even where a fold lacks one of them.
 LOG_LOSS = make_scorer(
     log_loss, greater_is_better=False, response_method="predict_proba", labels=[0, 1, 2]
@@ -316,6 +345,8 @@ def test_scikit_learn_estimator_checks(name):
             exception = result["exception"]
             if EXPECTED_FAILED_CHECKS[result["check_name"]] == _NUMERIC_INPUT:
                 assert isinstance(exception, TypeError) and "DataFrame" in str(exception)
+            elif EXPECTED_FAILED_CHECKS[result["check_name"]] == _NUMERIC_FRAME:
+                assert "lacks column(s)" in str(exception.__context__)
             else:
                 assert isinstance(exception, AssertionError)
     assert "failed" not in by_status, by_status["failed"]

@@ -224,18 +224,19 @@ def test_the_experts_candidate_fits_the_references_better(tmp_path: Path) -> Non
     )
 
 
-def test_a_dpo_round_scores_implicit_rewards_on_gold_votes(tmp_path: Path) -> None:
-    def votes(name: str, oracle: bool, items: range) -> list[tuple]:
-        # Response A is always the reference; an oracle votes A (0), a contrarian B (1).
-        return [
-            (f"{name}-{i}", f"Question {i}: what is it?", reference(i), "I do not know.",
-             0 if oracle else 1, name, None, None, "test")
-            for i in items
-        ]  # fmt: skip
+def dpo_votes(oracles: dict[str, bool]) -> pd.DataFrame:
+    """Everyone votes on items 0-15; response A is always the reference; an oracle votes A (0),
+    a contrarian B (1)."""
+    rows = [
+        (f"{name}-{i}", f"Question {i}: what is it?", reference(i), "I do not know.",
+         0 if oracle else 1, name, None, None, "test")
+        for name, oracle in oracles.items()
+        for i in range(16)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
-    rows = [v for name, oracle in [("ann", True), ("bob", True), ("cat", False), ("dan", False)]
-            for v in votes(name, oracle, range(16))]  # fmt: skip
-    feedback = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+
+def dpo_gold() -> pd.DataFrame:
     gold = pd.DataFrame(
         {
             "prompt": [f"Question {i}: what is it?" for i in range(4)],
@@ -245,6 +246,12 @@ def test_a_dpo_round_scores_implicit_rewards_on_gold_votes(tmp_path: Path) -> No
         }
     )
     gold.loc[2, ["response_a", "response_b"]] = ["I do not know.", reference(2)]
+    return gold
+
+
+def test_a_dpo_round_scores_implicit_rewards_on_gold_votes(tmp_path: Path) -> None:
+    feedback = dpo_votes({"ann": True, "bob": True, "cat": False, "dan": False})
+    gold = dpo_gold()
     outcome = run_model_round(
         feedback, gold, base="tiny", out=tmp_path,
         settings=settings(candidate="dpo", max_steps=3, learning_rate=1e-3),
@@ -258,6 +265,26 @@ def test_a_dpo_round_scores_implicit_rewards_on_gold_votes(tmp_path: Path) -> No
         assert candidate.score == candidate.evaluation["value"]
         row = json.loads((Path(candidate.path) / "train.jsonl").read_text().splitlines()[0])
         assert set(row) == {"prompt", "chosen", "rejected"}
+
+
+def test_a_dpo_round_weighted_by_reliability_drops_the_contrarians_votes(tmp_path: Path) -> None:
+    feedback = dpo_votes({"ann": True, "bob": True, "cat": True, "dan": False})
+    outcome = run_model_round(
+        feedback, dpo_gold(), base="tiny", out=tmp_path,
+        settings=settings(candidate="dpo", max_steps=1, vote_weights="dawid-skene"),
+    )  # fmt: skip
+    weights = outcome.annotator_weights
+    assert weights is not None and weights["dan"] == 0.0 and min(weights.values()) == 0.0
+    assert all(weights[name] > 0.8 for name in ("ann", "bob", "cat"))
+    rows = {c.contributor: c.rows for c in outcome.contributors}
+    assert rows == {"ann": 12, "bob": 12, "cat": 12, "dan": 0}
+    for candidate in outcome.candidates:  # every training pair prefers the reference
+        lines = (Path(candidate.path) / "train.jsonl").read_text().splitlines()
+        assert len(lines) == 12 * sum(m != "dan" for m in candidate.members)
+        assert all("The answer" in str(json.loads(line)["chosen"]) for line in lines)
+    assert outcome.to_dict()["settings"]["vote_weights"] == "dawid-skene"
+    with pytest.raises(ValueError, match="it is for dpo rounds"):
+        ModelRoundSettings(candidate="sft", vote_weights="dawid-skene")
 
 
 def test_cancelling_in_a_training_step_stops_the_round(tmp_path: Path) -> None:

@@ -6,8 +6,16 @@ import pandas as pd
 import pytest
 
 from crowdtune.datasets.registry import load_comparisons
+from crowdtune.preference import LengthModel
 from crowdtune.preference.agreement import canonical_votes
-from crowdtune.preference.reliability import confusion, dawid_skene, item_labels, simulate_votes
+from crowdtune.preference.reliability import (
+    confusion,
+    dawid_skene,
+    item_labels,
+    reliability_weights,
+    simulate_votes,
+    soft_labels,
+)
 from crowdtune.records import comparisons_frame
 
 #: 8 oracle-ish annotators (accuracy 0.8), a contrarian (annotator8), a random voter (annotator9).
@@ -126,3 +134,44 @@ def test_item_labels_collapse_each_items_votes_to_one_row():
     assert len(anonymous) == len(majority)
     with pytest.raises(ValueError, match="unknown labels 'soft'"):
         item_labels(frame, "soft")
+
+
+def test_soft_labels_are_each_items_posterior_as_weights():
+    crowd = [confusion(0.85)] * 2 + [confusion(0.0)] * 2
+    frame, truth = simulate_votes(crowd, n_items=60, seed=4)
+    rows = soft_labels(frame)
+    assert len(rows) == 3 * 60 and rows.label.tolist() == [0, 1, 2] * 60
+    assert list(rows.columns) == [*frame.columns, "weight"]
+    weights = rows.weight.to_numpy().reshape(60, 3)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    hard = item_labels(frame, "dawid-skene")
+    assert (weights.argmax(axis=1) == hard.label.to_numpy()).all()
+    assert rows.id.iloc[::3].tolist() == hard.id.tolist()
+
+
+def test_posteriors_as_weights_fit_like_repeated_rows_on_mt_bench():
+    """Soft labels through sample weights are exactly repeated rows: on MT-Bench's items, the
+    posteriors rounded to quarters as weights fit the length model as the rows repeated 4 x
+    weight times do (with C / 4: four times the rows, four times the data term)."""
+    frame = comparisons_frame(load_comparisons("@mt-bench"))
+    rows = soft_labels(frame)
+    quarters = np.round(rows.weight.to_numpy() * 4)
+    assert 0 < (quarters % 4 != 0).mean() < 0.5  # many items are not certain
+    repeated = rows.loc[rows.index.repeat(quarters.astype(int))]
+    weighted = LengthModel(C=1.0).fit(rows, rows.label, sample_weight=quarters / 4)
+    duplicated = LengthModel(C=0.25).fit(repeated, repeated.label)
+    np.testing.assert_allclose(
+        weighted.predict_proba(frame), duplicated.predict_proba(frame), atol=1e-5
+    )
+    hard = item_labels(frame, "dawid-skene")
+    assert np.abs(weighted.predict_proba(frame) - LengthModel().fit(hard, hard.label)
+                  .predict_proba(frame)).max() > 1e-3  # fmt: skip
+
+
+def test_reliability_weights_give_the_contrarian_and_the_random_voter_nothing():
+    frame, _ = simulate_votes(CROWD, n_items=300, seed=2)
+    weights = reliability_weights(dawid_skene(frame, n_bootstrap=0))
+    assert weights["annotator8"] == 0.0  # the contrarian
+    assert weights["annotator9"] < 0.1  # the random voter
+    good = weights[[f"annotator{j}" for j in range(8)]]
+    assert (good > 0.6).all() and (good <= 1).all()

@@ -114,3 +114,50 @@ def test_reliability_is_for_pairwise_projects(campaign):
     admin = TestClient(client.app)
     sign_in(admin, tokens["root"])
     assert 'id="reliability"' not in admin.get(f"/projects/{reply.json()['id']}/admin").text
+
+
+def test_the_reliability_fit_is_reused_until_the_votes_change(campaign, monkeypatch):
+    import crowdtune.server.signals as signals
+
+    fits = []
+    fit = signals.dawid_skene
+    monkeypatch.setattr(signals, "dawid_skene", lambda *a, **k: fits.append(1) or fit(*a, **k))
+    client, auth, tokens, project = campaign
+    for name in ("ann", "bob", "cat"):
+        vote_all(client, auth, project, name)
+    stats = f"{API}/projects/{project}/stats"
+    first = client.get(stats, headers=auth["root"]).json()["reliability"]
+    assert len(fits) == 1 and first["n_votes"] == 3 * N_ITEMS
+    assert client.get(stats, headers=auth["root"]).json()["reliability"] == first
+    admin = TestClient(client.app)
+    sign_in(admin, tokens["root"])
+    assert 'id="reliability"' in admin.get(f"/projects/{project}/admin").text
+    assert len(fits) == 1  # the second view and the admin page reused the fit
+
+    task = client.get(f"{API}/projects/{project}/tasks/next", headers=auth["dan"]).json()
+    reply = client.post(f"{API}/tasks/{task['task_id']}/responses", json={"verdict": "tie"},
+                        headers=auth["dan"])  # fmt: skip
+    assert reply.status_code == 201
+    after = client.get(stats, headers=auth["root"]).json()["reliability"]
+    assert len(fits) == 2 and after["n_votes"] == 3 * N_ITEMS + 1  # a new vote refits
+    assert client.app.state.reliability_cache.fits == 2
+
+
+def test_concurrent_views_of_one_state_fit_once_and_old_projects_drop_out():
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crowdtune.server.fit_cache import FitCache
+
+    cache = FitCache(max_projects=2)
+
+    def slow():
+        time.sleep(0.2)
+        return object()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: cache.get(1, "v1", slow), range(4)))
+    assert cache.fits == 1 and all(r is results[0] for r in results)
+    assert cache.get(1, "v2", slow) is not results[0] and cache.fits == 2  # new state: refit
+    cache.get(2, "v1", slow), cache.get(3, "v1", slow)  # project 1 is the least recent
+    assert cache.fits == 4 and cache.get(1, "v2", slow) is not None and cache.fits == 5

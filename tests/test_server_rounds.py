@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from crowdtune.crowd.feedback.learner import GoldLearner
 from crowdtune.crowd.feedback.lm_round import MODEL_ROUND_SCHEMES
 from crowdtune.crowd.feedback.round import (
     NO_INFORMATION,
@@ -20,10 +21,17 @@ from crowdtune.crowd.feedback.round import (
     accumulated_points,
     run_feedback_round,
 )
+from crowdtune.crowd.feedback.weights import VOTE_WEIGHTS, annotator_weights
 from crowdtune.crowd.grouping import STRATEGIES
-from crowdtune.records import Comparison
+from crowdtune.records import Comparison, comparisons_frame
 from crowdtune.server import create_app
-from crowdtune.server.schemas import RoundCandidate, RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.schemas import (
+    RoundCandidate,
+    RoundModel,
+    RoundScheme,
+    RoundStrategy,
+    RoundVoteWeights,
+)
 from crowdtune.server.services import ROUND_CANDIDATES
 from crowdtune.store import ConflictError, NotFoundError, make_engine, session_factory, upgrade
 from crowdtune.store import repository as repo
@@ -271,10 +279,64 @@ def test_the_api_offers_exactly_the_rounds_choices():
         s for _, offered in ROUND_CANDIDATES.values() for s in offered
     }
     assert get_args(RoundModel) == ROUND_MODELS
+    assert get_args(RoundVoteWeights) == VOTE_WEIGHTS
     assert set(get_args(RoundCandidate)) == set(ROUND_CANDIDATES)
     # The worker's own check of the project kind, and the language-model rounds' schemes.
     assert {name: kind for name, (kind, _) in ROUND_CANDIDATES.items()} == CANDIDATE_KINDS
     assert ROUND_CANDIDATES["sft"][1] == ROUND_CANDIDATES["dpo"][1] == MODEL_ROUND_SCHEMES
+
+
+def test_dawid_skene_vote_weights_give_the_contrarian_nothing():
+    """A simulated crowd: three fair voters, a coin and a contrarian, each voting on every item.
+    Weighted by reliability, the contrarian's votes weigh 0 and the coin's about 0, so a group
+    of a fair voter and the contrarian trains what the fair voter's votes say."""
+    voters = ["fair-1", "fair-2", "fair-3", "coin-1", "contrary-1"]
+    votes = votes_of(voters)
+    weights = annotator_weights(comparisons_frame(votes), "dawid-skene")
+    assert weights["contrary-1"] == 0.0 and weights["coin-1"] < 0.2
+    assert min(weights[f"fair-{k}"] for k in (1, 2, 3)) > 0.8
+    assert annotator_weights(comparisons_frame(votes), "none") is None
+
+    learner = GoldLearner("length", comparisons_frame(GOLD), base_log_loss=math.log(3),
+                          min_votes=5, uniform_mix=0.01, seed=0)  # fmt: skip
+    pair = comparisons_frame(votes_of(["fair-1", "contrary-1"]))
+    mixed = learner.log_loss(learner.fit(None, pair))  # the two cancel out: no better than 1/3
+    weighted = learner.fit(None, pair.assign(weight=pair.annotator.map(weights)))
+    assert learner.log_loss(weighted) < mixed - 0.2
+    alone = comparisons_frame(votes_of(["contrary-1"]))
+    assert "with a reliability weight above 0" in learner.why_not(alone.assign(weight=0.0))
+
+    settings = RoundSettings(n_groups=5, seed=0, vote_weights="dawid-skene")
+    result = run_feedback_round(votes, GOLD, settings=settings)
+    assert result.annotator_weights == pytest.approx(weights)
+    own = {c.members[0]: c for c in result.candidates}  # five groups of one
+    assert own["contrary-1"].log_loss is None and "reliability weight" in own["contrary-1"].reason
+    assert result.to_dict()["settings"]["vote_weights"] == "dawid-skene"
+    plain = run_feedback_round(votes, GOLD, settings=RoundSettings(n_groups=5, seed=0))
+    assert plain.annotator_weights is None
+    assert {c.members[0]: c for c in plain.candidates}["contrary-1"].log_loss is not None
+    with pytest.raises(ValueError, match="unknown vote weights 'kappa'"):
+        RoundSettings(vote_weights="kappa")
+
+
+def test_the_api_takes_vote_weights_and_the_worker_applies_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rounds.db'}"
+    with TestClient(create_app(url)) as client:
+        project, auth = campaign(url, client)
+        rounds = f"{API}/projects/{project}/rounds"
+        reply = client.post(rounds, json={"vote_weights": "kappa"}, headers=auth["root"])
+        assert reply.status_code == 422
+        assert reply.json()["detail"][0]["loc"] == ["body", "vote_weights"]
+        body = {"n_groups": 4, "seed": 1, "vote_weights": "dawid-skene"}
+        stored = queue_and_run(client, url, tmp_path, project, body, auth["root"])
+        assert stored["settings"]["vote_weights"] == "dawid-skene"
+        weights = stored["annotator_weights"]
+        assert weights["contrary-1"] == 0.0 and min(weights[f"fair-{k}"] for k in (1, 2, 3)) > 0.8
+        own = {c["members"][0]: c for c in stored["candidates"]}
+        assert own["contrary-1"]["log_loss"] is None and own["fair-1"]["log_loss"] is not None
+        plain = queue_and_run(client, url, tmp_path, project, {"n_groups": 4, "seed": 1},
+                              auth["root"])  # fmt: skip
+        assert plain["settings"]["vote_weights"] == "none" and plain["annotator_weights"] is None
 
 
 def run_jobs(url, folder):

@@ -126,24 +126,24 @@ def fit_cmd(
         "votes",
         "--labels",
         help="votes (the default: every vote a training row), majority (one row per item, "
-        "labelled by its votes' majority; items whose votes tie for the top are left out) or "
-        "dawid-skene (one row per item, labelled by the most probable class of its Dawid–Skene "
-        "posterior, which weighs each annotator by their estimated reliability). Both are hard "
-        "labels from the votes: training on the posteriors as soft targets would need sample "
-        "weights, which the predictors do not take.",
+        "hard-labelled by its votes' majority; items whose votes tie for the top are left out) "
+        "or dawid-skene (soft labels: each item's Dawid–Skene posterior, which weighs each "
+        "annotator by their estimated reliability; the item is a training row once per class, "
+        "with the class's posterior probability as its sample weight).",
     ),
     seed: int = PrefSeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit a predictor on comparisons and save it to --out.
 
-    It learns from every comparison of the sources (or, with --labels, one per item), in both
-    A/B orders.
+    It learns from every comparison of the sources (or, with --labels, from each item's
+    label), in both A/B orders. meta.json records the labels used (`labels`, `targets`: hard
+    or soft) and the counts of votes, items and training rows.
     """
     from crowdtune.preference import CALIBRATIONS, MODELS, make_model, save_model
-    from crowdtune.preference.calibration import CalibratedPreferenceModel
+    from crowdtune.preference.calibration import CalibratedPreferenceModel, fit_weighted
     from crowdtune.preference.priors import symmetric_shares
-    from crowdtune.preference.reliability import LABELS, item_labels
+    from crowdtune.preference.reliability import LABELS, item_labels, soft_labels
 
     if model not in MODELS:
         fail(f"unknown --model {model!r}; choose one of: {', '.join(MODELS)}")
@@ -157,22 +157,27 @@ def fit_cmd(
     if labels not in ("votes", *LABELS):
         fail(f"unknown --labels {labels!r}; choose votes, {', '.join(LABELS)}")
     frame = load_frame(data, seed)
-    n_votes = len(frame)
+    n_votes, weights = len(frame), None
     if labels != "votes":
         try:
-            frame = item_labels(frame, labels)
+            frame = soft_labels(frame) if labels == "dawid-skene" else item_labels(frame, labels)
         except ValueError as exc:
             fail(f"--labels {labels}: {exc}")
-        err.print(f"--labels {labels}: {n_votes:,} votes on {len(frame):,} labelled items")
+        if labels == "dawid-skene":
+            weights = frame.pop("weight").to_numpy()
+    n_items = n_votes if labels == "votes" else len(frame) // (3 if weights is not None else 1)
+    if labels != "votes":
+        what = "soft labels: a row per class" if weights is not None else "one row each"
+        err.print(f"--labels {labels}: {n_votes:,} votes on {n_items:,} items ({what})")
     method = resolve_calibration(model, calibration)
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
         estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
     how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
-    err.print(f"fitting {model} on {len(frame):,} comparisons ({how})")
+    err.print(f"fitting {model} on {len(frame):,} rows ({how})")
     start = time.perf_counter()
     try:
-        estimator.fit(frame, frame["label"].to_numpy())
+        fit_weighted(estimator, frame, frame["label"].to_numpy(), weights)
     except ValueError as exc:
         fail(str(exc))
     seconds = time.perf_counter() - start
@@ -182,9 +187,11 @@ def fit_cmd(
         "data": data,
         "n": len(frame),
         "labels": labels,
+        "targets": "soft (posterior as sample weight)" if weights is not None else "hard",
         "n_votes": n_votes,
+        "n_items": n_items,
         # What `predict|evaluate --adapt-priors` re-weights from.
-        "train_priors": symmetric_shares(frame["label"].to_numpy()).tolist(),
+        "train_priors": symmetric_shares(frame["label"].to_numpy(), weights).tolist(),
         "fit_seconds": seconds,
         "train_pairs_per_s": len(frame) / seconds,
         "out": str(out),

@@ -51,6 +51,37 @@ def check_labels(y: Any, n: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """``sample_weight`` as float[n] (None stays None: every row weighs 1), or a ``ValueError``:
+    a weight is a finite number >= 0, and some weight is positive. A weight means what a
+    repeated row means (weight 2 = the row twice), as in scikit-learn."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=float)
+    if weights.shape != (n,):
+        raise ValueError(f"expected {n} sample weights, got shape {weights.shape}")
+    if weights.size and not (np.isfinite(weights).all() and (weights >= 0).all()):
+        bad = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0])
+        raise ValueError(f"sample weights must be finite and >= 0; row {bad} has {weights[bad]}")
+    if weights.size and not weights.sum() > 0:
+        raise ValueError("every sample weight is 0: nothing to learn from")
+    return weights
+
+
+def weighted_rows(
+    X: pd.DataFrame, labels: np.ndarray, sample_weight: Any, groups: Any = None
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(X, labels, weights, groups)`` with the weights checked (:func:`check_sample_weight`)
+    and the rows of weight 0 left out: they teach nothing, and leaving them out makes a
+    weight-0 row exactly a row not given (folds, quantiles and scalers never see it)."""
+    weights = check_sample_weight(sample_weight, len(X))
+    groups = None if groups is None else np.asarray(groups)
+    if weights is None or (weights > 0).all():
+        return X, labels, weights, groups
+    keep = weights > 0
+    return X[keep], labels[keep], weights[keep], None if groups is None else groups[keep]
+
+
 def swap_frame(X: pd.DataFrame) -> pd.DataFrame:
     """``X`` with the two responses (and models, where present) exchanged."""
     swapped = X.copy()
@@ -93,8 +124,11 @@ class PairFeatureModel(ClassifierMixin, BaseEstimator):
 
     Subclasses implement ``_pair_features(X) -> (F_ab, F_ba)`` (features of each pair in its own
     order and swapped; computing the two together lets per-text work be done once),
-    ``_fit_features(F, y)`` and ``_proba_features(F) -> float[n, 3]``. This class does the swap
-    augmentation and the symmetric averaging.
+    ``_fit_features(F, y, sample_weight)`` (``sample_weight`` None or float[len(F)], handed to
+    the underlying library's own weighted fit) and ``_proba_features(F) -> float[n, 3]``, and
+    may implement ``_fit_state(X)`` (state the features need, fitted on the training rows before
+    them). This class does the swap augmentation, the sample weights and the symmetric
+    averaging.
 
     Like every predictor of this package it follows scikit-learn's estimator contract: a
     keyword-only ``__init__`` that only stores the parameters (they are checked in ``fit``), the
@@ -105,23 +139,37 @@ class PairFeatureModel(ClassifierMixin, BaseEstimator):
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+    def _fit_state(self, X: pd.DataFrame) -> None:
+        """Fit what ``_pair_features`` needs on the training rows (nothing by default)."""
+
+    def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         raise NotImplementedError
 
     def _proba_features(self, F: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, X: pd.DataFrame, y: Any) -> PairFeatureModel:
-        """Fit on every pair in both orders."""
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> PairFeatureModel:
+        """Fit on every pair in both orders.
+
+        ``sample_weight`` (float[n], optional) weighs each pair, both orders alike; a pair of
+        weight 0 is left out. Soft labels (a posterior per pair, e.g. Dawid–Skene's from
+        :func:`~crowdtune.preference.reliability.soft_labels`) are each pair once per class,
+        weighted by the class's probability.
+        """
         X = check_frame(X)
-        labels = check_labels(y, len(X))
+        X, labels, weights, _ = weighted_rows(X, check_labels(y, len(X)), sample_weight)
         if len(labels) and not (labels == 2).any():
             warnings.warn(
                 "the training comparisons have no ties: this model will predict P(tie) = 0",
                 stacklevel=2,
             )
+        self._fit_state(X)
         f_ab, f_ba = self._pair_features(X)
-        self._fit_features(np.vstack([f_ab, f_ba]), np.concatenate([labels, swap_labels(labels)]))
+        self._fit_features(
+            np.vstack([f_ab, f_ba]),
+            np.concatenate([labels, swap_labels(labels)]),
+            None if weights is None else np.concatenate([weights, weights]),
+        )
         self.classes_ = np.arange(len(LABELS))
         return self
 

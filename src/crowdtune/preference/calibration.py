@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 
-from crowdtune.preference.base import check_frame, check_labels
+from crowdtune.preference.base import check_frame, check_labels, weighted_rows
 from crowdtune.preference.metrics import EPS, row_log_loss
 from crowdtune.validation import check_choice
 
@@ -35,10 +35,12 @@ def out_of_fold_proba(
     groups: np.ndarray | None = None,
     n_splits: int = 5,
     seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predictions for every row from a clone of ``estimator`` fitted on the other folds.
 
     Folds are grouped (by prompt unless ``groups`` is given), so no prompt is on both sides.
+    ``sample_weight`` (float[n], optional) goes to every fold's fit (:func:`fit_weighted`).
     """
     groups = prompt_groups(X) if groups is None else np.asarray(groups)
     n_groups = len(np.unique(groups))
@@ -47,9 +49,18 @@ def out_of_fold_proba(
     folds = GroupKFold(n_splits=min(n_splits, n_groups), shuffle=True, random_state=seed)
     proba = np.zeros((len(X), 3))
     for train, test in folds.split(X, y, groups):
-        model = clone(estimator).fit(X.iloc[train], y[train])
+        weights = None if sample_weight is None else sample_weight[train]
+        model = fit_weighted(clone(estimator), X.iloc[train], y[train], weights)
         proba[test] = model.predict_proba(X.iloc[test])
     return proba
+
+
+def fit_weighted(estimator: Any, X: pd.DataFrame, y: np.ndarray, sample_weight: Any) -> Any:
+    """``estimator.fit(X, y)``, with ``sample_weight=`` only when there are weights, so that
+    a predictor without weighted fitting (one of a user's own) still fits unweighted data."""
+    if sample_weight is None:
+        return estimator.fit(X, y)
+    return estimator.fit(X, y, sample_weight=sample_weight)
 
 
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -57,10 +68,15 @@ def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
     return softmax(np.log(np.clip(proba, EPS, 1.0)) / temperature, axis=1)
 
 
-def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the log loss of ``proba`` on labels ``y`` (searched on log T)."""
+def fit_temperature(
+    proba: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
+    """The temperature minimising the (``sample_weight``-weighted) log loss of ``proba`` on
+    labels ``y`` (searched on log T)."""
     result = minimize_scalar(
-        lambda log_t: row_log_loss(y, apply_temperature(proba, np.exp(log_t))).mean(),
+        lambda log_t: np.average(
+            row_log_loss(y, apply_temperature(proba, np.exp(log_t))), weights=sample_weight
+        ),
         bounds=(-3.0, 3.0),
         method="bounded",
     )
@@ -82,12 +98,19 @@ def apply_threshold_multiplier(
     return p / p.sum(axis=1, keepdims=True)
 
 
-def fit_threshold_multiplier(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Grid search of (threshold, multiplier) minimising log loss; (1, 1) means no change."""
-    best = (1.0, 1.0, row_log_loss(y, proba).mean())
+def fit_threshold_multiplier(
+    proba: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Grid search of (threshold, multiplier) minimising the (``sample_weight``-weighted) log
+    loss; (1, 1) means no change."""
+
+    def loss_of(p: np.ndarray) -> float:
+        return float(np.average(row_log_loss(y, p), weights=sample_weight))
+
+    best = (1.0, 1.0, loss_of(proba))
     for threshold in np.arange(0.40, 0.96, 0.05):
         for multiplier in np.arange(0.70, 1.81, 0.05):
-            loss = row_log_loss(y, apply_threshold_multiplier(proba, threshold, multiplier)).mean()
+            loss = loss_of(apply_threshold_multiplier(proba, threshold, multiplier))
             if loss < best[2] - 1e-12:
                 best = (float(threshold), float(multiplier), loss)
     return best[0], best[1]
@@ -124,22 +147,30 @@ class CalibratedPreferenceModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(
-        self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        groups: np.ndarray | None = None,
+        sample_weight: Any = None,
     ) -> CalibratedPreferenceModel:
+        """Fit the calibrator on out-of-fold predictions, then the wrapped model on every row;
+        ``sample_weight`` (float[n], optional) weighs the rows of both fits."""
         check_choice(self.method, CALIBRATIONS, "calibration")
         X = check_frame(X)
-        labels = check_labels(y, len(X))
+        X, labels, weights, groups = weighted_rows(
+            X, check_labels(y, len(X)), sample_weight, groups
+        )
         self.temperature_, self.threshold_, self.multiplier_ = 1.0, 1.0, 1.0
         if self.method != "none":
             oof = out_of_fold_proba(
-                self.estimator, X, labels, groups, self.n_splits, self.random_state
+                self.estimator, X, labels, groups, self.n_splits, self.random_state, weights
             )
             self.oof_proba_ = oof
             if self.method == "temperature":
-                self.temperature_ = fit_temperature(oof, labels)
+                self.temperature_ = fit_temperature(oof, labels, weights)
             else:
-                self.threshold_, self.multiplier_ = fit_threshold_multiplier(oof, labels)
-        self.estimator_ = clone(self.estimator).fit(X, labels)
+                self.threshold_, self.multiplier_ = fit_threshold_multiplier(oof, labels, weights)
+        self.estimator_ = fit_weighted(clone(self.estimator), X, labels, weights)
         self.classes_ = np.arange(3)
         return self
 

@@ -11,27 +11,37 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from crowdtune.preference.base import check_frame, check_labels, seeded
-from crowdtune.preference.calibration import apply_temperature, fit_temperature, out_of_fold_proba
+from crowdtune.preference.base import check_frame, check_labels, seeded, weighted_rows
+from crowdtune.preference.calibration import (
+    apply_temperature,
+    fit_temperature,
+    fit_weighted,
+    out_of_fold_proba,
+)
 from crowdtune.preference.cv import dataset_of
 from crowdtune.preference.metrics import EPS
 from crowdtune.preference.models import CPU_PREDICTORS
 from crowdtune.validation import check_choice
 
 
-def fit_pool_weights(probas: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    """Simplex weights ``w`` minimising the log loss of ``sum_k w_k p_k`` (a linear opinion pool).
+def fit_pool_weights(
+    probas: list[np.ndarray], y: np.ndarray, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Simplex weights ``w`` minimising the log loss of ``sum_k w_k p_k`` (a linear opinion pool),
+    its rows weighted by ``sample_weight`` (default: equally).
 
     Parametrised as ``w = softmax(theta)`` and minimised with L-BFGS; the gradient is analytic.
     """
     stacked = np.stack([p[np.arange(len(y)), y] for p in probas], axis=1)  # (n, k): p_k(true)
+    rows = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    rows = rows / rows.sum()
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w = softmax(theta)
         mix = np.clip(stacked @ w, EPS, None)
-        grad_w = -(stacked / mix[:, None]).mean(axis=0)
+        grad_w = -(rows / mix) @ stacked
         # Chain rule through the softmax: d w_j / d theta_i = w_j (delta_ij - w_i).
-        return float(-np.log(mix).mean()), w * (grad_w - grad_w @ w)
+        return float(-(rows @ np.log(mix))), w * (grad_w - grad_w @ w)
 
     result = minimize(loss, np.zeros(len(probas)), jac=True, method="L-BFGS-B")
     return softmax(result.x)
@@ -77,10 +87,20 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         self.fold_groups = fold_groups
         self.calibrate = calibrate
 
-    def fit(self, X: pd.DataFrame, y: Any, groups: np.ndarray | None = None) -> EnsembleModel:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        groups: np.ndarray | None = None,
+        sample_weight: Any = None,
+    ) -> EnsembleModel:
+        """Fit the weights and temperature on out-of-fold predictions, then every member on
+        every row; ``sample_weight`` (float[n], optional) weighs the rows of all these fits."""
         check_choice(self.fold_groups, ("dataset", "prompt"), "fold grouping")
         X = check_frame(X)
-        labels = check_labels(y, len(X))
+        X, labels, weights, groups = weighted_rows(
+            X, check_labels(y, len(X)), sample_weight, groups
+        )
         self.fold_groups_ = "prompt" if groups is None else "given"
         if groups is None and self.fold_groups == "dataset" and "source" in X.columns:
             datasets = dataset_of(X)
@@ -89,14 +109,16 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         members = self.members if self.members is not None else default_members(self.random_state)
         self.names_ = [name for name, _ in members]
         oof = [
-            out_of_fold_proba(est, X, labels, groups, self.n_splits, self.random_state)
+            out_of_fold_proba(est, X, labels, groups, self.n_splits, self.random_state, weights)
             for _, est in members
         ]
-        self.weights_ = fit_pool_weights(oof, labels)
+        self.weights_ = fit_pool_weights(oof, labels, weights)
         pooled = sum(w * p for w, p in zip(self.weights_, oof, strict=True))
         self.oof_proba_ = np.asarray(pooled)
-        self.temperature_ = fit_temperature(self.oof_proba_, labels) if self.calibrate else 1.0
-        self.estimators_ = [clone(est).fit(X, labels) for _, est in members]
+        self.temperature_ = (
+            fit_temperature(self.oof_proba_, labels, weights) if self.calibrate else 1.0
+        )
+        self.estimators_ = [fit_weighted(clone(est), X, labels, weights) for _, est in members]
         self.classes_ = np.arange(3)
         return self
 

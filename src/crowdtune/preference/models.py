@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from crowdtune.preference.base import PairFeatureModel, check_frame, expand_proba
+from crowdtune.preference.base import PairFeatureModel, expand_proba
 from crowdtune.preference.features import length_features, pair_features, text_features
 from crowdtune.spaces.text import embed_texts
 
@@ -35,9 +35,13 @@ class LengthModel(PairFeatureModel):
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return length_features(X)
 
-    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+    def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
-        self.model_.fit(F, y)
+        # The scaler is weighted too, so a weight fits exactly like that many repeated rows.
+        self.model_.fit(
+            F, y, standardscaler__sample_weight=sample_weight,
+            logisticregression__sample_weight=sample_weight,
+        )  # fmt: skip
 
     def _proba_features(self, F: np.ndarray) -> np.ndarray:
         return expand_proba(self.model_.predict_proba(F), self.model_.classes_)
@@ -71,15 +75,23 @@ class DifferenceBucketModel(PairFeatureModel):
     def _bucket(self, F: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges_, F[:, 0], side="right")
 
-    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+    def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         if self.n_buckets < 1 or self.smoothing < 0:
             raise ValueError("n_buckets must be >= 1 and smoothing >= 0")
         inner = np.linspace(0, 1, self.n_buckets + 1)[1:-1]
-        self.edges_ = np.unique(np.quantile(F[:, 0], inner))
+        weights = np.ones(len(y)) if sample_weight is None else sample_weight
+        # Weighted quantiles need the inverted-CDF definition (numpy's only weighted one);
+        # equal weights (any scale) are no weights to a quantile.
+        quantiles = (
+            np.quantile(F[:, 0], inner)
+            if sample_weight is None or np.ptp(sample_weight) == 0
+            else np.quantile(F[:, 0], inner, weights=weights, method="inverted_cdf")
+        )
+        self.edges_ = np.unique(quantiles)
         buckets = self._bucket(F)
         counts = np.zeros((len(self.edges_) + 1, 3))
-        np.add.at(counts, (buckets, y), 1.0)
-        prior = np.bincount(y, minlength=3) / len(y)
+        np.add.at(counts, (buckets, y), weights)
+        prior = np.bincount(y, weights, minlength=3) / weights.sum()
         counts += self.smoothing * prior
         self.table_ = counts / counts.sum(axis=1, keepdims=True)
 
@@ -121,7 +133,7 @@ class _GBDTModel(PairFeatureModel):
     random_state: int
     n_jobs: int
 
-    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+    def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         from lightgbm import LGBMClassifier
 
         # Training data without ties (HH-RLHF, a contributor who never votes tie) has two
@@ -140,7 +152,7 @@ class _GBDTModel(PairFeatureModel):
             n_jobs=self.n_jobs,
             verbose=-1,
         )
-        self.model_.fit(F, y)
+        self.model_.fit(F, y, sample_weight=sample_weight)
 
     def _proba_features(self, F: np.ndarray) -> np.ndarray:
         return expand_proba(np.asarray(self.model_.predict_proba(F)), self.model_.classes_)
@@ -248,16 +260,16 @@ subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
         n = len(X)
         return flat[:n], flat[n : 2 * n], flat[2 * n :]
 
-    def fit(self, X: pd.DataFrame, y: Any) -> EmbeddingGBDT:
-        _, e_a, e_b = self._embed(check_frame(X))
+    def _fit_state(self, X: pd.DataFrame) -> None:
+        """The PCA of the training pairs' embedding differences (unweighted: scikit-learn's PCA
+        takes no sample weights; pairs of weight 0 are not among the rows)."""
+        _, e_a, e_b = self._embed(X)
         diff = e_a - e_b
         k = max(1, min(self.n_components, len(X) - 1, diff.shape[1]))
         # Fitted on both orders, so the projection of -d is minus the projection of d.
         self.pca_ = PCA(n_components=k, random_state=self.random_state).fit(
             np.vstack([diff, -diff])
         )
-        super().fit(X, y)
-        return self
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cheap_ab, cheap_ba = text_features(X, relative=self.relative)

@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from crowdtune.preference.base import SWAP_CLASSES, check_frame, check_labels
+from crowdtune.preference.base import SWAP_CLASSES, check_frame, check_labels, check_sample_weight
 from crowdtune.preference.metrics import check_proba
 from crowdtune.records import LABELS
 from crowdtune.stats import bootstrap_count_blocks
@@ -57,13 +57,16 @@ def check_priors(priors: Any, name: str = "priors") -> np.ndarray:
     return p
 
 
-def symmetric_shares(labels: Any) -> np.ndarray:
-    """Class shares of ``labels`` over both orders of each pair: ``[(A+B)/2, (A+B)/2, TIE]``,
-    the priors a predictor trained on both orders has seen."""
+def symmetric_shares(labels: Any, sample_weight: Any = None) -> np.ndarray:
+    """Class shares of ``labels`` (each weighted by ``sample_weight``, default 1) over both
+    orders of each pair: ``[(A+B)/2, (A+B)/2, TIE]``, the priors a predictor trained on both
+    orders has seen."""
     y = check_labels(labels, len(np.asarray(labels)))
+    weights = check_sample_weight(sample_weight, len(y))
     if not y.size:
         raise ValueError("class shares need at least one label")
-    counts = np.bincount(y, minlength=3) / y.size
+    weights = np.ones(len(y)) if weights is None else weights
+    counts = np.bincount(y, weights, minlength=3) / weights.sum()
     return np.array([(counts[0] + counts[1]) / 2, (counts[0] + counts[1]) / 2, counts[2]])
 
 
@@ -232,7 +235,7 @@ class PriorAdapted(ClassifierMixin, BaseEstimator):
         X = check_frame(X)
         labels = check_labels(y, len(X))
         self.estimator_ = clone(self.estimator).fit(X, labels, **fit_params)
-        self.train_priors_ = symmetric_shares(labels)
+        self.train_priors_ = symmetric_shares(labels, fit_params.get("sample_weight"))
         self.classes_ = np.arange(len(LABELS))
         return self
 

@@ -45,7 +45,9 @@ __all__ = [
     "confusion",
     "dawid_skene",
     "item_labels",
+    "reliability_weights",
     "simulate_votes",
+    "soft_labels",
 ]
 
 K = len(CATEGORIES)
@@ -353,11 +355,24 @@ def dawid_skene(
     )
 
 
+def _fit_items(frame: pd.DataFrame) -> tuple[DawidSkeneResult, pd.DataFrame]:
+    """Dawid–Skene on ``frame`` without intervals, and the first row of each item (in item
+    order). A row without an annotator counts as the one vote of an annotator of its own."""
+    anonymous = frame["annotator"].isna().to_numpy()
+    voters = frame.assign(
+        annotator=np.where(anonymous, [f"\0anonymous {i}" for i in range(len(frame))],
+                           frame["annotator"].to_numpy(dtype=object))
+    )  # fmt: skip
+    result = dawid_skene(voters, n_bootstrap=0)
+    _, first = np.unique(result._item_of_row, return_index=True)  # items are 0..n-1
+    return result, frame.iloc[first].reset_index(drop=True)
+
+
 def item_labels(frame: pd.DataFrame, labels: str = "dawid-skene") -> pd.DataFrame:
     """One row per item of ``frame`` (its first row) labelled by all of the item's votes: their
     ``majority``, or the ``dawid-skene`` label (the most probable class of the item's
-    posterior). These are hard labels; training on the posteriors themselves would need
-    sample weights, which the predictors do not take.
+    posterior). These are hard labels; :func:`soft_labels` gives the posteriors themselves as
+    training rows with sample weights.
 
     Items are matched as in :func:`dawid_skene`. A row without an annotator counts as the one
     vote of an annotator of its own. With ``majority`` an item whose votes tie for the top
@@ -370,17 +385,54 @@ def item_labels(frame: pd.DataFrame, labels: str = "dawid-skene") -> pd.DataFram
     """
     if labels not in LABELS:
         raise ValueError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
-    anonymous = frame["annotator"].isna().to_numpy()
-    voters = frame.assign(
-        annotator=np.where(anonymous, [f"\0anonymous {i}" for i in range(len(frame))],
-                           frame["annotator"].to_numpy(dtype=object))
-    )  # fmt: skip
-    result = dawid_skene(voters, n_bootstrap=0)
-    _, first = np.unique(result._item_of_row, return_index=True)  # items are 0..n-1
-    out = frame.iloc[first].reset_index(drop=True)
+    result, out = _fit_items(frame)
     label = result.items["label" if labels == "dawid-skene" else "majority"].to_numpy()
     out["label"] = label.astype(np.int64)
     return out[label >= 0].reset_index(drop=True)
+
+
+def soft_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The Dawid–Skene posteriors of ``frame``'s items as training rows: each item's first row
+    three times, with ``label`` 0, 1, 2 (A, B, tie in that row's order) and ``weight`` the
+    item's posterior probability of that class (the three weights of an item add up to 1).
+
+    Fitting a predictor on these rows with ``sample_weight=weight`` minimises the expected log
+    loss under the posterior, i.e. cross-entropy against the soft label; a predictor's weighted
+    fit equals its fit on repeated rows (``weight`` 0.5 = half a row). Rows are ordered item by
+    item, classes in order. Items are matched, and rows without an annotator counted, as in
+    :func:`item_labels`.
+
+    Raises
+    ------
+    ValueError
+        What :func:`dawid_skene` raises.
+    """
+    result, first = _fit_items(frame)
+    posterior = result.items[["p_a", "p_b", "p_tie"]].to_numpy()
+    out = first.loc[first.index.repeat(K)].reset_index(drop=True)
+    out["label"] = np.tile(np.arange(K, dtype=np.int64), len(first))
+    out["weight"] = posterior.ravel()
+    return out
+
+
+def reliability_weights(result: DawidSkeneResult) -> pd.Series:
+    """Each annotator's vote weight from a Dawid–Skene fit: how far above chance their
+    accuracy is, ``max(0, (accuracy - chance) / (1 - chance))``, indexed by annotator.
+
+    ``accuracy`` is the fit's (``sum_c prior_c P(vote c | true c)``) and ``chance`` the
+    accuracy of someone who votes with the annotator's own vote shares but independently of
+    the truth (``sum_c prior_c * share_c``, with ``share = prior @ confusion``), so the weight
+    is Cohen's kappa between the annotator and the latent true label, floored at 0. A perfect
+    annotator weighs 1; a random voter, and one who always gives the same answer, about 0; a
+    contrarian, who is right less often than chance, exactly 0: their votes say more about
+    what the truth is not than what it is, and are not trusted.
+    """
+    priors = result.priors
+    shares = np.einsum("c,jck->jk", priors, result.confusion)
+    accuracy = np.einsum("c,jcc->j", priors, result.confusion)
+    chance = shares @ priors
+    kappa = (accuracy - chance) / np.maximum(1 - chance, 1e-12)
+    return pd.Series(np.clip(kappa, 0.0, 1.0), index=result.annotators["annotator"].to_numpy())
 
 
 def confusion(accuracy: float, tie_accuracy: float | None = None) -> np.ndarray:

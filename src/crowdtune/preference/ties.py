@@ -91,25 +91,34 @@ class TieAwareModel(PairFeatureModel):
         keep = [TIE_COLUMNS.index(name) for name in TIE_FEATURE_SETS[self.tie_features]]
         return F[:, :k], F[:, k:][:, keep]
 
-    def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None:
+    def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         check_choice(self.tie_features, TIE_FEATURE_SETS, "tie feature set")
         if self.C_tie <= 0 or self.C_split <= 0:
             raise ValueError(f"C_tie and C_split must be > 0, got {self.C_tie}, {self.C_split}")
         diff, shared = self._split(F)
         tie = y == TIE
+        weights = np.ones(len(y)) if sample_weight is None else sample_weight
         self.tie_model_: Pipeline | None = None
-        self.tie_share_ = float(tie.mean())
+        self.tie_share_ = float(np.average(tie, weights=weights))
         if 0 < tie.sum() < len(tie):
             self.tie_model_ = make_pipeline(
                 StandardScaler(), LogisticRegression(C=self.C_tie, max_iter=1000)
-            ).fit(shared, tie.astype(int))
+            ).fit(
+                shared, tie.astype(int), standardscaler__sample_weight=sample_weight,
+                logisticregression__sample_weight=sample_weight,
+            )  # fmt: skip
         self.split_model_: Pipeline | None = None
         # Trained on both orders, so the non-tie rows always hold both A and B wins (or none).
         if (~tie).any():
+            split_weight = None if sample_weight is None else sample_weight[~tie]
             self.split_model_ = make_pipeline(
                 StandardScaler(with_mean=False),
                 LogisticRegression(C=self.C_split, fit_intercept=False, max_iter=1000),
-            ).fit(diff[~tie], (y[~tie] == 0).astype(int))
+            ).fit(
+                diff[~tie], (y[~tie] == 0).astype(int),
+                standardscaler__sample_weight=split_weight,
+                logisticregression__sample_weight=split_weight,
+            )  # fmt: skip
 
     def _proba_features(self, F: np.ndarray) -> np.ndarray:
         diff, shared = self._split(F)

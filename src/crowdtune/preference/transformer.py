@@ -69,6 +69,7 @@ from crowdtune.preference.base import (
     check_labels,
     swap_labels,
     symmetrize,
+    weighted_rows,
 )
 from crowdtune.records import LABELS
 from crowdtune.training.lora import (
@@ -252,18 +253,22 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
 
     # -------------------------------------------------------------------------------- training
 
-    def fit(self, X: pd.DataFrame, y: Any) -> TransformerPreferenceModel:
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> TransformerPreferenceModel:
         """Train the adapter and head on every pair in both orders.
 
         Parameters
         ----------
         X : DataFrame with columns prompt, response_a, response_b
         y : array-like of shape (n_comparisons,) with labels in ``[0, 1, 2]`` = ``[A, B, TIE]``
+        sample_weight : array-like of shape (n_comparisons,), optional
+            Each pair's weight in the cross-entropy (pairs of weight 0 are left out). The
+            weights are rescaled to mean 1, so the step size is that of an unweighted fit.
         """
         import torch
 
         X = check_frame(X)
-        labels = check_labels(y, len(X))
+        X, labels, weights, _ = weighted_rows(X, check_labels(y, len(X)), sample_weight)
+        weights = None if weights is None else weights / weights.mean()
         if len(X) == 0:
             raise ValueError("cannot fit on an empty comparison frame")
         self._validate_params()
@@ -277,7 +282,10 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
             a_first, b_first = encode_pairs(tokenizer, X, int(self.max_length))
             texts = a_first + b_first
             targets = torch.as_tensor(np.concatenate([labels, swap_labels(labels)]))
-            self.loss_history_ = self._train(model, tokenizer, texts, targets, device, bf16)
+            row_weights = None if weights is None else torch.as_tensor(np.tile(weights, 2))
+            self.loss_history_ = self._train(
+                model, tokenizer, texts, targets, device, bf16, row_weights
+            )
         model.eval()
         self.model_ = model
         self.tokenizer_ = tokenizer
@@ -294,6 +302,7 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
         targets: torch.Tensor,
         device: torch.device,
         bf16: bool,
+        weights: torch.Tensor | None = None,
     ) -> list[float]:
         import torch
 
@@ -301,7 +310,12 @@ class TransformerPreferenceModel(ClassifierMixin, LoraSequenceModel):
             logits = forward_logits(
                 model, [texts[i] for i in rows], tokenizer.pad_token_id, device, bf16
             )
-            return torch.nn.functional.cross_entropy(logits, targets[rows].to(device))
+            if weights is None:
+                return torch.nn.functional.cross_entropy(logits, targets[rows].to(device))
+            losses = torch.nn.functional.cross_entropy(
+                logits, targets[rows].to(device), reduction="none"
+            )
+            return (losses * weights[rows].to(device, losses.dtype)).mean()
 
         return self._optimize(model, len(texts), batch_loss)
 

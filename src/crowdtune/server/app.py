@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from crowdtune.server.auth import TokenCache
+from crowdtune.server.fit_cache import FitCache
 from crowdtune.server.inputs import InputCheck, validation_error
 from crowdtune.server.limits import (
     FAILED_AUTH_BURST,
@@ -230,6 +231,8 @@ def create_app(
     app.state.rate_limits = limits
     # The CaR quality scorer behind the revision signals (loaded on first use, never fitted).
     app.state.quality_scorer = QualityScorer()
+    # Each pairwise project's Dawid–Skene reliability, refitted only when its votes change.
+    app.state.reliability_cache = FitCache()
     app.state.session_policy, app.state.clock = policy, clock
     # The last added runs first: an address over its budget is refused before its body is read,
     # and the input check sees only a body the size limit let through.

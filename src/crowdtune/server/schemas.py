@@ -427,6 +427,8 @@ RoundModel = Literal["length", "difference-bucket", "features-gbdt"]
 #: What an sft or dpo round's winner is chosen by
 #: (:data:`crowdtune.crowd.feedback.lm_reward.SELECT_BY`).
 RoundSelectBy = Literal["gold", "reward"]
+#: How much each vote counts (:data:`crowdtune.crowd.feedback.weights.VOTE_WEIGHTS`).
+RoundVoteWeights = Literal["none", "dawid-skene"]
 
 
 class RoundIn(BaseModel):
@@ -479,6 +481,14 @@ class RoundIn(BaseModel):
         None,
         description="sft and dpo rounds with a reward_model: new tokens per judged answer "
         "(null: the default of ModelRoundSettings).",
+    )
+    vote_weights: RoundVoteWeights = Field(
+        "none",
+        description="preference and dpo rounds: how much each vote counts. 'none': alike. "
+        "'dawid-skene': by its annotator's Dawid–Skene reliability weight, fitted on all the "
+        "project's votes (Cohen's kappa with the estimated true label, floored at 0: about 0 "
+        "for a random voter, 0 for a contrarian); preference rounds train with the weights, "
+        "dpo rounds drop the votes of weight 0. The round records each annotator's weight.",
     )
 
 
@@ -600,6 +610,9 @@ class RoundOut(BaseModel):
     credit_methods: dict[str, str] | None = None
     evaluation: str | None = Field(
         None, description="Preference rounds: fingerprint of the gold items and the scoring."
+    )
+    annotator_weights: dict[str, float] | None = Field(
+        None, description="With vote_weights 'dawid-skene': each annotator's vote weight."
     )
 
 

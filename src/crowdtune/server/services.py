@@ -48,6 +48,7 @@ from crowdtune.records import (
     comparisons_frame,
     unpaired_turns,
 )
+from crowdtune.server.fit_cache import FitCache
 from crowdtune.server.schemas import (
     ItemIn,
     JobOut,
@@ -193,12 +194,12 @@ def response_out(stored: Response | repo.StoredAnswer) -> ResponseOut:
 # stats and leaderboard
 
 
-def project_stats(
-    session: Session, project_id: int, *, scorer: QualityScorer | None = None
-) -> StatsOut:
+def project_stats(session: Session, project_id: int, *, scorer: QualityScorer | None = None,
+                  reliability_cache: FitCache | None = None) -> StatsOut:  # fmt: skip
     """Progress counts (skips among the responses) of a project of any kind; for a pairwise
     project inter-annotator agreement and each contributor's Dawid–Skene reliability
-    (:func:`crowdtune.server.signals.pairwise_reliability`) once two annotators share an item
+    (:func:`crowdtune.server.signals.pairwise_reliability`, fitted once per state of the votes
+    with a ``reliability_cache``) once two annotators share an item
     (otherwise ``agreement`` and ``reliability`` are None and their reasons say why); for a
     revision or rating project its quality signals
     (:func:`crowdtune.server.signals.project_signals`), a rating project's agreement as
@@ -223,7 +224,7 @@ def project_stats(
         return StatsOut(progress=counts, agreement=None, agreement_reason=reason, signals=signals,
                         reliability_reason=NO_RELIABILITY)  # fmt: skip
     frame = comparisons_frame(repo.project_comparisons(session, project_id))
-    reliability, why = pairwise_reliability(frame)
+    reliability, why = pairwise_reliability(frame, cache=reliability_cache, project_id=project_id)
     stats = StatsOut(progress=counts, agreement=None, reliability=reliability,
                      reliability_reason=why)  # fmt: skip
     try:
@@ -596,6 +597,8 @@ def enqueue_round(session: Session, project_id: int, body: RoundIn) -> tuple[Job
         )
     if body.select_by == "reward" and body.reward_model is None:
         raise ValueError("select_by 'reward' needs a reward_model (a folder on the worker)")
+    if candidate == "sft" and body.vote_weights != "none":
+        raise ValueError("vote_weights weighs votes: it is for preference and dpo rounds")
     payload = body.model_dump(exclude={"candidate"})
     if candidate == "preference":
         for option in ("max_steps", "reward_model", "select_by", "max_new_tokens"):

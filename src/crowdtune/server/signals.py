@@ -38,6 +38,7 @@ from crowdtune.crowd.signals import (
 from crowdtune.preference.agreement import canonical_votes
 from crowdtune.preference.reliability import dawid_skene
 from crowdtune.records import ratings_frame, revisions_frame
+from crowdtune.server.fit_cache import FitCache, votes_version
 from crowdtune.server.scorer import FIT_SCORER_HINT, QualityScorer
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Project
@@ -46,8 +47,10 @@ from crowdtune.tables import jsonable
 #: Bootstrap resamples behind the intervals of the signals.
 SIGNALS_BOOTSTRAP = 200
 #: Bootstrap resamples behind the reliability intervals of a pairwise project: each refits the
-#: EM, so fewer than the signals' (the admin page computes them on every view).
+#: EM, so fewer than the signals' (the stats and the admin page refit when the votes change).
 RELIABILITY_BOOTSTRAP = 100
+#: What the reliability fit reads of a comparisons frame (its cache key digests them).
+RELIABILITY_COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "annotator")
 
 
 #: The columns that identify an item in each kind's frame.
@@ -189,7 +192,11 @@ def contributor_signals(signals: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def pairwise_reliability(
-    frame: pd.DataFrame, *, n_bootstrap: int = RELIABILITY_BOOTSTRAP
+    frame: pd.DataFrame,
+    *,
+    n_bootstrap: int = RELIABILITY_BOOTSTRAP,
+    cache: FitCache | None = None,
+    project_id: int = 0,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Each contributor's estimated reliability from a pairwise project's votes (``frame``: a
     :func:`~crowdtune.records.comparisons_frame`), and None, or None and the reason there is
@@ -202,7 +209,16 @@ def pairwise_reliability(
     the confusion matrix with its intervals), the class shares, and ``n_bootstrap``. It counts
     every vote, open items included: only admins see it (the stats and the admin page), so
     the annotators' leak rule does not apply.
+
+    With a ``cache`` the answer is fitted once per state of project ``project_id``'s votes
+    (:func:`~crowdtune.server.fit_cache.votes_version` of every column the fit reads) and
+    reused while they stay the same.
     """
+    if cache is not None:
+        version = (votes_version(frame, RELIABILITY_COLUMNS), n_bootstrap)
+        return cache.get(
+            project_id, version, lambda: pairwise_reliability(frame, n_bootstrap=n_bootstrap)
+        )
     if frame.empty:
         return None, "no votes yet"
     votes = canonical_votes(frame)

@@ -4,7 +4,9 @@
   and its recorded outcome;
 - :mod:`~crowdtune.crowd.feedback.learner`: the preference model a group's votes train, scored
   on the gold items;
-- :mod:`~crowdtune.crowd.feedback.credit`: the points each scheme pays.
+- :mod:`~crowdtune.crowd.feedback.credit`: the points each scheme pays;
+- :mod:`~crowdtune.crowd.feedback.weights`: how much each vote counts (``vote_weights``: alike,
+  or by its annotator's Dawid–Skene reliability).
 - :mod:`~crowdtune.crowd.feedback.lm_round`: a round whose candidates are language models
   (:func:`~crowdtune.crowd.feedback.lm_round.run_model_round`: SFT on revisions or DPO on votes,
   one LoRA adapter per group), evaluated on gold items

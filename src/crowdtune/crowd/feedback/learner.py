@@ -17,9 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdtune.preference.calibration import fit_weighted
 from crowdtune.preference.metrics import row_log_loss
 from crowdtune.preference.registry import make_model
 from crowdtune.records import LABELS
+
+#: The column of a vote's weight in a round's training frame (absent: every vote weighs 1).
+WEIGHT_COLUMN = "weight"
 
 
 class GoldLearner:
@@ -28,7 +32,9 @@ class GoldLearner:
 
     ``fit(base, frame)`` returns the fitted model, or None when the votes cannot train one (see
     :meth:`why_not`); ``score`` is minus the mean gold log loss, and a None candidate (no model:
-    the current one stays) scores ``-base_log_loss``. ``base`` is unused.
+    the current one stays) scores ``-base_log_loss``. ``base`` is unused. A frame with a
+    :data:`WEIGHT_COLUMN` trains with those sample weights, and only its votes of positive
+    weight count towards ``min_votes``.
     """
 
     def __init__(
@@ -52,9 +58,13 @@ class GoldLearner:
 
     def why_not(self, frame: pd.DataFrame) -> str | None:
         """Why these votes cannot train a candidate, or None when they can."""
+        weighted = WEIGHT_COLUMN in frame.columns
+        if weighted:
+            frame = frame[frame[WEIGHT_COLUMN] > 0]
         if len(frame) < self.min_votes:
             return (
-                f"{len(frame)} vote(s) outside the gold items, fewer than "
+                f"{len(frame)} vote(s) outside the gold items"
+                f"{' with a reliability weight above 0' if weighted else ''}, fewer than "
                 f"min_votes={self.min_votes}"
             )
         if (frame["label"] == LABELS.index("TIE")).all():
@@ -68,7 +78,7 @@ class GoldLearner:
         with warnings.catch_warnings():
             # Expected for many groups; the uniform mix bounds what P(tie) = 0 costs.
             warnings.filterwarnings("ignore", message="the training comparisons have no ties")
-            model.fit(frame, frame["label"].to_numpy())
+            fit_weighted(model, frame, frame["label"].to_numpy(), frame.get(WEIGHT_COLUMN))
         self.n_fits += 1
         return model
 

@@ -21,7 +21,7 @@ rows the TRL stages read and scores a model on the gold items:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,8 @@ class RoundData:
     """Each contributor's training examples (gold items left out) and the gold items.
 
     An example is ``{"prompt", "completion"}`` (sft) or ``{"prompt", "chosen", "rejected"}``
-    (dpo; a tie has ``"tie": True`` and trains nothing), all plain text.
+    (dpo; a tie has ``"tie": True`` and trains nothing; with vote weights each example has its
+    annotator's ``"weight"``, and one of weight 0 trains nothing), all plain text.
     """
 
     kind: str
@@ -82,7 +83,11 @@ class RoundData:
 
 
 def _trains(row: dict[str, Any]) -> bool:
-    return not row.get("tie") and bool(str(row.get("completion", row.get("chosen", ""))).strip())
+    return (
+        not row.get("tie")
+        and row.get("weight", 1.0) > 0
+        and bool(str(row.get("completion", row.get("chosen", ""))).strip())
+    )
 
 
 def _check_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:
@@ -103,13 +108,21 @@ def _winner(value: Any) -> int | None:
     return {"a": 0, "b": 1, "0": 0, "1": 1}.get(text)
 
 
-def prepare_round_data(kind: str, feedback: pd.DataFrame, gold: pd.DataFrame) -> RoundData:
+def prepare_round_data(
+    kind: str,
+    feedback: pd.DataFrame,
+    gold: pd.DataFrame,
+    weights: Mapping[str, float] | None = None,
+) -> RoundData:
     """Split ``feedback`` into training examples per contributor (see :class:`RoundData`).
 
     Feedback on a gold item is left out and counted: for ``sft`` a revision of a gold
     ``(prompt, original)``, for ``dpo`` any vote on a gold prompt (training on other answers to
     the very prompt the evaluation asks would leak it). The contributor is the ``contributor``
-    column, else ``annotator`` (a comparison frame's).
+    column, else ``annotator`` (a comparison frame's). ``weights`` (dpo: each annotator's vote
+    weight, :func:`~crowdtune.crowd.feedback.weights.annotator_weights`) go into the examples;
+    TRL's DPO trainer takes no per-example weight, so a vote of weight 0 is dropped and any
+    other kept whole.
     """
     _check_columns(feedback, _FEEDBACK_COLUMNS[kind], f"the {kind} feedback")
     who = "contributor" if "contributor" in feedback.columns else "annotator"
@@ -150,6 +163,8 @@ def prepare_round_data(kind: str, feedback: pd.DataFrame, gold: pd.DataFrame) ->
                     "rejected": (b, a)[won],
                 }
             )
+        if weights is not None and kind == "dpo":
+            example["weight"] = float(weights.get(str(record[who]), 1.0))
         rows.setdefault(str(record[who]), []).append(example)
     everyone = {str(name) for name in feedback[who]}
     return RoundData(

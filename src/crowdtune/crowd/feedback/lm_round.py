@@ -53,6 +53,7 @@ from crowdtune.crowd.feedback.credit import outcome_points
 from crowdtune.crowd.feedback.lm_credit import leave_one_out_points, regression_points
 from crowdtune.crowd.feedback.lm_evaluation import ModelCandidate, RoundData, prepare_round_data
 from crowdtune.crowd.feedback.lm_reward import SELECT_BY, check_reward_model, round_evaluation
+from crowdtune.crowd.feedback.weights import VOTE_WEIGHTS, annotator_weights
 from crowdtune.crowd.grouping import STRATEGIES, group_round
 from crowdtune.tables import jsonable
 from crowdtune.training.stages import METRICS_FILE, StageConfig, load_trained, run_dpo, run_sft
@@ -133,6 +134,11 @@ class ModelRoundSettings:
         What the winner is chosen by: the gold metric, or (with a ``reward_model``) the reward
         win rate; then the round improves when the winner's win rate is above 0.5, and gains
         are win rates minus 0.5.
+    vote_weights : {"none", "dawid-skene"}
+        ``dpo`` only: ``dawid-skene`` fits Dawid–Skene on all the votes and drops the votes of
+        annotators whose reliability weight is 0, i.e. whose accuracy is at or below chance
+        (:mod:`crowdtune.crowd.feedback.weights`; TRL's DPO trainer takes no per-example
+        weight). The round records the weights (``annotator_weights``).
     """
 
     candidate: str = "sft"
@@ -153,9 +159,16 @@ class ModelRoundSettings:
     reward_model: str | None = None
     max_new_tokens: int = 64
     select_by: str = "gold"
+    vote_weights: str = "none"
 
     def __post_init__(self) -> None:
         check_choice(self.candidate, CANDIDATES, "candidate kind")
+        check_choice(self.vote_weights, VOTE_WEIGHTS, "vote weights")
+        if self.candidate == "sft" and self.vote_weights != "none":
+            raise ValueError(
+                f"vote_weights {self.vote_weights!r} weighs votes: it is for dpo rounds, and an "
+                "sft round trains on revisions"
+            )
         check_choice(self.strategy, STRATEGIES, "strategy")
         check_choice(self.scheme, MODEL_ROUND_SCHEMES, "point scheme")
         check_choice(self.selection, SELECTIONS, "selection")
@@ -239,6 +252,7 @@ class ModelRound:
     skipped: list[str] = field(default_factory=list)
     training_seed: int = 0
     seconds: float = 0.0
+    annotator_weights: dict[str, float] | None = None
 
     @property
     def points(self) -> dict[str, float]:
@@ -270,6 +284,7 @@ class ModelRound:
             "n_training_rows": self.n_training_rows,
             "n_gold_rows_excluded": self.n_gold_rows_excluded,
             "seconds": self.seconds,
+            "annotator_weights": self.annotator_weights,
         }
         return jsonable(out)
 
@@ -443,7 +458,10 @@ def run_model_round(
     choice_rng = np.random.default_rng(choice_stream)
     bootstrap_seed = int(choice_rng.integers(2**31))
 
-    data = prepare_round_data(settings.candidate, feedback, gold)
+    weights = (
+        annotator_weights(feedback, settings.vote_weights) if settings.candidate == "dpo" else None
+    )
+    data = prepare_round_data(settings.candidate, feedback, gold, weights)
     names = sorted(data.rows_by_contributor)
     if len(names) < settings.n_groups:
         raise ValueError(
@@ -597,4 +615,5 @@ def run_model_round(
         skipped=data.skipped,
         training_seed=train_seed,
         seconds=round(time.perf_counter() - started, 3),
+        annotator_weights=weights,
     )

@@ -73,7 +73,13 @@ from typing import Any
 import numpy as np
 
 from crowdtune.crowd.feedback.credit import award_points
-from crowdtune.crowd.feedback.learner import GoldLearner, evaluation_fingerprint, join_votes
+from crowdtune.crowd.feedback.learner import (
+    WEIGHT_COLUMN,
+    GoldLearner,
+    evaluation_fingerprint,
+    join_votes,
+)
+from crowdtune.crowd.feedback.weights import VOTE_WEIGHTS, annotator_weights
 from crowdtune.crowd.grouping import STRATEGIES, group_round
 from crowdtune.preference.metrics import UNIFORM_LOG_LOSS
 from crowdtune.preference.registry import MODELS
@@ -121,6 +127,11 @@ class RoundSettings:
     shapley_evaluations : int, default=512
         Coalition budget of permutation sampling for groups larger than
         :data:`EXACT_SHAPLEY_PLAYERS`.
+    vote_weights : {"none", "dawid-skene"}, default="none"
+        How much each vote counts in training (:mod:`crowdtune.crowd.feedback.weights`):
+        alike, or by its annotator's Dawid–Skene reliability weight (fitted on all the votes;
+        a contrarian's or a random voter's votes weigh about 0), passed to the candidates'
+        fits as sample weights. The round records the weights (``annotator_weights``).
     """
 
     n_groups: int = 4
@@ -132,9 +143,11 @@ class RoundSettings:
     uniform_mix: float = 0.01
     horizon: int = 10
     shapley_evaluations: int = 512
+    vote_weights: str = "none"
 
     def __post_init__(self) -> None:
         check_choice(self.strategy, STRATEGIES, "strategy")
+        check_choice(self.vote_weights, VOTE_WEIGHTS, "vote weights")
         check_choice(self.scheme, ROUND_SCHEMES, "point scheme")
         check_choice(self.model, MODELS, "preference model")
         for name, low in (("n_groups", 1), ("min_votes", 1), ("horizon", 1)):
@@ -220,6 +233,9 @@ class FeedbackRound:
         Models trained for the point scheme beyond the round's own candidates.
     credit_methods : dict
         Group number to the Shapley method used (``shapley`` scheme only).
+    annotator_weights : dict, optional
+        Each annotator's vote weight in training (``vote_weights="dawid-skene"``; None: every
+        vote weighed 1).
     """
 
     round_number: int
@@ -240,6 +256,7 @@ class FeedbackRound:
     model_after: dict[str, Any]
     extra_fits: int = 0
     credit_methods: dict[int, str] = field(default_factory=dict)
+    annotator_weights: dict[str, float] | None = None
 
     @property
     def points(self) -> dict[str, float]:
@@ -274,6 +291,7 @@ class FeedbackRound:
             "contributors": [asdict(c) for c in self.contributors],
             "extra_fits": self.extra_fits,
             "credit_methods": {str(g): m for g, m in self.credit_methods.items()},
+            "annotator_weights": self.annotator_weights,
         }
         return jsonable(out)
 
@@ -355,6 +373,9 @@ def run_feedback_round(
     )
 
     frame = comparisons_frame(training)
+    weights = annotator_weights(comparisons_frame(votes), settings.vote_weights)
+    if weights is not None:  # the learner's fits take the column as sample weights
+        frame[WEIGHT_COLUMN] = frame["annotator"].map(weights).to_numpy(dtype=float)
     by_name = {str(name): part for name, part in frame.groupby("annotator")}
     gold_frame = comparisons_frame(gold)
     evaluation = evaluation_fingerprint(gold_frame, settings.uniform_mix)
@@ -458,6 +479,7 @@ def run_feedback_round(
         model_after={**after, "evaluation": evaluation},
         extra_fits=learner.n_fits - fits_before,
         credit_methods=methods,
+        annotator_weights=weights,
     )
 
 

@@ -39,7 +39,14 @@ from crowdtune.server.pages.web import (
     require,
     signed_in,
 )
-from crowdtune.server.schemas import JobOut, RoundIn, RoundModel, RoundScheme, RoundStrategy
+from crowdtune.server.schemas import (
+    JobOut,
+    RoundIn,
+    RoundModel,
+    RoundScheme,
+    RoundStrategy,
+    RoundVoteWeights,
+)
 from crowdtune.store import ConflictError, NotFoundError
 from crowdtune.store import repository as repo
 from crowdtune.store.models import Job, Round
@@ -53,6 +60,7 @@ ROUND_CHOICES = {
     "strategy": get_args(RoundStrategy),
     "scheme": get_args(RoundScheme),
     "model": get_args(RoundModel),
+    "vote_weights": get_args(RoundVoteWeights),
 }
 #: Job states in which the page keeps following a job (and offers to cancel it).
 ACTIVE_JOB_STATES = ("queued", "running")
@@ -158,9 +166,10 @@ def _text(value: Any) -> str:
 def round_form(kind: str) -> dict[str, Any]:
     """What the round form of a project of ``kind`` offers: its ``candidates`` (the first is
     the default), the point ``schemes`` each as (scheme, candidates that pay by it), and the
-    candidates that take ``max_steps`` and a preference ``model``. The page marks every
-    field and scheme with the candidates it applies to; ``admin.js`` hides the others (without
-    script they all show, labelled, and the server refuses a scheme a candidate lacks)."""
+    candidates that take ``max_steps``, a preference ``model`` and ``vote_weights``. The page
+    marks every field and scheme with the candidates it applies to; ``admin.js`` hides the
+    others (without script they all show, labelled, and the server refuses a scheme a candidate
+    lacks)."""
     candidates = [name for name, (needs, _) in services.ROUND_CANDIDATES.items() if needs == kind]
     candidates.sort(key=lambda name: name != "preference")  # the default of RoundIn first
     schemes = [
@@ -172,6 +181,7 @@ def round_form(kind: str) -> dict[str, Any]:
         "schemes": [(scheme, users) for scheme, users in schemes if users],
         "max_steps": [c for c in candidates if c != "preference"],
         "model": [c for c in candidates if c == "preference"],
+        "vote_weights": [c for c in candidates if c != "sft"],
     }
 
 
@@ -289,8 +299,12 @@ def admin_page(project_id: int, request: Request, session: SessionDep) -> Any:
     me, token = signed_in(request, session)
     require(me, "admin")
     project = page_project(session, project_id)
-    scorer = request.app.state.quality_scorer
-    stats = services.project_stats(session, project_id, scorer=scorer)
+    stats = services.project_stats(
+        session,
+        project_id,
+        scorer=request.app.state.quality_scorer,
+        reliability_cache=request.app.state.reliability_cache,
+    )
     rounds = project.kind != "rating"
     job = shown_job(session, project_id, request.query_params.get("job")) if rounds else None
     return render(
@@ -325,6 +339,7 @@ def run_round_page(
     n_groups: str = Form("4"),
     seed: str = Form(""),
     max_steps: str = Form(""),
+    vote_weights: str = Form("none"),
 ) -> Any:
     """Queue a Crowd-SFT round from the admin page (the API's settings, as form fields; an
     empty field is the API's default) for the worker, and go back to the page, which follows
@@ -341,6 +356,7 @@ def run_round_page(
         "n_groups": n_groups,
         "seed": seed.strip() or None,
         "max_steps": max_steps.strip() or None,
+        "vote_weights": vote_weights,
     }
     try:
         body = RoundIn.model_validate(fields)

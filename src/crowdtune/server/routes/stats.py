@@ -18,8 +18,12 @@ def stats(project_id: RowId, request: Request, session: SessionDep, admin: Admin
     """Progress counts, and inter-annotator agreement once two annotators share an item
     (otherwise ``agreement`` is null and ``agreement_reason`` says why); for revision and
     rating projects their quality signals (``signals``)."""
-    scorer = request.app.state.quality_scorer
-    return services.project_stats(session, project_id, scorer=scorer)
+    return services.project_stats(
+        session,
+        project_id,
+        scorer=request.app.state.quality_scorer,
+        reliability_cache=request.app.state.reliability_cache,
+    )
 
 
 @router.get(
