@@ -70,7 +70,8 @@ TARGET_CLIENTS = 50
 
 @dataclass
 class Run:
-    """One row of the table: the raw ceiling (``clients`` 0) or an HTTP run."""
+    """One row of the table: the raw ceiling (``clients`` 0) or an HTTP run; ``clients`` -1: a
+    warm-up or profiling run, not printed, whose votes the verdict counts."""
 
     db: str
     workers: int
@@ -108,7 +109,8 @@ def server_options(synchronous: str | None, workers: int, has_workers: bool) -> 
 
 def server_times(pid: int) -> tuple[float, float]:
     """Seconds the server and its worker processes have so far spent on a CPU (psutil), and
-    waiting in the kernel's run queue for one: the machine's other load (Linux schedstat).
+    waiting in the kernel's run queue for one (Linux schedstat): what the machine's other
+    load, the load generator and the database server included, took from it.
 
     The wait is read from ``/proc/PID/task/TID/schedstat`` (psutil does not expose it) and sums
     the threads alive now; ``nan`` where the kernel does not keep it.
