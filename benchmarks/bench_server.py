@@ -6,7 +6,8 @@ prints, side by side from the same run:
 
 - the anchor (the ceiling): the raw rate of the same database through SQLAlchemy Core, one
   connection, one transaction (one commit) per vote inserting the task row and the response row;
-  on SQLite with the same ``synchronous`` mode as the server;
+  on SQLite with the same ``synchronous`` mode as the server; measured before and after the
+  database's HTTP runs, and their mean taken (an fsync's cost drifts on a shared machine);
 - crowdtune over HTTP: a real ``crowdtune serve`` subprocess with 1 and 2 server processes
   (``--workers``; the 2-process rows are skipped, with the reason printed, by a ``crowdtune
   serve`` without that option), loaded by 1, 10, 50 and 200 concurrent clients (``--clients``),
@@ -84,6 +85,8 @@ class Run:
     server_cpu: float = 0.0
     #: The time its threads were ready to run but waited for a CPU, per second of the run.
     server_wait: float = 0.0
+    #: A raw ceiling's rates before and after the HTTP runs (``rate`` is their mean).
+    raw: tuple[float, float] = (0.0, 0.0)
 
 
 def ms(seconds: list[float], q: float) -> float:
@@ -291,10 +294,12 @@ def bench_database(
     folder: Path,
     has_workers: bool,
 ) -> list[Run]:
-    synchronous = DATABASES[db]
-    raw = raw_insert_rate(url, args.raw_votes, synchronous or "NORMAL")
-    runs = [Run(db, 0, 0, args.raw_votes, raw)]
-    print(f"  {db}: raw inserts, one commit each: {raw:,.0f} votes/s", flush=True)
+    """The raw ceiling of ``db`` before and after its HTTP runs (their mean is the ceiling: on a
+    shared machine an fsync's cost drifts within minutes), and the HTTP runs."""
+    synchronous = DATABASES[db] or "NORMAL"
+    before = raw_insert_rate(url, args.raw_votes, synchronous)
+    print(f"  {db}: raw inserts, one commit each: {before:,.0f} votes/s", flush=True)
+    runs = []
     for workers in args.workers:
         if workers > 1 and not has_workers:
             print(
@@ -303,7 +308,9 @@ def bench_database(
             )
             continue
         runs += bench_server(clients, db, url, workers, args, folder, has_workers)
-    return runs
+    after = raw_insert_rate(url, args.raw_votes, synchronous)
+    print(f"  {db}: raw inserts again, after the HTTP runs: {after:,.0f} votes/s", flush=True)
+    return [Run(db, 0, 0, 2 * args.raw_votes, (before + after) / 2, raw=(before, after)), *runs]
 
 
 def table(runs: list[Run]) -> list[str]:
@@ -318,8 +325,9 @@ def table(runs: list[Run]) -> list[str]:
     for run in runs:
         if run.clients == 0:
             out.append(
-                f"| {run.db} | raw Core inserts, 1 commit per vote | 1 | {run.votes:,} | "
-                f"{run.rate:,.0f} | 1.00 | | | | | | | | | | |"
+                f"| {run.db} | raw Core inserts, 1 commit per vote (before / after: "
+                f"{run.raw[0]:,.0f} / {run.raw[1]:,.0f}) | 1 | {run.votes:,} | {run.rate:,.0f} | "
+                "1.00 | | | | | | | | | | |"
             )
         elif run.load is not None and run.tally is not None:
             load, tally = run.load, run.tally

@@ -42,11 +42,9 @@ def test_a_tiny_benchmark_prints_the_table_and_verdicts(capsys):
     )
     out = capsys.readouterr().out
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| sqlite-full")]
-    assert [row[1:3] for row in rows] == [
-        ["raw Core inserts, 1 commit per vote", "1"],
-        ["1", "1"],
-        ["1", "2"],
-    ]
+    assert rows[0][1].startswith("raw Core inserts, 1 commit per vote (before / after: ")
+    assert rows[0][3] == "40"  # 20 before the HTTP runs, 20 after
+    assert [row[1:3] for row in rows[1:]] == [["1", "1"], ["1", "2"]]
     # votes (a fifth at 1 client), errors, lost, duplicated
     assert [(row[3], row[10], row[11], row[12]) for row in rows[1:]] == [
         ("4", "0", "0", "0"),
