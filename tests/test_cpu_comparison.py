@@ -1,8 +1,9 @@
-"""The CPU predictors and their ensemble, cross-validated in one call."""
+"""The CPU predictors, the tie-aware model and the default ensemble, cross-validated in one call."""
 
 import numpy as np
 import pandas as pd
 
+from crowdtune.preference import DEFAULT_MODEL, make_model
 from crowdtune.preference.cpu_comparison import (
     compare_cpu_predictors,
     cpu_comparison_fits,
@@ -33,24 +34,27 @@ def longer_wins(n: int = 120, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def test_cpu_predictors_and_their_ensemble():
-    assert list(cpu_predictors()) == [*CPU_PREDICTORS, "ensemble"]
+def test_cpu_predictors_and_the_default_ensemble():
+    assert list(cpu_predictors()) == [*CPU_PREDICTORS, "tie-aware", "ensemble"]
     with_embeddings = cpu_predictors(embeddings=True, seed=3)
-    assert list(with_embeddings) == [*CPU_PREDICTORS, "embedding-gbdt", "ensemble"]
-    members = with_embeddings["ensemble"].members
-    assert [name for name, _ in members] == [*CPU_PREDICTORS, "embedding-gbdt"]
+    assert list(with_embeddings) == [*CPU_PREDICTORS, "embedding-gbdt", "tie-aware", "ensemble"]
+    ensemble = with_embeddings["ensemble"]
+    assert ensemble.get_params(deep=False) == make_model(DEFAULT_MODEL, seed=3).get_params(
+        deep=False
+    )
     assert with_embeddings["features-gbdt"].random_state == 3
-    assert with_embeddings["ensemble"].random_state == 3
+    assert ensemble.random_state == 3
 
 
 def test_compare_cpu_predictors_counts_its_fits_and_pools_each_scheme():
     frame = longer_wins()
     folds: list[None] = []
     table, predictions = compare_cpu_predictors(frame, seed=0, on_fold=lambda: folds.append(None))
-    assert len(folds) == cpu_comparison_fits(frame) == 4 * (5 + 2)
+    assert len(folds) == cpu_comparison_fits(frame) == 5 * (5 + 2)
     pooled = table[table["held_out"] == "all"]
+    models = [*CPU_PREDICTORS, "tie-aware", "ensemble"]
     assert sorted(zip(pooled["scheme"], pooled["model"], strict=True)) == sorted(
-        (scheme, model) for scheme in SCHEMES for model in [*CPU_PREDICTORS, "ensemble"]
+        (scheme, model) for scheme in SCHEMES for model in models
     )
     assert predictions[("grouped", "ensemble")].shape == (len(frame), 3)
-    assert cpu_comparison_fits(frame, embeddings=True) == 5 * (5 + 2)
+    assert cpu_comparison_fits(frame, embeddings=True) == 6 * (5 + 2)

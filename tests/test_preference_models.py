@@ -189,7 +189,8 @@ def test_pool_weights_find_the_informative_member():
 def test_ensemble_fits_weights_and_beats_its_worst_member(toy):
     train, test = toy
     members = [("length", LengthModel()), ("bucket", DifferenceBucketModel(n_buckets=20))]
-    model = make_model("ensemble", members=members, n_splits=3).fit(train, train["label"])
+    model = make_model("ensemble", members=members, weights="fitted", n_splits=3)
+    model.fit(train, train["label"])
     assert model.weights_.shape == (2,) and model.weights_.sum() == pytest.approx(1.0)
     proba = model.predict_proba(test)
     np.testing.assert_allclose(

@@ -28,7 +28,7 @@ def demo_cmd(
     embeddings: bool = typer.Option(
         False,
         "--embeddings/--no-embeddings",
-        help="Include embedding-gbdt in the preference comparison and its ensemble (MiniLM "
+        help="Include embedding-gbdt in the preference comparison (MiniLM "
         "embeds ~16k texts once, several minutes on 2 cores; cached afterwards).",
     ),
     train: bool = typer.Option(
@@ -139,7 +139,7 @@ def preference_demo(*, embeddings: bool, seed: int, progress: bool) -> list[Any]
         sources=sources,
         labels=frame["label"].to_numpy(),
         calibrated_proba=predictions[("grouped", "ensemble")],
-        calibrated_name="ensemble (temperature-calibrated)",
+        calibrated_name="ensemble (equal weights)",
         leaderboard=board,
         leaderboard_title="MT-Bench human votes",
     )

@@ -94,8 +94,9 @@ def load_frame(sources: list[str], seed: int = 0) -> pd.DataFrame:
 
 
 def resolve_calibration(model: str, calibration: str) -> str:
-    """``auto``: temperature for single CPU models; none for the ensemble (it calibrates itself)
-    and for the transformer (five extra fine-tunes are not worth it by default)."""
+    """``auto``: temperature for single CPU models; none for the ensemble (a temperature fitted
+    across datasets made it worse on a dataset left out) and for the transformer (five extra
+    fine-tunes are not worth it by default)."""
     if calibration != "auto":
         return calibration
     return "none" if model in ("ensemble", "transformer") else "temperature"
@@ -107,16 +108,17 @@ def fit_cmd(
     model: str = typer.Option(
         "ensemble",
         "--model",
-        help="length, difference-bucket, features-gbdt, embedding-gbdt, transformer or ensemble "
-        "(the CPU models averaged with out-of-fold weights and calibrated; the default).",
+        help="length, difference-bucket, features-gbdt, embedding-gbdt, tie-aware, transformer or "
+        "ensemble (the default: length, tie-aware and features-gbdt averaged with equal weights, "
+        "the model that transferred best to a dataset it never saw).",
     ),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     calibration: str = typer.Option(
         "auto",
         "--calibration",
         help="temperature, threshold-multiplier (the competition's post-processing) or none, "
-        "fitted on out-of-fold predictions; auto = temperature except for the ensemble, which "
-        "calibrates itself, and the transformer.",
+        "fitted on out-of-fold predictions; auto = temperature except for the ensemble (a "
+        "temperature made it worse on unseen datasets) and the transformer.",
     ),
     base_model: str | None = typer.Option(
         None, "--base-model", help="transformer only: a model name or path (default: tiny)."
@@ -173,7 +175,7 @@ def fit_cmd(
     estimator = make_model(model, seed=seed, **params)
     if method != "none":
         estimator = CalibratedPreferenceModel(estimator=estimator, method=method, random_state=seed)
-    how = "its own weights and temperature" if model == "ensemble" else f"{method} calibration"
+    how = "equal weights, uncalibrated" if model == "ensemble" else f"{method} calibration"
     err.print(f"fitting {model} on {len(frame):,} rows ({how})")
     start = time.perf_counter()
     try:
@@ -326,7 +328,7 @@ def evaluate_cmd(
 def cv_cmd(
     data: list[str] = DataOpt,
     models: str = typer.Option(
-        "length,difference-bucket,features-gbdt,embedding-gbdt,ensemble",
+        "length,difference-bucket,features-gbdt,embedding-gbdt,tie-aware,ensemble",
         "--models",
         help="Comma-separated model names.",
     ),

@@ -32,12 +32,20 @@ from crowdtune.preference.priors import (
     bootstrap_priors,
     estimate_priors,
 )
-from crowdtune.preference.registry import CPU_MODELS, MODELS, load_model, make_model, save_model
+from crowdtune.preference.registry import (
+    CPU_MODELS,
+    DEFAULT_MODEL,
+    MODELS,
+    load_model,
+    make_model,
+    save_model,
+)
 from crowdtune.preference.ties import TieAwareModel
 
 __all__ = [
     "CALIBRATIONS",
     "CPU_MODELS",
+    "DEFAULT_MODEL",
     "MODELS",
     "UNIFORM_LOG_LOSS",
     "CalibratedPreferenceModel",

@@ -42,17 +42,30 @@ def out_of_fold_proba(
     Folds are grouped (by prompt unless ``groups`` is given), so no prompt is on both sides.
     ``sample_weight`` (float[n], optional) goes to every fold's fit (:func:`fit_weighted`).
     """
+    proba = np.zeros((len(X), 3))
+    fold = fold_index(X, groups, n_splits, seed)
+    for k in np.unique(fold):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        weights = None if sample_weight is None else sample_weight[train]
+        model = fit_weighted(clone(estimator), X.iloc[train], y[train], weights)
+        proba[test] = model.predict_proba(X.iloc[test])
+    return proba
+
+
+def fold_index(
+    X: pd.DataFrame, groups: np.ndarray | None = None, n_splits: int = 5, seed: int = 0
+) -> np.ndarray:
+    """The fold of every row in :func:`out_of_fold_proba` (int[n]): grouped k-fold, by prompt
+    unless ``groups`` is given, ``min(n_splits, number of groups)`` folds."""
     groups = prompt_groups(X) if groups is None else np.asarray(groups)
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(f"out-of-fold predictions need at least 2 groups, got {n_groups}")
     folds = GroupKFold(n_splits=min(n_splits, n_groups), shuffle=True, random_state=seed)
-    proba = np.zeros((len(X), 3))
-    for train, test in folds.split(X, y, groups):
-        weights = None if sample_weight is None else sample_weight[train]
-        model = fit_weighted(clone(estimator), X.iloc[train], y[train], weights)
-        proba[test] = model.predict_proba(X.iloc[test])
-    return proba
+    fold = np.empty(len(X), dtype=np.int64)
+    for k, (_, test) in enumerate(folds.split(X, groups=groups)):
+        fold[test] = k
+    return fold
 
 
 def fit_weighted(estimator: Any, X: pd.DataFrame, y: np.ndarray, sample_weight: Any) -> Any:

@@ -1,8 +1,9 @@
-"""The CPU predictors and their ensemble, compared by cross-validation.
+"""The CPU predictors and the default ensemble, compared by cross-validation.
 
 :func:`cpu_predictors` builds the predictors of
 :data:`~crowdtune.preference.models.CPU_PREDICTORS` (the length rule, difference buckets, LightGBM
-on text features and, with ``embeddings``, on MiniLM embeddings) and their ensemble;
+on text features and, with ``embeddings``, on MiniLM embeddings), the tie-aware model and the
+default ensemble (:func:`~crowdtune.preference.ensemble.default_members` averaged);
 :func:`compare_cpu_predictors` cross-validates them under both schemes of
 :mod:`crowdtune.preference.cv`. ``crowdtune demo`` runs it on PandaLM, LLMEval² and MT-Bench.
 """
@@ -15,8 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdtune.preference.base import seeded
 from crowdtune.preference.cv import SCHEMES, compare_models, n_folds
-from crowdtune.preference.ensemble import EnsembleModel, default_members
+from crowdtune.preference.ensemble import EnsembleModel
+from crowdtune.preference.models import CPU_PREDICTORS
+from crowdtune.preference.ties import TieAwareModel
 
 #: The CPU predictors that read MiniLM embeddings: every text is embedded once, minutes on 2
 #: cores before its vectors are cached.
@@ -24,13 +28,14 @@ NEEDS_EMBEDDINGS = ("embedding-gbdt",)
 
 
 def cpu_predictors(*, embeddings: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Fresh, unfitted CPU predictors by name, with ``"ensemble"`` (of the others) last."""
-    members = [
-        (name, model)
-        for name, model in default_members(random_state=seed)
+    """Fresh, unfitted CPU predictors by name: :data:`CPU_PREDICTORS` (``embedding-gbdt`` only
+    with ``embeddings``), ``"tie-aware"``, and the default ``"ensemble"`` last."""
+    models = {
+        name: seeded(cls, seed)
+        for name, cls in CPU_PREDICTORS.items()
         if embeddings or name not in NEEDS_EMBEDDINGS
-    ]
-    return {**dict(members), "ensemble": EnsembleModel(members=members, random_state=seed)}
+    }
+    return {**models, "tie-aware": TieAwareModel(), "ensemble": EnsembleModel(random_state=seed)}
 
 
 def cpu_comparison_fits(frame: pd.DataFrame, *, embeddings: bool = False) -> int:

@@ -286,7 +286,7 @@ subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
 
 
 #: The CPU predictors of this module by their ``--model`` names (see
-#: :data:`crowdtune.preference.registry.MODELS`), cheapest first: the ensemble's default members.
+#: :data:`crowdtune.preference.registry.MODELS`), cheapest first (compared by ``crowdtune demo``).
 CPU_PREDICTORS: dict[str, type[PairFeatureModel]] = {
     "length": LengthModel,
     "difference-bucket": DifferenceBucketModel,

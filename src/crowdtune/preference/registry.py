@@ -17,7 +17,8 @@ from crowdtune.preference.ties import TieAwareModel
 from crowdtune.preference.transformer import TransformerPreferenceModel
 from crowdtune.validation import check_choice
 
-#: ``--model`` names and what they are; ``ensemble`` is the default.
+#: ``--model`` names and what they are; ``ensemble`` is the default, chosen by leave-one-dataset-out
+#: log loss on PandaLM, LLMEval² and MT-Bench (benchmarks/RESULTS.md, issue #21).
 MODELS = {
     "length": "logistic regression on the two responses' lengths (baseline)",
     "difference-bucket": "outcome rates in 250 quantile buckets of the length difference",
@@ -25,8 +26,11 @@ MODELS = {
     "embedding-gbdt": "LightGBM on MiniLM embeddings of prompt and responses + cheap features",
     "tie-aware": "P(tie) from how alike the answers are, times a symmetric A-vs-B split",
     "transformer": "3-label head on a causal LM with a LoRA adapter (GPU for real models)",
-    "ensemble": "the CPU models averaged with out-of-fold weights, calibrated (default)",
+    "ensemble": "length, tie-aware and features-gbdt averaged, equal weights (default)",
 }
+
+#: The default ``--model`` (of ``crowdtune preference fit`` and the Python API's users).
+DEFAULT_MODEL = "ensemble"
 
 #: Models cheap enough to run on CPU in cross-validation: every name but the transformer.
 CPU_MODELS = tuple(name for name in MODELS if name != "transformer")
