@@ -1,5 +1,5 @@
 """Dependencies of the routes: the request's database session, the caller behind its bearer
-token (:func:`authenticated`, then :func:`current_contributor`), and role aliases.
+token (:class:`SignedInAs`), and role aliases.
 
 Routes name what they need in their signature: ``session: SessionDep`` (one SQLAlchemy session
 per request), ``me: Annotator`` (an annotator or admin), ``admin: Admin`` (an admin only) or
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -54,8 +54,7 @@ def _lookup(factory: sessionmaker[Session], token: str, now: datetime) -> Caller
 
 
 async def authenticated(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
     """The contributor whose bearer token came with the request; 401 when it is missing,
     unknown, revoked or expired (the message says which). Tokens accepted in the last
@@ -83,34 +82,32 @@ async def authenticated(
     return caller
 
 
-async def current_contributor(
-    request: Request, caller: Annotated[Caller, Depends(authenticated)]
-) -> Caller:
-    """The authenticated contributor of a request (:func:`authenticated`). What is checked per
-    contributor rather than per request (a limit keyed on ``caller.id``) goes here, after
-    authentication, so that no spelling of a header or bogus token counts as someone new."""
-    count_contributor(request, caller.id)
-    return caller
+class SignedInAs(HTTPBearer):
+    """A dependency giving the signed-in contributor behind the request's bearer token
+    (:func:`authenticated`; 401), counted against their rate limit
+    (:func:`~crowdtune.server.limits.count_contributor`: after authentication, so that no
+    spelling of a header or bogus token counts as someone new), if their role is one of
+    ``roles`` (403; None: any role).
 
+    It is the bearer scheme itself rather than a dependency on it: FastAPI solves each level
+    of dependencies at a cost (on the vote path a level was a tenth of a request's function
+    calls), and as a security scheme named like :data:`bearer` it still puts the same
+    ``HTTPBearer`` requirement in the OpenAPI schema."""
 
-def require_role(*roles: str) -> Any:
-    """A dependency giving the signed-in contributor if their role is one of ``roles``; 403.
+    def __init__(self, roles: tuple[str, ...] | None = None) -> None:
+        super().__init__(
+            scheme_name="HTTPBearer", description=bearer.model.description, auto_error=False
+        )
+        self.roles = roles
 
-    It calls :func:`authenticated` and :func:`current_contributor` itself rather than
-    depending on them: FastAPI solves each level of dependencies at a cost, and on the vote
-    path these levels were a tenth of a request's work."""
-
-    async def check(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Caller:
-        caller = await current_contributor(request, await authenticated(request, credentials))
-        check_role(caller.role, roles)
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        caller = await authenticated(request, await super().__call__(request))
+        count_contributor(request, caller.id)
+        if self.roles is not None:
+            check_role(caller.role, self.roles)
         return caller
 
-    return Depends(check)
 
-
-Admin = Annotated[Caller, require_role("admin")]
-Annotator = Annotated[Caller, require_role("annotator", "admin")]
-SignedIn = Annotated[Caller, Depends(current_contributor)]
+Admin = Annotated[Caller, Depends(SignedInAs(("admin",)))]
+Annotator = Annotated[Caller, Depends(SignedInAs(("annotator", "admin")))]
+SignedIn = Annotated[Caller, Depends(SignedInAs())]
