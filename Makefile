@@ -64,7 +64,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_leaderboard.py
 	$(BIN)/python benchmarks/bench_distribution.py
 	$(BIN)/python benchmarks/bench_curation.py
-	$(BIN)/python benchmarks/bench_server.py
+	# The feedback server: SQLite FULL/NORMAL and PostgreSQL, 1 and 2 processes, 1-200 clients
+	$(BIN)/python benchmarks/bench_server.py --profile reports/bench-server-profile
 	$(BIN)/python benchmarks/bench_emotions.py
 	$(BIN)/python benchmarks/bench_signals.py
 	$(BIN)/python benchmarks/bench_reliability.py

@@ -74,11 +74,12 @@ def test_sqlite_uses_wal_foreign_keys_and_a_busy_timeout(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        # FULL by default: an acknowledged vote survives a power loss.
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     engine.dispose()
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="full")
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="normal")
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     engine.dispose()
     with pytest.raises(ValueError, match="unknown sqlite_synchronous 'OFF'"):
         make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="off")

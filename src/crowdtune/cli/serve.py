@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -41,11 +44,26 @@ def serve_cmd(
         "proxy, let uvicorn see the client's address (FORWARDED_ALLOW_IPS).",
     ),
     sqlite_sync: str = typer.Option(
-        "normal",
+        "full",
         "--sqlite-sync",
-        help="SQLite only. 'normal': a committed vote survives the server being killed, the "
-        "last ones may be lost if the machine loses power. 'full': fsync every commit (safe "
-        "against power loss, several times slower).",
+        help="SQLite only. 'full' (default): every commit is fsynced, so every acknowledged "
+        "vote survives the server being killed and the machine losing power; votes that "
+        "arrive together share one commit (group commit). 'normal': no fsync per commit "
+        "(WAL syncs at checkpoints): acknowledged votes survive the server being killed, but "
+        "the last ones may be lost if the machine loses power or the OS crashes; for "
+        "throughput on slow disks. PostgreSQL always commits with synchronous_commit=on.",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Server processes (uvicorn workers) sharing the port. On PostgreSQL they share "
+        "the database natively; on SQLite they take turns writing through a lock on the file "
+        "DB.lock beside the database (queued by the kernel, no polling), and assignment stays "
+        "exactly-k. Each process keeps its own token cache (a revocation reaches the others "
+        "within 10 s) and its own rate limits: a client whose connections reach N processes "
+        "may send up to N times --rate-limit and --failed-auth-limit. --worker still starts "
+        "one job worker.",
     ),
     busy_timeout: float = typer.Option(
         30.0,
@@ -97,37 +115,66 @@ def serve_cmd(
     Checks first that the database can be served (it opens; a SQLite file is intact, by
     `PRAGMA quick_check`; it takes writes) and exits with status 2 naming the database and the
     problem otherwise. Then migrates it and serves the API (docs at /docs) and the web pages
-    until interrupted. Uses uvloop and httptools when they are installed.
+    until interrupted, in --workers processes. Uses uvloop and httptools when they are
+    installed. Next-task and answer requests that arrive together share one commit (group
+    commit); each is answered only after that commit, so an acknowledged vote is stored (and,
+    by default, on disk).
     """
     import uvicorn
 
     from crowdtune.server import create_app
+    from crowdtune.server.app import APP_CONFIG_ENV
+    from crowdtune.store.db import in_memory, normalize_url
 
     busy_timeout_ms = round(busy_timeout * 1000)
-    check_or_exit(db, busy_timeout_ms)
+    check_or_exit(db, busy_timeout_ms)  # a URL that does not parse exits here
+    if workers > 1 and in_memory(normalize_url(db)):
+        raise typer.BadParameter(
+            "an in-memory SQLite database lives in one process; serve a file or PostgreSQL "
+            f"with --workers {workers}",
+            param_hint="--workers",
+        )
     upgrade_or_exit(db)
     if sample is not None:
         sample_campaign(db, sample, sample_items, f"http://{host}:{port}")
         if fit_scorer:
             fit_quality_scorer()
+    # Passed to every worker process as it is (app_from_environment), so that all of them
+    # serve with the same settings.
+    config: dict[str, Any] = {
+        "db_url": db,
+        "max_body_bytes": max_body_bytes,
+        "max_decompressed_bytes": max_decompressed_bytes,
+        "rate_limit_per_minute": rate_limit,
+        "failed_auth_per_minute": failed_auth_limit,
+        "sqlite_synchronous": sqlite_sync,
+        "busy_timeout_ms": busy_timeout_ms,
+        "session_hours": session_hours,
+        "session_idle_minutes": session_idle_minutes,
+    }
     try:
-        app = create_app(
-            db,
-            max_body_bytes=max_body_bytes,
-            max_decompressed_bytes=max_decompressed_bytes,
-            rate_limit_per_minute=rate_limit,
-            failed_auth_per_minute=failed_auth_limit,
-            sqlite_synchronous=sqlite_sync,
-            busy_timeout_ms=busy_timeout_ms,
-            session_hours=session_hours,
-            session_idle_minutes=session_idle_minutes,
-        )
+        app = create_app(**config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sqlite-sync") from None
     typer.echo(f"crowdtune on http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     jobs = start_worker_process(db, models_dir) if worker else None
+    serving: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "log_level": "info",
+    }
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        if workers == 1:
+            uvicorn.run(app, **serving)
+        else:
+            os.environ[APP_CONFIG_ENV] = json.dumps(config)
+            uvicorn.run(
+                "crowdtune.server.app:app_from_environment",
+                factory=True,
+                workers=workers,
+                **serving,
+            )
     finally:
         if jobs is not None:
             jobs.terminate()

@@ -11,6 +11,8 @@ What each part owns: :mod:`~crowdtune.server.deps` (session, caller, roles),
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -49,7 +51,14 @@ from crowdtune.store import (
     session_factory,
     upgrade,
 )
-from crowdtune.store.db import BUSY_TIMEOUT_MS, busy_timeout, in_memory, sqlite_synchronous_mode
+from crowdtune.store.db import (
+    BUSY_TIMEOUT_MS,
+    DEFAULT_SQLITE_SYNCHRONOUS,
+    busy_timeout,
+    in_memory,
+    sqlite_synchronous_mode,
+)
+from crowdtune.store.group_commit import GroupCommit
 from crowdtune.store.models import utc_now
 from crowdtune.store.repository import SESSION_IDLE_TIMEOUT, SESSION_MAX_AGE, SessionPolicy
 
@@ -65,7 +74,10 @@ revoked or expired one) and checks the caller's role (403). Store errors map to 
 stayed locked) 503 with ``Retry-After``; malformed input is 422 naming the field
 (or, for a CSV upload, the row and column). Every error body is ``{"detail": ...}``. Each
 request gets one SQLAlchemy session; writes are committed by the repository before the route
-answers, so an acknowledged vote is stored.
+answers, so an acknowledged vote is stored. Next-task and answer requests share commits: the
+writes that arrive together are committed in one transaction (group commit), and each request
+is answered after that commit; one that fails gets its own error, a batch that cannot be
+committed gets 503 with ``Retry-After`` for each of its requests (nothing acknowledged).
 
 Three kinds of project: ``pairwise`` (an annotator compares two answers: a ``verdict``),
 ``revision`` (rewrites one: a ``revision``) and ``rating`` (scores one on the project's scale: a
@@ -133,7 +145,7 @@ def create_app(
     rate_limit_per_minute: int = 600,
     failed_auth_per_minute: float = FAILED_AUTH_PER_MINUTE,
     failed_auth_burst: int = FAILED_AUTH_BURST,
-    sqlite_synchronous: str = "NORMAL",
+    sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     session_hours: float = SESSION_MAX_AGE / timedelta(hours=1),
     session_idle_minutes: float = SESSION_IDLE_TIMEOUT / timedelta(minutes=1),
@@ -160,8 +172,10 @@ def create_app(
         make: ``failed_auth_burst`` at once, then ``failed_auth_per_minute``; past that every
         request of the address gets 429 until its budget refills.
     sqlite_synchronous
-        ``NORMAL`` or ``FULL``, for a SQLite database (see
-        :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`).
+        ``FULL`` (default: every acknowledged vote survives a power loss) or ``NORMAL`` (it
+        survives the server being killed; the last commits may be lost with the power), for a
+        SQLite database (see :data:`crowdtune.store.db.SQLITE_SYNCHRONOUS`). PostgreSQL
+        connections always use ``synchronous_commit = on``.
     busy_timeout_ms
         How long a request waits for a database lock another connection holds; past it the
         request gets 503 with ``Retry-After`` (:func:`crowdtune.store.make_engine`).
@@ -199,9 +213,12 @@ def create_app(
         app.state.tokens = TokenCache()
         upgrade(engine)
         app.state.sessions = session_factory(engine)
+        # Next-task assignments and answers: group commit (crowdtune.server.routes.tasks).
+        app.state.writer = GroupCommit(engine)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(app.state.writer.close)
             engine.dispose()
 
     app = FastAPI(
@@ -235,3 +252,21 @@ def create_app(
     app.exception_handler(PageError)(page_error)
     app.exception_handler(SignInNeeded)(sign_in_needed)
     return app
+
+
+#: The environment variable through which ``crowdtune serve --workers N`` hands the keyword
+#: arguments of :func:`create_app` (JSON) to each worker process (:func:`app_from_environment`).
+APP_CONFIG_ENV = "CROWDTUNE_APP_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of ``crowdtune serve --workers N``'s processes: :func:`create_app` with
+    the keyword arguments the parent wrote, as JSON, to :data:`APP_CONFIG_ENV` (uvicorn's app
+    factory: each worker builds its own app, engine, writer and caches)."""
+    try:
+        config = json.loads(os.environ[APP_CONFIG_ENV])
+    except (KeyError, ValueError) as exc:
+        raise RuntimeError(
+            f"{APP_CONFIG_ENV} must hold create_app's keyword arguments as JSON ({exc})"
+        ) from None
+    return create_app(**config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,17 +38,23 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """``crowdtune serve`` on database ``url`` and ``port``, returned once it answers HTTP.
 
-    ``options`` are more options of ``crowdtune serve`` (``["--max-body-bytes", "5000000"]``).
+    ``options`` are more options of ``crowdtune serve`` (``["--max-body-bytes", "5000000"]``,
+    ``["--workers", "2"]``). The server runs in a process group of its own, so that
+    :func:`kill_server` ends all its processes at once.
     Its output is appended to ``log`` (discarded without one). Raises ``RuntimeError`` with the
     log's tail when the server exits or does not answer within ``timeout`` seconds.
     """
     command = [*crowdtune_command(), "serve", "--db", url, "--port", str(port),
                "--rate-limit", str(rate_limit), *options]  # fmt: skip
     if log is None:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
     else:
         with log.open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def tail() -> str:
         return log.read_text(errors="replace")[-2000:] if log is not None else ""
@@ -60,9 +68,18 @@ def start_server(
                 return process
         except httpx.TransportError:
             time.sleep(0.1)
-    process.kill()
-    process.wait()
+    kill_server(process)
     raise RuntimeError(f"crowdtune serve did not answer within {timeout:.0f} s: {tail()}")
+
+
+def kill_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL every process of a server from :func:`start_server` (``--workers N`` runs
+    several) at once, as a power cut would stop them, and wait for the first to exit."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
@@ -72,5 +89,4 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            kill_server(process)

@@ -69,7 +69,7 @@ from crowdtune.store import (
 )
 from crowdtune.store import repository as repo
 from crowdtune.store.errors import ReusedKeyError
-from crowdtune.store.models import VERDICT_CODES, Job, Project
+from crowdtune.store.models import VERDICT_CODES, Job, Project, Response
 from crowdtune.tables import jsonable
 from crowdtune.validation import encodable_text, text_problem
 
@@ -172,18 +172,17 @@ def vote(
         idempotency_key=idempotency_key,
         project_id=project_id,
     )
-    out = ResponseOut(
-        response_id=stored.id,
-        task_id=stored.task_id,
-        verdict=None
-        if stored.verdict is None
-        else cast(VerdictCode, VERDICT_CODES[stored.verdict]),
-        revision=stored.revision,
-        score=stored.score,
-        aspects=stored.aspects,
+    return response_out(stored), created
+
+
+def response_out(stored: Response | repo.StoredAnswer) -> ResponseOut:
+    """A stored answer as the API returns it."""
+    verdict = None if stored.verdict is None else VERDICT_CODES[stored.verdict]
+    return ResponseOut(
+        response_id=stored.id, task_id=stored.task_id, verdict=cast(VerdictCode | None, verdict),
+        revision=stored.revision, score=stored.score, aspects=stored.aspects,
         skipped=stored.skipped,
-    )
-    return out, created
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,12 @@ class ConflictError(StoreError):
     """The request contradicts what is stored: a duplicate name, a task answered already."""
 
 
+class LostRaceError(ConflictError):
+    """A write lost a race with a concurrent transaction (another server process on
+    PostgreSQL): run it again (:func:`crowdtune.store.db.retrying`); the message says what
+    to do if every attempt loses."""
+
+
 class ForbiddenError(StoreError):
     """The row exists but belongs to another contributor."""
 

@@ -34,10 +34,14 @@ from crowdtune.store.repository.answers import (
     MAX_ASPECTS,
     MAX_REVISION,
     Answer,
+    StoredAnswer,
+    Submission,
     answer,
+    record_answer,
+    submission,
     submit_response,
 )
-from crowdtune.store.repository.assignment import ASSIGN_ATTEMPTS, next_task
+from crowdtune.store.repository.assignment import ASSIGN_ATTEMPTS, AssignedTask, assign, next_task
 from crowdtune.store.repository.items import (
     ITEM_FIELDS,
     SINGLE_ITEM_FIELDS,
@@ -169,6 +173,12 @@ __all__ = [
     "hash_token",
     "list_projects",
     "next_task",
+    "assign",
+    "AssignedTask",
+    "record_answer",
+    "submission",
+    "Submission",
+    "StoredAnswer",
     "on_token_change",
     "progress",
     "project_by_name",

@@ -1,5 +1,11 @@
-"""Repository answers: the vote, revision, score or skip that closes a task
-(:func:`submit_response`, idempotent per contributor and key; it commits)."""
+"""Repository answers: the vote, revision, score or skip that closes a task.
+
+:func:`submission` checks what a client sent (no database needed); :func:`record_answer`
+stores it in a few SQLAlchemy Core statements on a :class:`~sqlalchemy.Connection`, inside a
+write transaction its caller owns (the server's group commit,
+:class:`crowdtune.store.group_commit.GroupCommit`); :func:`submit_response` does both in a
+transaction of its own for callers holding a :class:`~sqlalchemy.orm.Session`, and commits.
+Idempotent per contributor and key."""
 
 from __future__ import annotations
 
@@ -8,14 +14,28 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from crowdtune.records import Verdict, check_score
-from crowdtune.store.errors import ConflictError, ForbiddenError, NotFoundError, ReusedKeyError
-from crowdtune.store.models import Item, Project, Response, Task
-from crowdtune.store.repository.writes import MAX_LABEL, MAX_NAME, check_name, writing
+from crowdtune.store.db import retrying
+from crowdtune.store.errors import (
+    ConflictError,
+    ForbiddenError,
+    LostRaceError,
+    NotFoundError,
+    ReusedKeyError,
+)
+from crowdtune.store.models import Item, Project, Response, Task, utc_now
+from crowdtune.store.repository.writes import (
+    MAX_LABEL,
+    MAX_NAME,
+    CoreRow,
+    check_name,
+    inserted_id,
+    writing,
+)
 from crowdtune.validation import check_text
 
 #: Longest revised answer, in characters (a long answer of an assistant is a few thousand).
@@ -106,17 +126,15 @@ def answer(
     )
 
 
-def _fits_project(given: Answer, project: Project) -> None:
-    """Raise ``ValueError`` naming the field unless the answer suits the project's kind (and a
-    score its scale: a whole number from the lowest to the highest score)."""
-    if given.kind not in ("skip", project.kind):
-        field = ANSWER_FIELD[project.kind]
-        raise ValueError(
-            f"this is a {project.kind} task: send {field!r}, not {ANSWER_FIELD[given.kind]!r}"
-        )
-    if project.scale is None:
+def _fits_project(given: Answer, kind: str, scale: tuple[int, int] | None) -> None:
+    """Raise ``ValueError`` naming the field unless the answer suits the project's ``kind``
+    (and a score its ``scale``: a whole number from the lowest to the highest score)."""
+    if given.kind not in ("skip", kind):
+        field = ANSWER_FIELD[kind]
+        raise ValueError(f"this is a {kind} task: send {field!r}, not {ANSWER_FIELD[given.kind]!r}")
+    if scale is None:
         return
-    low, high = project.scale
+    low, high = scale
     for where, value in [("score", given.score), *(
         (f"aspects.{name}", v) for name, v in (given.aspects or {}).items())
     ]:  # fmt: skip
@@ -127,20 +145,178 @@ def _fits_project(given: Answer, project: Project) -> None:
             )
 
 
-def _changed_fields(
-    stored: Response, given: Answer, reason: str | None, seconds: float | None
-) -> list[str]:
+@dataclass(frozen=True)
+class Submission:
+    """A checked submission (:func:`submission`): the answer, the optional reason and seconds,
+    and the idempotency key it is stored under."""
+
+    given: Answer
+    reason: str | None
+    seconds: float | None
+    key: str
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A stored response as :func:`record_answer` returns it, detached from any session."""
+
+    id: int
+    task_id: int
+    verdict: Verdict | None
+    revision: str | None
+    score: float | None
+    aspects: dict[str, float] | None
+    skipped: bool
+
+
+def submission(
+    *,
+    verdict: Verdict | str | int | None = None,
+    revision: str | None = None,
+    score: float | None = None,
+    aspects: Mapping[str, float] | None = None,
+    skipped: bool = False,
+    reason: str | None = None,
+    seconds: float | None = None,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Check a submission before it meets the database: the answer (:func:`answer`), the
+    reason, the seconds and the key (None: a fresh random key, which makes the call
+    non-repeatable). Raises ``ValueError`` naming the field (see :func:`submit_response`)."""
+    given = answer(
+        verdict=verdict, revision=revision, score=score, aspects=aspects, skipped=skipped
+    )
+    if reason is not None:
+        check_text(reason, "reason")
+    if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
+        raise ValueError(f"seconds must be a finite number of at least 0, got {seconds!r}")
+    key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
+    return Submission(given, reason, seconds, check_name(key, "idempotency key", MAX_LABEL))
+
+
+def _changed_fields(stored: CoreRow, sent: Submission) -> list[str]:
     """The fields of a submission that differ from the response stored under its key."""
-    sent = {
+    given = sent.given
+    mine = {
         "verdict": given.verdict, "revision": given.revision, "score": given.score,
-        "aspects": given.aspects, "skip": given.skipped, "reason": reason, "seconds": seconds,
+        "aspects": given.aspects, "skip": given.skipped, "reason": sent.reason,
+        "seconds": sent.seconds,
     }  # fmt: skip
     kept = {
         "verdict": stored.verdict, "revision": stored.revision, "score": stored.score,
         "aspects": stored.aspects, "skip": stored.skipped, "reason": stored.reason,
         "seconds": stored.seconds_spent,
     }  # fmt: skip
-    return [field for field in sent if sent[field] != kept[field]]
+    return [field for field in mine if mine[field] != kept[field]]
+
+
+# The statements of an answer, built once with bound parameters (see assignment's).
+#: The stored response under a contributor's key, with what a replay compares and returns.
+_BY_KEY = select(
+    Response.id, Response.task_id, Response.verdict, Response.revision, Response.score,
+    Response.aspects, Response.skipped, Response.reason, Response.seconds_spent,
+).where(
+    Response.contributor_id == bindparam("contributor"),
+    Response.idempotency_key == bindparam("key"),
+)  # fmt: skip
+#: The task with its item's project: the answer is checked against its kind and scale, and a
+#: vote must not pay two more round trips.
+_TASK = (
+    select(Task.contributor_id, Task.item_id, Task.answered, Item.project_id, Project.kind,
+           Project.scale_min, Project.scale_max)
+    .join(Item, Task.item_id == Item.id)
+    .join(Project, Item.project_id == Project.id)
+    .where(Task.id == bindparam("task"))
+)  # fmt: skip
+_ANSWER_OF_TASK = select(Response.id).where(Response.task_id == bindparam("task"))
+_ADD_RESPONSE = insert(Response)
+_MARK_ANSWERED = update(Task).where(Task.id == bindparam("task")).values(answered=True)
+# A skip gives the item back to the pool: someone else may take the place.
+_RELEASE_ITEM = update(Item).where(Item.id == bindparam("item")).values(assigned=Item.assigned - 1)
+
+
+def _stored_answer(row: CoreRow) -> StoredAnswer:
+    return StoredAnswer(row.id, row.task_id, row.verdict, row.revision, row.score, row.aspects,
+                        bool(row.skipped))  # fmt: skip
+
+
+def _record_once(
+    connection: Connection, task_id: int, contributor_id: int, sent: Submission,
+    project_id: int | None,
+) -> tuple[StoredAnswer, bool]:  # fmt: skip
+    key = sent.key
+    stored = connection.execute(_BY_KEY, {"contributor": contributor_id, "key": key}).first()
+    if stored is not None and stored.task_id != task_id:
+        raise ConflictError(
+            f"idempotency key {key!r} was used for task {stored.task_id}, not "
+            f"{task_id}; use a new key for each submission"
+        )
+    task = connection.execute(_TASK, {"task": task_id}).first()
+    if task is None or (project_id is not None and task.project_id != project_id):
+        where = "" if project_id is None else f" in project {project_id}"
+        raise NotFoundError(f"no task with id {task_id}{where}")
+    if stored is not None:
+        if changed := _changed_fields(stored, sent):
+            raise ReusedKeyError(
+                f"idempotency key {key!r} was sent before with a different "
+                f"{', '.join(changed)}; send the first body again to get its reply, "
+                "or use a new key for a new submission"
+            )
+        return _stored_answer(stored), False
+    if task.contributor_id != contributor_id:
+        raise ForbiddenError(f"task {task_id} is assigned to another contributor")
+    scale = None if task.scale_min is None else (task.scale_min, task.scale_max)
+    _fits_project(sent.given, task.kind, scale)
+    if task.answered:
+        answered = connection.scalar(_ANSWER_OF_TASK, {"task": task_id})
+        raise ConflictError(
+            f"task {task_id} was answered already (response {answered}, under another "
+            "idempotency key)"
+        )
+    given = sent.given
+    try:
+        added = connection.execute(
+            _ADD_RESPONSE,
+        {"task_id": task_id, "contributor_id": contributor_id, "verdict": given.verdict,
+         "revision": given.revision, "score": given.score, "aspects": given.aspects,
+         "skipped": given.skipped, "reason": sent.reason, "seconds_spent": sent.seconds,
+             "idempotency_key": key, "created_at": utc_now()},
+        )  # fmt: skip
+    except IntegrityError:
+        # A concurrent submission won: the next attempt finds it (same key) or reports it.
+        raise LostRaceError(f"task {task_id} was answered concurrently under another key") from None
+    connection.execute(_MARK_ANSWERED, {"task": task_id})
+    if given.skipped:
+        connection.execute(_RELEASE_ITEM, {"item": task.item_id})
+    answer_id = inserted_id(added)
+    return StoredAnswer(answer_id, task_id, given.verdict, given.revision, given.score,
+                        given.aspects, given.skipped), True  # fmt: skip
+
+
+def record_answer(
+    connection: Connection,
+    task_id: int,
+    contributor_id: int,
+    sent: Submission,
+    *,
+    project_id: int | None = None,
+) -> tuple[StoredAnswer, bool]:
+    """Store a checked submission (:func:`submission`) that closes one of the contributor's
+    tasks, in the write transaction open on ``connection`` (the caller commits it; nothing is
+    acknowledged before). Returns the stored answer, and whether this call stored it (False:
+    the key was seen before with the same body, and nothing was stored).
+
+    A first submission costs four statements (five for a skip): the key, the task with its
+    item's project, the response, the task's ``answered`` flag. Run it through
+    :func:`~crowdtune.store.db.retrying` (the group commit and :func:`submit_response` do):
+    when a concurrent submission (another process on PostgreSQL) stored the task's response
+    first, the unique constraint makes this attempt raise
+    :class:`~crowdtune.store.errors.LostRaceError`, its savepoint rolls back, and the next
+    attempt finds that response (same key: a replay) or reports it (409).
+
+    Raises what :func:`submit_response` raises, but for the checks of :func:`submission`.
+    """
+    return _record_once(connection, task_id, contributor_id, sent, project_id)
 
 
 def submit_response(
@@ -159,6 +335,9 @@ def submit_response(
     project_id: int | None = None,
 ) -> tuple[Response, bool]:
     """Store the answer that closes a task; idempotent per (contributor, key). Commits.
+
+    :func:`submission` then :func:`record_answer`, in a transaction of its own on ``session``;
+    the stored response comes back as a :class:`~crowdtune.store.models.Response`.
 
     Parameters
     ----------
@@ -204,80 +383,18 @@ def submit_response(
     ConflictError
         The task has a response under another key, or this key was used for another task.
     """
-    given = answer(
-        verdict=verdict, revision=revision, score=score, aspects=aspects, skipped=skipped
-    )
-    if reason is not None:
-        check_text(reason, "reason")
-    if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
-        raise ValueError(f"seconds must be a finite number of at least 0, got {seconds!r}")
-    key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
-    key = check_name(key, "idempotency key", MAX_LABEL)
-    for _ in range(2):
-        with writing(session):
-            stored = session.scalar(
-                select(Response).where(
-                    Response.contributor_id == contributor_id, Response.idempotency_key == key
-                )
-            )
-            if stored is not None and stored.task_id != task_id:
-                raise ConflictError(
-                    f"idempotency key {key!r} was used for task {stored.task_id}, not "
-                    f"{task_id}; use a new key for each submission"
-                )
-            # The item and its project come in the same query: the answer is checked against
-            # the project's kind and scale, and a vote must not pay two more round trips.
-            task = session.get(
-                Task, task_id, options=[joinedload(Task.item).joinedload(Item.project)]
-            )
-            if task is None or (project_id is not None and task.item.project_id != project_id):
-                where = "" if project_id is None else f" in project {project_id}"
-                raise NotFoundError(f"no task with id {task_id}{where}")
-            if stored is not None:
-                if changed := _changed_fields(stored, given, reason, seconds):
-                    raise ReusedKeyError(
-                        f"idempotency key {key!r} was sent before with a different "
-                        f"{', '.join(changed)}; send the first body again to get its reply, "
-                        "or use a new key for a new submission"
-                    )
-                session.commit()
-                return stored, False
-            if task.contributor_id != contributor_id:
-                raise ForbiddenError(f"task {task_id} is assigned to another contributor")
-            _fits_project(given, task.item.project)
-            answered = session.scalar(select(Response).where(Response.task_id == task_id))
-            if answered is not None:
-                raise ConflictError(
-                    f"task {task_id} was answered already (response {answered.id}, under another "
-                    "idempotency key)"
-                )
-            response = Response(
-                task_id=task_id,
-                contributor_id=contributor_id,
-                verdict=given.verdict,
-                revision=given.revision,
-                score=given.score,
-                aspects=given.aspects,
-                skipped=given.skipped,
-                reason=reason,
-                seconds_spent=seconds,
-                idempotency_key=key,
-            )
-            session.add(response)
-            task.answered = True
-            if given.skipped:
-                # The item goes back to the pool: someone else may take the place.
-                session.execute(
-                    update(Item)
-                    .where(Item.id == task.item_id)
-                    .values(assigned=Item.assigned - 1)
-                    .execution_options(synchronize_session=False)
-                )
-            try:
-                session.commit()
-            except IntegrityError:
-                # A concurrent submission won; the next pass finds it (same key) or reports it.
-                session.rollback()
-                continue
-            return response, True
-    raise ConflictError(f"task {task_id} was answered concurrently under another key")
+    sent = submission(
+        verdict=verdict, revision=revision, score=score, aspects=aspects, skipped=skipped,
+        reason=reason, seconds=seconds, idempotency_key=idempotency_key,
+    )  # fmt: skip
+    with writing(session):
+        stored, created = retrying(
+            session.connection(),
+            lambda connection: record_answer(
+                connection, task_id, contributor_id, sent, project_id=project_id
+            ),
+        )
+        session.commit()
+    response = session.get(Response, stored.id)
+    assert response is not None
+    return response, created

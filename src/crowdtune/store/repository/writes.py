@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,9 @@ MAX_NAME = 100
 MAX_LABEL = 200
 #: Longest model name or path.
 MAX_PATH = 500
+
+#: A row of a Core query on the hot path (its columns vary by query, so typed loosely).
+CoreRow = Any
 
 #: The scale of a rating project when none is given (a 7-point Likert scale).
 DEFAULT_RATING_SCALE = (1, 7)
@@ -74,6 +77,13 @@ def writing(session: Session) -> Iterator[None]:
             raise
         if session.in_transaction():  # a block that forgot to commit must not keep the lock
             session.rollback()
+
+
+def inserted_id(added: CursorResult[Any]) -> int:
+    """The primary key of the row a Core INSERT added."""
+    key = added.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def commit_or_conflict(session: Session, message: str) -> None:
