@@ -6,9 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from crowdtune.preference import TieAwareModel, make_model, swap_frame, tie_scores
-from crowdtune.preference.features import SIMILARITY_FEATURES, similarity_features
+from crowdtune.preference.features import (
+    EMBEDDING_SIMILARITY_FEATURES,
+    SIMILARITY_FEATURES,
+    embedding_similarity_features,
+    similarity_features,
+)
+from crowdtune.preference.ties import TIE_FEATURE_SETS
 
 WORDS = "the a good clear reply step list code fact answer model detail".split()
 
@@ -102,3 +109,51 @@ def test_every_tie_feature_set_learns_that_near_copies_tie(tie_features):
     proba = model.fit(train, train["label"].to_numpy()).predict_proba(test)
     alike = test["label"].to_numpy() == 2
     assert proba[alike, 2].mean() > proba[~alike, 2].mean() + 0.3
+
+
+# Embedding similarity: real MiniLM (as embedding-gbdt's tests), on a few hundred short texts that
+# the disk cache keeps after the first run.
+
+
+def test_embedding_similarity_is_symmetric_and_one_for_identical_answers():
+    frame = tie_frame(24, seed=2)
+    frame.loc[0, "response_b"] = frame.loc[0, "response_a"]
+    features = embedding_similarity_features(frame)
+    assert features.shape == (24, len(EMBEDDING_SIMILARITY_FEATURES))
+    np.testing.assert_array_equal(embedding_similarity_features(swap_frame(frame)), features)
+    cosine, gap = features[:, 0], features[:, 1]
+    assert cosine[0] == pytest.approx(1.0, abs=1e-6) and gap[0] == pytest.approx(0.0, abs=1e-6)
+    assert ((cosine >= -1) & (cosine <= 1)).all() and (gap >= 0).all()
+    # A near-copy (``a + " ok"``, every third row) is closer in meaning than an unrelated answer.
+    near = np.arange(24) % 3 == 0
+    assert cosine[near].mean() > cosine[~near].mean()
+
+
+def test_embedding_similarity_option_round_trips_through_clone_and_set_params():
+    model = TieAwareModel(embedding_similarity=True, encoder="m2v", C_tie=0.5)
+    params = clone(model).get_params()
+    assert params["embedding_similarity"] is True and params["encoder"] == "m2v"
+    assert TieAwareModel().set_params(embedding_similarity=True).embedding_similarity is True
+    assert TieAwareModel().get_params()["embedding_similarity"] is False
+
+
+def test_tie_aware_model_with_embedding_similarity_fits_symmetric_and_learns_ties():
+    train, test = tie_frame(120, seed=0), tie_frame(45, seed=1)
+    model = make_model("tie-aware", embedding_similarity=True, C_tie=1.0)
+    proba = model.fit(train, train["label"].to_numpy()).predict_proba(test)
+    # Two more tie columns than the lexical set: the logistic tie part sees them.
+    n_tie = len(model.tie_model_[-1].coef_[0])
+    assert n_tie == len(TIE_FEATURE_SETS["lexical"]) + len(EMBEDDING_SIMILARITY_FEATURES)
+    np.testing.assert_allclose(model.predict_proba(swap_frame(test)), proba[:, [1, 0, 2]])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    alike = test["label"].to_numpy() == 2
+    assert proba[alike, 2].mean() > proba[~alike, 2].mean() + 0.3
+
+
+def test_tie_aware_model_with_embedding_similarity_takes_sample_weights():
+    train = tie_frame(120, seed=0)
+    y = train["label"].to_numpy()
+    weights = np.where(np.arange(len(train)) < 30, 0.0, 1.0)
+    weighted = TieAwareModel(embedding_similarity=True).fit(train, y, sample_weight=weights)
+    subset = TieAwareModel(embedding_similarity=True).fit(train.iloc[30:], y[30:])
+    np.testing.assert_allclose(weighted.predict_proba(train), subset.predict_proba(train))

@@ -16,8 +16,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crowdtune.preference.base import PairFeatureModel, expand_proba
-from crowdtune.preference.features import length_features, pair_features, text_features
-from crowdtune.spaces.text import embed_texts
+from crowdtune.preference.features import (
+    cosines,
+    length_features,
+    pair_embeddings,
+    pair_features,
+    text_features,
+)
 
 
 class LengthModel(PairFeatureModel):
@@ -252,18 +257,10 @@ subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _embed(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-
-        columns = ("prompt", "response_a", "response_b")
-        texts = [X[c].astype(str).tolist() for c in columns]
-        flat = embed_texts([t for column in texts for t in column], encoder=self.encoder)
-        n = len(X)
-        return flat[:n], flat[n : 2 * n], flat[2 * n :]
-
     def _fit_state(self, X: pd.DataFrame) -> None:
         """The PCA of the training pairs' embedding differences (unweighted: scikit-learn's PCA
         takes no sample weights; pairs of weight 0 are not among the rows)."""
-        _, e_a, e_b = self._embed(X)
+        _, e_a, e_b = pair_embeddings(X, self.encoder)
         diff = e_a - e_b
         k = max(1, min(self.n_components, len(X) - 1, diff.shape[1]))
         # Fitted on both orders, so the projection of -d is minus the projection of d.
@@ -273,14 +270,13 @@ subsample_freq, colsample_bytree, reg_lambda, random_state, n_jobs
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cheap_ab, cheap_ba = text_features(X, relative=self.relative)
-        e_p, e_a, e_b = self._embed(X)
+        e_p, e_a, e_b = pair_embeddings(X, self.encoder)
         # The PCA is centred on the mean of (d, -d), which is zero: projecting is a matrix product,
         # and the swapped pair's projection is exactly minus this one.
         proj = (e_a - e_b) @ self.pca_.components_.T
         abs_proj = np.abs(e_a - e_b) @ self.pca_.components_.T
-        sim_a = np.einsum("ij,ij->i", e_p, e_a)[:, None]
-        sim_b = np.einsum("ij,ij->i", e_p, e_b)[:, None]
-        sim_ab = np.einsum("ij,ij->i", e_a, e_b)[:, None]
+        sim_a, sim_b = cosines(e_p, e_a)[:, None], cosines(e_p, e_b)[:, None]
+        sim_ab = cosines(e_a, e_b)[:, None]
         emb_ab, emb_ba = pair_features(sim_a, sim_b, np.hstack([abs_proj, sim_ab]))
         return np.hstack([cheap_ab, emb_ab, proj]), np.hstack([cheap_ba, emb_ba, -proj])
 

@@ -25,8 +25,10 @@ from sklearn.preprocessing import StandardScaler
 
 from crowdtune.preference.base import PairFeatureModel
 from crowdtune.preference.features import (
+    EMBEDDING_SIMILARITY_FEATURES,
     RESPONSE_FEATURES,
     SIMILARITY_FEATURES,
+    embedding_similarity_features,
     response_features,
     similarity_features,
 )
@@ -55,7 +57,10 @@ class TieAwareModel(PairFeatureModel):
     Tie features (``tie_features``): ``"lexical"`` (default) the character, token-set and word
     similarity of the two answers and the near-identical flag; ``"similarity"`` adds both refusals,
     both very short and the same-structure flags; ``"all"`` also the absolute differences of the
-    two responses' cheap features (lengths, markup, refusals). Split features: the signed
+    two responses' cheap features (lengths, markup, refusals). ``embedding_similarity`` adds
+    the cosine similarity of the two answers' sentence embeddings and the gap between their
+    cosines to the prompt (:func:`~crowdtune.preference.features.embedding_similarity_features`)
+    to whichever set; it embeds every text (cached by text). Split features: the signed
     differences, scaled without centring (centring would shift zero, and with it the symmetry). If
     the training data has no ties the model predicts P(tie) = 0, as the other predictors do.
 
@@ -68,14 +73,30 @@ class TieAwareModel(PairFeatureModel):
         default: 0.01 scored best leave-one-dataset-out).
     C_split
         Inverse L2 regularisation strength of the A-vs-B logistic regression (fitted on non-ties).
+    embedding_similarity
+        Add the embedding similarity features to the tie part. Off by default: leave one
+        dataset out they cost 0.006-0.010 nats of tie log loss on every held-out set (the cosine's
+        level differs between datasets; benchmarks/RESULTS.md, "Ties as their own signal"),
+        and they embed every text (about a minute per 1,000 uncached pairs on 2 CPU cores).
+    encoder
+        The sentence encoder of those features (a key of
+        :data:`crowdtune.spaces.text.ENCODERS`); unused without ``embedding_similarity``.
     """
 
     def __init__(
-        self, *, tie_features: str = "lexical", C_tie: float = 0.01, C_split: float = 1.0
+        self,
+        *,
+        tie_features: str = "lexical",
+        C_tie: float = 0.01,
+        C_split: float = 1.0,
+        embedding_similarity: bool = False,
+        encoder: str = "minilm",
     ) -> None:
         self.tie_features = tie_features
         self.C_tie = C_tie
         self.C_split = C_split
+        self.embedding_similarity = embedding_similarity
+        self.encoder = encoder
 
     def _pair_features(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         prompts = X["prompt"].astype(str).tolist()
@@ -83,12 +104,16 @@ class TieAwareModel(PairFeatureModel):
         side_b = response_features(X["response_b"].astype(str).tolist(), prompts)
         diff = side_a - side_b
         shared = np.hstack([np.abs(diff), similarity_features(X)])
+        if self.embedding_similarity:
+            shared = np.hstack([shared, embedding_similarity_features(X, self.encoder)])
         return np.hstack([diff, shared]), np.hstack([-diff, shared])
 
     def _split(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The signed differences and the chosen tie columns of pair features ``F``."""
         k = len(RESPONSE_FEATURES)
         keep = [TIE_COLUMNS.index(name) for name in TIE_FEATURE_SETS[self.tie_features]]
+        if self.embedding_similarity:  # appended after TIE_COLUMNS by _pair_features
+            keep += [len(TIE_COLUMNS) + j for j in range(len(EMBEDDING_SIMILARITY_FEATURES))]
         return F[:, :k], F[:, k:][:, keep]
 
     def _fit_features(self, F: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
