@@ -20,6 +20,7 @@ Budgets are kept by :class:`Throttle`, in bounded memory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -238,7 +239,12 @@ def client_address(scope: Scope) -> str:
     """The address a request's budget is kept for: the client's IP address (an IPv6 address by
     its /64, which one machine usually has whole), else whatever the server named it."""
     client = scope.get("client")
-    host = str(client[0]) if client else "unknown"
+    return _budget_address(str(client[0]) if client else "unknown")
+
+
+@functools.lru_cache(maxsize=4096)
+def _budget_address(host: str) -> str:
+    # Cached: parsing the address took dozens of Python calls on every request.
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
