@@ -18,6 +18,7 @@ default handler fail with a 500).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -82,8 +83,13 @@ class InputCheck:
             await self.app(scope, receive, send)
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        found = _text_fields(query, "query") or _text_fields(headers, "header")
+        found = _text_fields(query, "query")
+        # Decoded as Latin-1 a header holds no surrogate, so only a NUL byte can be refused:
+        # one search of all header bytes at once, and the headers are decoded (to name the
+        # field) only when it finds one.
+        if found is None and b"\x00" in b"".join(chain.from_iterable(scope["headers"])):
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            found = _text_fields(headers, "header")
         if found is not None:
             await refused(*found)(scope, receive, send)
             return
