@@ -346,3 +346,26 @@ def test_openapi_docs_are_served(api):
     schema = client.get("/openapi.json").json()
     assert f"{API}/tasks/{{task_id}}/responses" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_openapi_keeps_the_hot_routes_contract(api):
+    """The vote path answers with pre-serialised JSON and authenticates through one dependency
+    (SignedInAs): its schema still names the bearer scheme, the bodies and the statuses."""
+    client, _ = api
+    schema = client.get("/openapi.json").json()
+    bearer = schema["components"]["securitySchemes"]["HTTPBearer"]
+    assert bearer["scheme"] == "bearer" and "crowdtune users create" in bearer["description"]
+    vote = schema["paths"][f"{API}/tasks/{{task_id}}/responses"]["post"]
+    task = schema["paths"][f"{API}/projects/{{project_id}}/tasks/next"]["get"]
+    listing = schema["paths"][f"{API}/projects"]["get"]
+    for operation in (vote, task, listing):
+        assert operation["security"] == [{"HTTPBearer": []}]
+    assert vote["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ResponseOut"
+    }
+    assert {"200", "201", "422"} <= set(vote["responses"])
+    assert "oneOf" in str(task["responses"]["200"]["content"]["application/json"]["schema"])
+    assert "204" in task["responses"]
+    assert vote["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ResponseIn"
+    }
