@@ -76,6 +76,11 @@ def test_items_generate_answers_with_the_base_of_a_revision_project(store, one_t
     items = items_of(sessions, project_id)
     assert len(items) == 3 and {item.model_a for item in items} == {"tiny"}
     assert all(item.response_a[0].strip() and item.response_b is None for item in items)
+    again = CliRunner().invoke(app, args)  # the same prompts drawn: the next three instead
+    assert again.exit_code == 0, again.output
+    assert '"created": 3' in again.stdout and '"skipped": 3' in again.stdout
+    prompts = [tuple(item.prompt) for item in items_of(sessions, project_id)]
+    assert len(prompts) == 6 and len(set(prompts)) == 6
     refused = CliRunner().invoke(app, ["items", "generate", "--db", url, "--project", "rev",
                                        "--prompts", "@car:test", "--model-b", "tiny"])  # fmt: skip
     assert refused.exit_code == 2 and "--model-b is for pairwise projects" in refused.output

@@ -105,9 +105,10 @@ def items_generate_cmd(
     A revision or rating project gets one answer per prompt (by --model, the current base by
     default); a pairwise project two, --model against --model-b, with the models' names as the
     items' model_a and model_b (A and B drawn at random per item), so the crowd's votes rank the
-    lineage on the model leaderboard.
+    lineage on the model leaderboard. Prompts the same models answered in the project before
+    are skipped (run it again for the next --n prompts).
     """
-    from crowdtune.crowd.generated import generated_items, single_turn
+    from crowdtune.crowd.generated import generated_items, prompt_turns, single_turn
     from crowdtune.store import repository as repo
     from crowdtune.training.assess import held_out_prompts
 
@@ -124,16 +125,27 @@ def items_generate_cmd(
             )
         elif model_b is not None:
             fail(f"--model-b is for pairwise projects; {target.name!r} is a {kind} project")
+        answered = repo.project_item_keys(session, project_id)
         session.commit()
     try:
         available, _ = held_out_prompts(prompts, None, seed)
     except (OSError, ValueError) as exc:
         fail(f"--prompts {prompts}: {exc}")
     # An item holds user turns and one answer: conversations with earlier answers do not fit.
-    chosen = [prompt for prompt in available if single_turn(prompt)][:n]
-    if not chosen:
+    fitting = [prompt for prompt in available if single_turn(prompt)]
+    if not fitting:
         fail(f"--prompts {prompts}: none of its {len(available)} prompts is a plain text or a "
              "user-only conversation")  # fmt: skip
+    # A prompt these models answered in this project before would only repeat its item.
+    models = frozenset(m.name for m in (first, second) if m is not None)
+    fresh = [p for p in fitting if (tuple(prompt_turns(p)), models) not in answered]
+    chosen = fresh[:n]
+    if not chosen:
+        fail(
+            f"--prompts {prompts}: the project has items of {' and '.join(sorted(models))} "
+            f"for all {len(fitting)} of its prompts; give other prompts or another --model"
+        )
+    skipped = len(fitting) - len(fresh)
     total = len(chosen) * (1 if second is None else 2)
     try:
         with progress_bar(total, "generating answers", progress) as advance:
@@ -152,9 +164,11 @@ def items_generate_cmd(
         "model_a": first.name,
         "model_b": None if second is None else second.name,
         "prompts": prompts,
+        "skipped": skipped,
     }
     if json_out:
         typer.echo(json.dumps(summary))
         return
-    models = first.name if second is None else f"{first.name} vs {second.name}"
-    typer.echo(f"added {created} {kind} items to project {project_id} ({models})")
+    names = first.name if second is None else f"{first.name} vs {second.name}"
+    note = f"; skipped {skipped} prompts these models answered before" if skipped else ""
+    typer.echo(f"added {created} {kind} items to project {project_id} ({names}){note}")

@@ -603,7 +603,7 @@ def enqueue_round(session: Session, project_id: int, body: RoundIn) -> tuple[Job
     for option in ("max_steps", "max_new_tokens"):
         if payload.get(option) is None:
             payload.pop(option, None)
-    number = len(repo.project_rounds(session, project_id)) + 1
+    number = repo.project_round_count(session, project_id) + 1
     job = repo.enqueue_job(
         session, "round", {"candidate": candidate, **payload}, project_id=project_id
     )

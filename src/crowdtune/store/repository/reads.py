@@ -1,5 +1,5 @@
 """Repository reads: contributors by token or name, projects, and a project's votes, revisions,
-ratings, progress, gold items and rounds.
+ratings, progress, gold items, item keys and rounds.
 
 Readers leave the session's transaction open (the caller ends it, or the next writer commits
 it); none writes.
@@ -350,6 +350,33 @@ def project_gold_items(session: Session, project_id: int) -> list[Comparison]:
         select(Item).where(Item.project_id == project_id, Item.gold.is_not(None)).order_by(Item.id)
     )
     return [_as_comparison(item, cast(Verdict, item.gold), project.name) for item in items]
+
+
+def project_item_keys(
+    session: Session, project_id: int
+) -> set[tuple[tuple[str, ...], frozenset[str]]]:
+    """What the project's items already answer: each item's prompt turns with the set of its
+    models' names (``model_a`` and ``model_b`` where known), so a generator can skip a prompt
+    the same models answered before, whichever of them was shown as A.
+
+    Raises
+    ------
+    NotFoundError
+        No such project.
+    """
+    get_project(session, project_id)
+    rows = session.execute(
+        select(Item.prompt, Item.model_a, Item.model_b).where(Item.project_id == project_id)
+    )
+    return {
+        (tuple(prompt), frozenset(name for name in (model_a, model_b) if name is not None))
+        for prompt, model_a, model_b in rows
+    }
+
+
+def project_round_count(session: Session, project_id: int) -> int:
+    """How many rounds the project has stored (without loading them)."""
+    return int(session.scalar(select(func.count(Round.id)).where(Round.project_id == project_id)))
 
 
 def project_rounds(session: Session, project_id: int) -> list[Round]:
