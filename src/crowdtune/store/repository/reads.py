@@ -376,7 +376,7 @@ def project_item_keys(
 
 def project_round_count(session: Session, project_id: int) -> int:
     """How many rounds the project has stored (without loading them)."""
-    return int(session.scalar(select(func.count(Round.id)).where(Round.project_id == project_id)))
+    return session.scalar(select(func.count(Round.id)).where(Round.project_id == project_id)) or 0
 
 
 def project_rounds(session: Session, project_id: int) -> list[Round]:
