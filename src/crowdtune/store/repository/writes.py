@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ from crowdtune.store.models import (
     Project,
     Round,
 )
-from crowdtune.store.repository.reads import get_project, hash_token
+from crowdtune.store.repository.reads import get_project, hash_token, project_round_count
 from crowdtune.validation import check_choice, check_text
 
 #: Longest contributor name, project name, external id, model name and idempotency key.
@@ -258,9 +258,7 @@ def add_round(
     # The project's row lock (PostgreSQL; SQLite's write lock is taken already) makes two
     # rounds that finish together count the stored rounds one after the other.
     get_project(session, project_id, lock=True)
-    stored_rounds = session.scalar(
-        select(func.count(Round.id)).where(Round.project_id == project_id)
-    )
+    stored_rounds = project_round_count(session, project_id)
     if after is not None and stored_rounds != after:
         raise ConflictError(
             f"another round of project {project_id} was stored while {ran} ran "
